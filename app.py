@@ -1,0 +1,3 @@
+from discountflow import create_app
+
+app = create_app()

@@ -1,0 +1,46 @@
+"""DiscountFlow: a self-hosted discount-approval service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the application: config → extensions → blueprints → error handlers → CLI."""
+    app = Flask(__name__, instance_relative_config=True)
+
+    from .config import load_config
+
+    if test_config is None:
+        from dotenv import load_dotenv
+
+        load_dotenv(override=False)
+    load_config(app, test_config)
+    app.json.sort_keys = False  # keep "object" first, as written
+
+    from .auth.verification import KeyVerifier
+    from .database import configure_sqlite_connection
+    from .extensions import db, limiter
+
+    db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            event.listen(db.engine, "connect", configure_sqlite_connection)
+    limiter.init_app(app)
+    app.extensions["discountflow.key_verifier"] = KeyVerifier()
+
+    from . import api
+
+    api.init_app(app)
+
+    from .errors import register_error_handlers
+
+    register_error_handlers(app)
+
+    from .cli import register_cli
+
+    register_cli(app)
+    return app

@@ -1,0 +1,1 @@
+"""Discount approvals: the requests that sales reps make and approvers decide."""

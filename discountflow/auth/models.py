@@ -1,0 +1,103 @@
+"""Tables for organizations, their members and their API keys."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from functools import partial
+
+from sqlalchemy import Boolean, ForeignKey, Index, String, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..database import UTCDateTime, new_id, utcnow
+from ..extensions import db
+
+
+class Role(enum.StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+class Environment(enum.StrEnum):
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+class Organization(db.Model):
+    __tablename__ = "organizations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=partial(new_id, "org"))
+    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    members: Mapped[list[User]] = relationship(back_populates="organization")
+
+
+class User(db.Model):
+    __tablename__ = "users"
+    __table_args__ = (
+        # Exactly one owner per organization: the service creates it with the organization,
+        # and this index refuses a second one.
+        Index(
+            "uq_users_one_owner_per_organization",
+            "organization_id",
+            unique=True,
+            sqlite_where=text("role = 'owner'"),
+            postgresql_where=text("role = 'owner'"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=partial(new_id, "usr"))
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(60))
+    role: Mapped[str] = mapped_column(String(16), default=Role.MEMBER.value)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    organization: Mapped[Organization] = relationship(back_populates="members")
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == Role.OWNER.value
+
+
+class ApiKey(db.Model):
+    """An API key. Only a bcrypt hash of the whole key is kept; the id is its public lookup id."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        # A slot (organization, environment, scope) has at most one current key. A rolled key
+        # keeps working until it expires but is no longer current (replaced_at is set).
+        Index(
+            "uq_api_keys_one_current_key_per_slot",
+            "organization_id",
+            "environment",
+            "read_only",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL AND replaced_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL AND replaced_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    environment: Mapped[str] = mapped_column(String(16))
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    key_hash: Mapped[str] = mapped_column(String(60))
+    last_four: Mapped[str] = mapped_column(String(4))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    replaced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    organization: Mapped[Organization] = relationship()
+    created_by: Mapped[User | None] = relationship()
+
+    def is_usable(self, now: datetime) -> bool:
+        """Tell whether the key authenticates at ``now``."""
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)

@@ -1,0 +1,448 @@
+"""Organizations, members and API keys: the rules every surface (API, dashboard, CLI) shares.
+
+Services take an explicit actor, decide whether it may act, own the transaction and raise
+:class:`~discountflow.errors.DomainError` subclasses on refusal.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import NoReturn
+
+import bcrypt
+from flask import current_app, g
+from limits import parse as parse_limit
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..database import utcnow
+from ..errors import (
+    Conflict,
+    InvalidApiKey,
+    InvalidParameter,
+    NotFound,
+    PermissionDenied,
+    TooManyFailedAuthentications,
+)
+from ..extensions import db, limiter
+from .keys import MAX_KEY_BYTES, build_key, parse_key
+from .models import ApiKey, Organization, Role, User
+from .verification import KeyVerifier
+
+log = logging.getLogger(__name__)
+
+MAX_PASSWORD_BYTES = 72  # bcrypt's limit
+MIN_PASSWORD_LENGTH = 8
+MAX_GRACE = timedelta(days=30)
+MAX_EXPIRY_DAYS = 3650
+SLUG_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
+EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+# --- passwords -------------------------------------------------------------------------------
+
+
+def hash_secret(secret: str) -> str:
+    """Return a bcrypt hash of a password or key at the configured cost."""
+    rounds = current_app.config["BCRYPT_ROUNDS"]
+    return bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds)).decode()
+
+
+def _check_password_rules(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidParameter(
+            f"The password must be at least {MIN_PASSWORD_LENGTH} characters.", param="password"
+        )
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        raise InvalidParameter(
+            f"The password must be at most {MAX_PASSWORD_BYTES} bytes.", param="password"
+        )
+
+
+# --- organizations and members ---------------------------------------------------------------
+
+
+def slugify(name: str) -> str:
+    """Return a URL-safe slug for an organization name."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:64].strip("-")
+
+
+def _normalize_email(email: str) -> str:
+    email = email.strip().lower()
+    if len(email) > 254 or not EMAIL_PATTERN.fullmatch(email):
+        raise InvalidParameter("Enter a valid email address.", param="email")
+    return email
+
+
+def create_organization(
+    name: str, *, owner_email: str, owner_password: str, owner_name: str = "", slug: str = ""
+) -> Organization:
+    """Create an organization together with its one owner."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidParameter(
+            "The organization needs a name of 1 to 200 characters.", param="name"
+        )
+    slug = slug or slugify(name)
+    if not SLUG_PATTERN.fullmatch(slug):
+        raise InvalidParameter(
+            "The slug may hold lowercase letters, digits and dashes.", param="slug"
+        )
+    email = _normalize_email(owner_email)
+    _check_password_rules(owner_password)
+    organization = Organization(name=name, slug=slug)
+    owner = User(
+        organization=organization,
+        email=email,
+        name=owner_name.strip(),
+        password_hash=hash_secret(owner_password),
+        role=Role.OWNER.value,
+    )
+    db.session.add_all([organization, owner])
+    _commit_or_conflict("An organization with this slug, or a user with this email, exists.")
+    return organization
+
+
+def add_member(
+    actor: User, *, email: str, password: str, role: str = Role.MEMBER.value, name: str = ""
+) -> User:
+    """Add a member to the actor's organization; owners and admins may."""
+    if actor.role not in (Role.OWNER.value, Role.ADMIN.value):
+        raise PermissionDenied("Only the owner and admins may add members.")
+    if role not in (Role.ADMIN.value, Role.MEMBER.value):
+        raise InvalidParameter("A member's role is admin or member.", param="role")
+    _check_password_rules(password)
+    member = User(
+        organization_id=actor.organization_id,
+        email=_normalize_email(email),
+        name=name.strip(),
+        password_hash=hash_secret(password),
+        role=role,
+    )
+    db.session.add(member)
+    _commit_or_conflict("A user with this email exists.")
+    return member
+
+
+def find_organization(reference: str) -> Organization:
+    """Return the organization with this id or slug."""
+    organization = db.session.execute(
+        select(Organization).where(
+            or_(Organization.id == reference, Organization.slug == reference)
+        )
+    ).scalar_one_or_none()
+    if organization is None:
+        raise NotFound(f"No organization with id or slug {reference!r}.")
+    return organization
+
+
+def owner_of(organization: Organization) -> User:
+    """Return the organization's owner."""
+    return db.session.execute(
+        select(User).where(User.organization_id == organization.id, User.role == Role.OWNER.value)
+    ).scalar_one()
+
+
+def _commit_or_conflict(message: str) -> None:
+    try:
+        db.session.commit()
+    except IntegrityError as error:
+        db.session.rollback()
+        raise Conflict(message) from error
+
+
+# --- API keys: management (owner only) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeySlot:
+    """What the API Keys tab shows for one slot (full access or read-only)."""
+
+    read_only: bool
+    status: str  # "Active" or "No API key generated"
+    current: ApiKey | None
+    expiring: list[ApiKey]  # rolled keys still inside their grace period
+
+
+def _require_owner(actor: object) -> User:
+    if not isinstance(actor, User) or not actor.is_owner:
+        raise PermissionDenied("Only the organization owner may manage API keys.")
+    return actor
+
+
+def _environment() -> str:
+    return current_app.config["DISCOUNTFLOW_ENV"]
+
+
+def _live_keys(organization_id: str, read_only: bool, now: datetime) -> list[ApiKey]:
+    """Return the slot's keys that still authenticate, current first."""
+    keys = db.session.execute(
+        select(ApiKey)
+        .where(
+            ApiKey.organization_id == organization_id,
+            ApiKey.environment == _environment(),
+            ApiKey.read_only == read_only,
+            ApiKey.revoked_at.is_(None),
+            or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
+        )
+        .order_by(ApiKey.created_at.desc())
+    ).scalars()
+    return sorted(keys, key=lambda key: key.replaced_at is not None)
+
+
+def _end_current_key(organization_id: str, read_only: bool, now: datetime, **values) -> None:
+    db.session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.organization_id == organization_id,
+            ApiKey.environment == _environment(),
+            ApiKey.read_only == read_only,
+            ApiKey.revoked_at.is_(None),
+            ApiKey.replaced_at.is_(None),
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _issue_key(actor: User, read_only: bool, now: datetime, expires_at: datetime | None):
+    key_id, key = build_key(_environment(), read_only)
+    api_key = ApiKey(
+        id=key_id,
+        organization_id=actor.organization_id,
+        environment=_environment(),
+        read_only=read_only,
+        key_hash=hash_secret(key),
+        last_four=key[-4:],
+        created_at=now,
+        created_by_id=actor.id,
+        expires_at=expires_at,
+    )
+    db.session.add(api_key)
+    return api_key, key
+
+
+def _commit_key_change() -> None:
+    try:
+        db.session.commit()
+    except IntegrityError as error:
+        # Another request changed this slot at the same moment; the index kept one current key.
+        db.session.rollback()
+        raise Conflict("The key was changed by another request at the same time. Retry.") from error
+
+
+def generate_key(
+    actor: object, *, read_only: bool = False, expires_in_days: int | None = None
+) -> tuple[ApiKey, str]:
+    """Issue a new key for a slot, ending the slot's previous keys at once; return it once."""
+    owner = _require_owner(actor)
+    if expires_in_days is not None and not 1 <= expires_in_days <= MAX_EXPIRY_DAYS:
+        raise InvalidParameter(
+            f"A key expires in 1 to {MAX_EXPIRY_DAYS} days.", param="expires_in_days"
+        )
+    now = utcnow()
+    expires_at = now + timedelta(days=expires_in_days) if expires_in_days else None
+    # Generating invalidates every key of the slot, including rolled keys still in grace.
+    db.session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.organization_id == owner.organization_id,
+            ApiKey.environment == _environment(),
+            ApiKey.read_only == read_only,
+            ApiKey.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    api_key, key = _issue_key(owner, read_only, now, expires_at)
+    _commit_key_change()
+    log.info("api key generated: %s (organization %s)", api_key.id, owner.organization_id)
+    return api_key, key
+
+
+def roll_key(actor: object, *, read_only: bool = False, grace: timedelta) -> tuple[ApiKey, str]:
+    """Issue a new key and let the slot's current key keep working for ``grace``."""
+    owner = _require_owner(actor)
+    if not timedelta(0) <= grace <= MAX_GRACE:
+        raise InvalidParameter("The grace period is between 0 and 30 days.", param="grace")
+    now = utcnow()
+    live = _live_keys(owner.organization_id, read_only, now)
+    current = next((key for key in live if key.replaced_at is None), None)
+    if current is None:
+        raise Conflict("This slot has no active key to roll. Generate one instead.")
+    ends_at = now + grace
+    if current.expires_at is not None and current.expires_at < ends_at:
+        ends_at = current.expires_at
+    _end_current_key(owner.organization_id, read_only, now, replaced_at=now, expires_at=ends_at)
+    api_key, key = _issue_key(owner, read_only, now, None)
+    _commit_key_change()
+    log.info("api key rolled: %s replaces %s until %s", api_key.id, current.id, ends_at)
+    return api_key, key
+
+
+def revoke_key(actor: object, *, read_only: bool = False) -> list[str]:
+    """Revoke every key of a slot at once, permanently; return the revoked key ids."""
+    owner = _require_owner(actor)
+    now = utcnow()
+    revoked = [key.id for key in _live_keys(owner.organization_id, read_only, now)]
+    if not revoked:
+        raise NotFound("This slot has no API key to revoke.")
+    db.session.execute(
+        update(ApiKey)
+        .where(ApiKey.id.in_(revoked), ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    log.info("api keys revoked: %s", ", ".join(revoked))
+    return revoked
+
+
+def key_slots(actor: object) -> list[KeySlot]:
+    """Return the status of both slots, full access first, for the owner."""
+    owner = _require_owner(actor)
+    now = utcnow()
+    slots = []
+    for read_only in (False, True):
+        live = _live_keys(owner.organization_id, read_only, now)
+        current = next((key for key in live if key.replaced_at is None), None)
+        slots.append(
+            KeySlot(
+                read_only=read_only,
+                status="Active" if current is not None else "No API key generated",
+                current=current,
+                expiring=[key for key in live if key.replaced_at is not None],
+            )
+        )
+    return slots
+
+
+# --- API keys: authentication (every /v2 request) --------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiKeyPrincipal:
+    """The caller of an authenticated API request: an API key acting for its organization."""
+
+    key_id: str
+    organization_id: str
+    organization_name: str
+    organization_slug: str
+    environment: str
+    read_only: bool
+
+
+def current_api_key() -> ApiKeyPrincipal:
+    """Return the API key that authenticated the current request."""
+    return g.api_key
+
+
+_KEY_COLUMNS = (
+    ApiKey.id,
+    ApiKey.organization_id,
+    ApiKey.environment,
+    ApiKey.read_only,
+    ApiKey.key_hash,
+    ApiKey.last_used_at,
+    ApiKey.expires_at,
+    ApiKey.revoked_at,
+    Organization.name,
+    Organization.slug,
+)
+
+
+def _verifier() -> KeyVerifier:
+    return current_app.extensions["discountflow.key_verifier"]
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """Return the token of an ``Authorization: Bearer <token>`` header, or ``None``."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > MAX_KEY_BYTES:
+        return None
+    return token
+
+
+def authenticate(authorization: str | None, *, client_ip: str) -> ApiKeyPrincipal:
+    """Return who an ``Authorization`` header authenticates, or raise ``InvalidApiKey``.
+
+    bcrypt runs at most once per valid key per process, never twice for the same bad key,
+    and never for a client address over its failed-authentication limit.
+    """
+    presented = bearer_token(authorization)
+    parsed = parse_key(presented) if presented else None
+    if parsed is None or parsed.environment != _environment():
+        _refuse(client_ip)
+    row = db.session.execute(
+        select(*_KEY_COLUMNS)
+        .join(Organization, Organization.id == ApiKey.organization_id)
+        .where(ApiKey.id == parsed.key_id)
+    ).one_or_none()
+    now = utcnow()
+    if (
+        row is None
+        or row.revoked_at is not None
+        or (row.expires_at is not None and row.expires_at <= now)
+        or row.environment != parsed.environment
+        or row.read_only != parsed.read_only
+    ):
+        _refuse(client_ip)
+    verifier = _verifier()
+    digest = verifier.digest(presented)
+    if not verifier.is_verified(row.id, digest):
+        if verifier.is_rejected(digest):
+            _refuse(client_ip)
+        _check_failure_budget(client_ip)
+        if not bcrypt.checkpw(presented.encode(), row.key_hash.encode()):
+            verifier.remember_rejected(digest)
+            _refuse(client_ip)
+        verifier.remember_verified(row.id, digest)
+    _record_use(row.id, row.last_used_at, now)
+    return ApiKeyPrincipal(
+        key_id=row.id,
+        organization_id=row.organization_id,
+        organization_name=row.name,
+        organization_slug=row.slug,
+        environment=row.environment,
+        read_only=row.read_only,
+    )
+
+
+def _failure_limit():
+    return parse_limit(current_app.config["AUTH_FAILURE_LIMIT"])
+
+
+def _check_failure_budget(client_ip: str) -> None:
+    """Refuse bcrypt work for an address that has failed too often (shared limiter storage)."""
+    item = _failure_limit()
+    if not limiter.limiter.test(item, "auth-failures", client_ip):
+        reset_at, _ = limiter.limiter.get_window_stats(item, "auth-failures", client_ip)
+        raise TooManyFailedAuthentications(retry_after=max(1, int(reset_at - utcnow().timestamp())))
+
+
+def _refuse(client_ip: str) -> NoReturn:
+    limiter.limiter.hit(_failure_limit(), "auth-failures", client_ip)
+    raise InvalidApiKey()
+
+
+def _record_use(key_id: str, last_used_at: datetime | None, now: datetime) -> None:
+    """Record that a key was used, at most about once per resolution window per key."""
+    resolution = timedelta(seconds=current_app.config["LAST_USED_RESOLUTION_SECONDS"])
+    if last_used_at is not None and now - last_used_at < resolution:
+        return
+    db.session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= now - resolution),
+        )
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()

@@ -1,0 +1,118 @@
+"""Configuration: defaults, then ``instance/config.py``, then environment variables, then tests.
+
+Every setting read here is listed, with its default, in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+ENVIRONMENTS = ("staging", "production")
+DEFAULT_API_RATE_LIMITS = {"staging": "500 per minute", "production": "1000 per minute"}
+
+DEFAULTS: dict[str, Any] = {
+    "DISCOUNTFLOW_ENV": "staging",
+    "SQLALCHEMY_DATABASE_URI": None,  # an SQLite file in the instance folder
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": False},
+    "BCRYPT_ROUNDS": 12,
+    "API_RATE_LIMIT": None,  # per API key; by environment unless overridden
+    "AUTH_FAILURE_LIMIT": "20 per minute",  # failed API authentications per client IP
+    "LAST_USED_RESOLUTION_SECONDS": 60,
+    "MAX_CONTENT_LENGTH": 1024 * 1024,
+    # Flask-Limiter keeps settings on its module-level object between apps built in one
+    # process, so every RATELIMIT_* key we rely on is set here, explicitly.
+    "RATELIMIT_ENABLED": True,
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_STORAGE_OPTIONS": {},
+    "RATELIMIT_STRATEGY": "moving-window",
+    "RATELIMIT_HEADERS_ENABLED": True,
+    "RATELIMIT_HEADER_RETRY_AFTER_VALUE": "delta-seconds",
+    "RATELIMIT_KEY_PREFIX": "discountflow",
+    "RATELIMIT_SWALLOW_ERRORS": False,
+    "RATELIMIT_FAIL_ON_FIRST_BREACH": True,
+}
+
+# Environment variable → config key, and how to read its text.
+_ENVIRONMENT_VARIABLES: dict[str, tuple[str, Any]] = {
+    "DISCOUNTFLOW_ENV": ("DISCOUNTFLOW_ENV", str),
+    "DATABASE_URL": ("SQLALCHEMY_DATABASE_URI", str),
+    "SECRET_KEY": ("SECRET_KEY", str),
+    "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str),
+    "API_RATE_LIMIT": ("API_RATE_LIMIT", str),
+    "AUTH_FAILURE_LIMIT": ("AUTH_FAILURE_LIMIT", str),
+    "BCRYPT_ROUNDS": ("BCRYPT_ROUNDS", int),
+}
+
+
+class ConfigurationError(RuntimeError):
+    """The service refuses to start with this configuration."""
+
+
+def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
+    """Fill ``app.config`` from defaults, the instance file, the environment and ``test_config``."""
+    app.config.from_mapping(DEFAULTS)
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+        for variable, (key, convert) in _ENVIRONMENT_VARIABLES.items():
+            value = os.environ.get(variable)
+            if value not in (None, ""):
+                try:
+                    app.config[key] = convert(value)
+                except ValueError as error:
+                    raise ConfigurationError(f"{variable}={value!r} is not valid") from error
+    else:
+        app.config.from_mapping(test_config)
+    _finish(app)
+
+
+def _finish(app: Flask) -> None:
+    config = app.config
+    environment = config["DISCOUNTFLOW_ENV"]
+    if environment not in ENVIRONMENTS:
+        raise ConfigurationError(
+            f"DISCOUNTFLOW_ENV must be one of {', '.join(ENVIRONMENTS)}, not {environment!r}"
+        )
+    if not 4 <= int(config["BCRYPT_ROUNDS"]) <= 31:
+        raise ConfigurationError("BCRYPT_ROUNDS must be between 4 and 31")
+    config["API_RATE_LIMIT"] = config["API_RATE_LIMIT"] or DEFAULT_API_RATE_LIMITS[environment]
+    config["SQLALCHEMY_DATABASE_URI"] = database_url(
+        config["SQLALCHEMY_DATABASE_URI"], Path(app.instance_path)
+    )
+    if not config.get("SECRET_KEY"):
+        if environment == "production":
+            raise ConfigurationError("SECRET_KEY must be set in production")
+        config["SECRET_KEY"] = _instance_secret_key(Path(app.instance_path))
+    config["SESSION_COOKIE_SECURE"] = environment == "production"
+
+
+def database_url(url: str | None, instance_path: Path) -> str:
+    """Return the SQLAlchemy URL: an instance-folder SQLite file by default; Heroku's form fixed."""
+    if not url:
+        instance_path.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{instance_path / 'discountflow.sqlite'}"
+    if url.startswith("postgres://"):
+        return "postgresql://" + url[len("postgres://") :]
+    return url
+
+
+def _instance_secret_key(instance_path: Path) -> str:
+    """Return the staging secret kept in the instance folder, creating it on first start."""
+    instance_path.mkdir(parents=True, exist_ok=True)
+    path = instance_path / "secret_key"
+    if not path.exists():
+        # Write aside, then link into place: two processes starting at once agree on one key.
+        draft = instance_path / f".secret_key.{os.getpid()}"
+        draft.write_text(secrets.token_hex(32))
+        draft.chmod(0o600)
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()

@@ -1,0 +1,66 @@
+"""Column types, ids and clocks shared by every feature's models."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime
+from sqlalchemy.types import TypeDecorator
+
+BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+
+
+def utcnow() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def random_base62(length: int) -> str:
+    """Return ``length`` characters drawn uniformly from the base62 alphabet."""
+    return "".join(secrets.choice(BASE62) for _ in range(length))
+
+
+def new_id(prefix: str) -> str:
+    """Return a random, prefixed object id such as ``apr_3fK9…`` (about 95 bits)."""
+    return f"{prefix}_{random_base62(16)}"
+
+
+def rfc3339(value: datetime | None) -> str | None:
+    """Render a UTC timestamp as RFC 3339 with a ``Z`` suffix."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class UTCDateTime(TypeDecorator):
+    """Store UTC timestamps; always hand back aware UTC datetimes (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def configure_sqlite_connection(dbapi_connection, connection_record) -> None:
+    """Turn on foreign keys, WAL and a busy timeout on a new SQLite connection."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

@@ -1,0 +1,144 @@
+"""Domain errors raised by services, and the handlers that turn every API error into one shape.
+
+Every error on an API path answers ``{"error": "<code>", "message": "<text>"}`` (plus ``param``
+where one input is at fault), the shape the public Authentication page documents.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from .extensions import db
+
+log = logging.getLogger(__name__)
+
+INVALID_API_KEY_MESSAGE = "The provided API key is invalid or expired."
+
+
+class DomainError(Exception):
+    """A refusal that a service raises and every surface reports to its user."""
+
+    status = 400
+    code = "parameter_invalid"
+    message = "The request is invalid."
+
+    def __init__(self, message: str | None = None, *, param: str | None = None) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        self.param = param
+
+
+class InvalidParameter(DomainError):
+    status, code = 400, "parameter_invalid"
+
+
+class InvalidApiKey(DomainError):
+    status, code, message = 401, "invalid_api_key", INVALID_API_KEY_MESSAGE
+
+
+class ReadOnlyKey(DomainError):
+    status, code = 403, "read_only_key"
+    message = "This API key is read-only: it may only make GET, HEAD and OPTIONS requests."
+
+
+class PermissionDenied(DomainError):
+    status, code, message = 403, "permission_denied", "You are not allowed to do this."
+
+
+class NotFound(DomainError):
+    status, code, message = 404, "resource_missing", "No such object."
+
+
+class InvalidStateTransition(DomainError):
+    status, code = 409, "invalid_state_transition"
+
+
+class Conflict(DomainError):
+    status, code = 409, "conflict"
+
+
+class TooManyFailedAuthentications(DomainError):
+    status, code = 429, "rate_limit_exceeded"
+    message = "Too many failed authentication attempts from this address. Retry later."
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+
+
+# Codes and messages for HTTP errors raised by routing, Werkzeug or Flask-Limiter.
+_HTTP_ERRORS = {
+    400: ("parameter_invalid", "The request could not be understood."),
+    401: ("invalid_api_key", INVALID_API_KEY_MESSAGE),
+    403: ("permission_denied", "You are not allowed to do this."),
+    404: ("resource_missing", "Unrecognized request URL."),
+    405: ("method_not_allowed", "This method is not allowed on this URL."),
+    413: ("request_too_large", "The request body is too large."),
+    415: ("unsupported_media_type", "Send a JSON body with Content-Type: application/json."),
+    429: ("rate_limit_exceeded", "Too many requests. Retry after the time in Retry-After."),
+    500: ("api_error", "An unexpected error occurred on our side."),
+    503: ("service_unavailable", "The service is temporarily unavailable. Retry shortly."),
+}
+
+
+def is_api_request() -> bool:
+    """Tell whether the current request is addressed to the JSON API."""
+    return request.path == "/v2" or request.path.startswith("/v2/")
+
+
+def error_response(
+    status: int, code: str, message: str, *, param: str | None = None, base: Response | None = None
+) -> Response:
+    """Build the documented JSON error, keeping the headers of ``base`` (Allow, Retry-After…)."""
+    body = {"error": code, "message": message}
+    if param is not None:
+        body["param"] = param
+    response = jsonify(body)
+    response.status_code = status
+    if base is not None:
+        for name, value in base.headers.items():
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers.add(name, value)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+def _handle_domain_error(error: DomainError) -> Response:
+    response = error_response(error.status, error.code, error.message, param=error.param)
+    if isinstance(error, TooManyFailedAuthentications):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+def _handle_http_exception(error: HTTPException) -> Response | HTTPException:
+    if not is_api_request():
+        return error
+    code, message = _HTTP_ERRORS.get(error.code or 500, ("api_error", error.description or ""))
+    if error.code == 404:
+        message = f"Unrecognized request URL ({request.method} {request.path})."
+    elif error.code == 405:
+        message = f"{request.method} is not allowed on {request.path}."
+    return error_response(error.code or 500, code, message, base=error.get_response())
+
+
+def _handle_internal_error(error: InternalServerError) -> Response | InternalServerError:
+    # The session may hold half a unit of work: throw it away before anything else runs.
+    db.session.rollback()
+    original = getattr(error, "original_exception", None)
+    if original is not None:
+        log.error("unhandled error on %s %s", request.method, request.path, exc_info=original)
+    if not is_api_request():
+        return error
+    code, message = _HTTP_ERRORS[500]
+    return error_response(500, code, message)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer every API error in the documented JSON shape."""
+    app.register_error_handler(DomainError, _handle_domain_error)
+    app.register_error_handler(InternalServerError, _handle_internal_error)
+    app.register_error_handler(HTTPException, _handle_http_exception)

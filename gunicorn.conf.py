@@ -1,0 +1,37 @@
+"""gunicorn settings for DiscountFlow (``gunicorn -c gunicorn.conf.py app:app``).
+
+Rate limits kept in ``memory://`` are counted per process, so with that storage one worker
+process serves every request (with threads); several processes would each let the full limit
+through. With a shared storage (``RATELIMIT_STORAGE_URI=redis://…``) the worker count follows
+``WEB_CONCURRENCY``, Heroku's convention.
+"""
+
+import os
+
+_storage = os.environ.get("RATELIMIT_STORAGE_URI") or "memory://"
+_shared_storage = not _storage.startswith("memory://")
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2")) if _shared_storage else 1
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+keepalive = 5
+timeout = 30
+graceful_timeout = 30
+# The access log shows the path without its query string, so nothing secret a client might
+# have put there (a key, against the documentation) reaches the log.
+accesslog = "-"
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+
+
+def when_ready(server):
+    """Warn loudly when several processes would each keep their own rate-limit counts."""
+    if server.cfg.workers > 1 and not _shared_storage:
+        server.log.warning(
+            "WARNING: %d worker processes with RATELIMIT_STORAGE_URI=memory:// — each process "
+            "counts rate limits on its own, so clients get %d× the documented limit. Run one "
+            "worker (the default here) or set RATELIMIT_STORAGE_URI to a shared storage such "
+            "as redis://.",
+            server.cfg.workers,
+            server.cfg.workers,
+        )
