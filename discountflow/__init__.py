@@ -14,10 +14,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from .config import load_config
 
-    if test_config is None:
-        from dotenv import load_dotenv
-
-        load_dotenv(override=False)
     load_config(app, test_config)
     app.json.sort_keys = False  # keep "object" first, as written
 

@@ -27,7 +27,7 @@ def _api_rate_limit() -> str:
 
 
 # One budget per API key shared by every /v2 route (500/min staging, 1000/min production).
-limiter.limit(_api_rate_limit, scope="api-key")(bp)
+limiter.shared_limit(_api_rate_limit, scope="api-key")(bp)
 
 
 def _authenticate() -> None:

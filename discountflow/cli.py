@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
 from .auth import services as auth
@@ -64,6 +64,7 @@ def _echo_key(key: str) -> None:
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db_command() -> None:
     """Create the database tables that do not exist yet."""
     db.create_all()
@@ -71,6 +72,7 @@ def init_db_command() -> None:
 
 
 @click.command("create-org")
+@with_appcontext
 @click.argument("name")
 @click.option("--owner-email", required=True, help="Email of the organization's owner.")
 @click.option("--owner-name", default="", help="The owner's name.")
@@ -92,6 +94,7 @@ def create_org_command(
 
 
 @click.command("add-member")
+@with_appcontext
 @click.option("--org", "organization", required=True, help="Organization id or slug.")
 @click.option("--email", required=True)
 @click.option("--name", default="")
@@ -182,6 +185,7 @@ def keys_list(organization: str) -> None:
 
 
 @click.command("demo")
+@with_appcontext
 @_reports_domain_errors
 def demo_command() -> None:
     """Create a demo organization (once) and print a fresh staging key and a curl to try."""

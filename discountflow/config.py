@@ -10,6 +10,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from dotenv import dotenv_values, find_dotenv
 from flask import Flask
 
 ENVIRONMENTS = ("staging", "production")
@@ -58,8 +59,10 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
     app.config.from_mapping(DEFAULTS)
     if test_config is None:
         app.config.from_pyfile("config.py", silent=True)
+        # A .env file in the working directory fills in what the real environment leaves out.
+        environ = {**dotenv_values(find_dotenv(usecwd=True)), **os.environ}
         for variable, (key, convert) in _ENVIRONMENT_VARIABLES.items():
-            value = os.environ.get(variable)
+            value = environ.get(variable)
             if value not in (None, ""):
                 try:
                     app.config[key] = convert(value)

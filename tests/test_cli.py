@@ -1,0 +1,174 @@
+"""The ``flask`` commands, as an operator uses them."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from discountflow.approvals.models import Approval
+from discountflow.auth.models import Organization, User
+from discountflow.extensions import db
+
+from .conftest import PASSWORD, bearer
+
+KEY_LINE = re.compile(r"^(sk|rk)_(test|live)_\S+$", re.MULTILINE)
+
+
+def key_from(output: str) -> str:
+    keys = KEY_LINE.findall(output)
+    assert len(keys) == 1, output
+    return KEY_LINE.search(output).group(0)
+
+
+def test_demo_creates_an_organization_and_prints_a_working_key(app, runner, client):
+    result = runner.invoke(args=["demo"])
+    assert result.exit_code == 0, result.output
+    assert "owner@demo.example" in result.output
+    key = key_from(result.output)
+    assert f'curl -H "Authorization: Bearer {key}" http://127.0.0.1:8000/v2/approvals' in (
+        result.output
+    )
+    response = client.get("/v2/approvals", headers=bearer(key))
+    assert response.status_code == 200
+    assert len(response.get_json()["data"]) == 3
+
+    with app.app_context():
+        organization = db.session.execute(
+            select(Organization).where(Organization.slug == "demo")
+        ).scalar_one()
+        roles = sorted(u.role for u in organization.members)
+        assert roles == ["admin", "member", "member", "owner"]
+
+
+def test_demo_run_twice_keeps_the_data_and_prints_a_new_key(app, runner, client):
+    first = key_from(runner.invoke(args=["demo"]).output)
+    second_run = runner.invoke(args=["demo"])
+    assert second_run.exit_code == 0
+    assert "password" not in second_run.output  # printed once only
+    second = key_from(second_run.output)
+    assert client.get("/v2/me", headers=bearer(first)).status_code == 401
+    assert client.get("/v2/me", headers=bearer(second)).status_code == 200
+    with app.app_context():
+        assert len(db.session.execute(select(Approval)).scalars().all()) == 3
+
+
+def test_create_org_with_password_on_stdin(app, runner):
+    result = runner.invoke(
+        args=[
+            "create-org",
+            "Initech Ltd",
+            "--owner-email",
+            "Bill@Initech.example",
+            "--password-stdin",
+        ],
+        input=PASSWORD + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "initech-ltd" in result.output
+    with app.app_context():
+        user = db.session.execute(select(User)).scalar_one()
+        assert (user.email, user.role) == ("bill@initech.example", "owner")
+        assert user.password_hash.startswith("$2b$")
+        assert PASSWORD not in user.password_hash
+
+
+def test_create_org_prompts_for_the_password_without_echo(app, runner):
+    result = runner.invoke(
+        args=["create-org", "Umbrella", "--owner-email", "a@umbrella.example"],
+        input=f"{PASSWORD}\n{PASSWORD}\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert PASSWORD not in result.output
+
+
+def test_create_org_refuses_bad_input_cleanly(app, runner):
+    for args, stdin in (
+        (["create-org", "X", "--owner-email", "not-an-email", "--password-stdin"], PASSWORD),
+        (["create-org", "X", "--owner-email", "a@x.example", "--password-stdin"], "short"),
+        (["create-org", "X", "--owner-email", "a@x.example", "--password-stdin"], "é" * 40),
+    ):
+        result = runner.invoke(args=args, input=stdin + "\n")
+        assert result.exit_code == 1
+        assert result.output.startswith("Error: ")
+    runner.invoke(
+        args=["create-org", "Acme", "--owner-email", "a@acme.example", "--password-stdin"],
+        input=PASSWORD + "\n",
+    )
+    again = runner.invoke(
+        args=["create-org", "Acme", "--owner-email", "b@acme.example", "--password-stdin"],
+        input=PASSWORD + "\n",
+    )
+    assert again.exit_code == 1 and "exists" in again.output
+
+
+def test_add_member(app, runner, org):
+    result = runner.invoke(
+        args=[
+            "add-member",
+            "--org",
+            "acme",
+            "--email",
+            "rep@acme.example",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        input=PASSWORD + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        user = db.session.execute(select(User).where(User.email == "rep@acme.example")).scalar_one()
+        assert user.role == "admin" and user.organization_id == org[0]
+
+
+def test_keys_commands(app, runner, client, org):
+    generated = runner.invoke(args=["keys", "generate", "--org", org[0], "--expires-in-days", "30"])
+    assert generated.exit_code == 0, generated.output
+    full = key_from(generated.output)
+    read_only = key_from(
+        runner.invoke(args=["keys", "generate", "--org", "acme", "--read-only"]).output
+    )
+    assert full.startswith("sk_test_") and read_only.startswith("rk_test_")
+    assert client.get("/v2/me", headers=bearer(full)).status_code == 200
+
+    listing = runner.invoke(args=["keys", "list", "--org", "acme"]).output
+    assert "full access: Active" in listing
+    assert "read-only: Active" in listing
+    assert f"…{full[-4:]} current" in listing
+    assert full not in listing
+
+    rolled = runner.invoke(args=["keys", "roll", "--org", "acme", "--grace", "1h"])
+    assert rolled.exit_code == 0, rolled.output
+    new = key_from(rolled.output)
+    assert client.get("/v2/me", headers=bearer(full)).status_code == 200
+    assert client.get("/v2/me", headers=bearer(new)).status_code == 200
+    assert "expiring" in runner.invoke(args=["keys", "list", "--org", "acme"]).output
+
+    refused = runner.invoke(args=["keys", "revoke", "--org", "acme"], input="n\n")
+    assert refused.exit_code == 1 and "no undo" in refused.output
+    assert client.get("/v2/me", headers=bearer(new)).status_code == 200
+
+    revoked = runner.invoke(args=["keys", "revoke", "--org", "acme"], input="y\n")
+    assert revoked.exit_code == 0, revoked.output
+    assert revoked.output.count("Revoked key_") == 2
+    assert client.get("/v2/me", headers=bearer(new)).status_code == 401
+    assert client.get("/v2/me", headers=bearer(full)).status_code == 401
+    assert client.get("/v2/me", headers=bearer(read_only)).status_code == 200
+    assert "full access: No API key generated" in (
+        runner.invoke(args=["keys", "list", "--org", "acme"]).output
+    )
+
+
+def test_keys_commands_report_errors(app, runner, org):
+    for args in (
+        ["keys", "generate", "--org", "nope"],
+        ["keys", "roll", "--org", "acme", "--grace", "1h"],
+        ["keys", "roll", "--org", "acme", "--grace", "soon"],
+        ["keys", "revoke", "--org", "acme", "--yes"],
+        ["keys", "generate", "--org", "acme", "--expires-in-days", "0"],
+    ):
+        result = runner.invoke(args=args)
+        assert result.exit_code != 0, args
+        assert "Error" in result.output, args
+        assert "Traceback" not in result.output

@@ -1,0 +1,146 @@
+"""The shipped gunicorn configuration: one process on memory://, the warning, a real server."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .conftest import create_org, generate_key, make_app
+
+ROOT = Path(__file__).resolve().parents[1]
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+
+
+def load_config(monkeypatch, **environ):
+    for name in ("RATELIMIT_STORAGE_URI", "WEB_CONCURRENCY", "PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+
+
+def test_memory_storage_runs_one_process_with_threads(monkeypatch):
+    config = load_config(monkeypatch, WEB_CONCURRENCY="4")
+    assert config["workers"] == 1
+    assert config["worker_class"] == "gthread" and config["threads"] >= 4
+    assert config["bind"] == "0.0.0.0:8000"
+
+
+def test_shared_storage_follows_web_concurrency(monkeypatch):
+    config = load_config(
+        monkeypatch,
+        RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379",
+        WEB_CONCURRENCY="4",
+        PORT="5001",
+    )
+    assert config["workers"] == 4
+    assert config["bind"] == "0.0.0.0:5001"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(tmp_path, *extra, environ=None):
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'test.sqlite'}",
+        "SECRET_KEY": "test-secret",
+        "BCRYPT_ROUNDS": "4",
+        "RATELIMIT_STORAGE_URI": "memory://",
+        **(environ or {}),
+    }
+    env.pop("WEB_CONCURRENCY", None)
+    port = free_port()
+    process = subprocess.Popen(
+        [GUNICORN, "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}", *extra, "app:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return process, port
+
+
+def stop(process) -> None:
+    process.terminate()
+    process.wait(10)
+    process.stdout.close()
+
+
+def wait_for_line(process, needle, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+    raise AssertionError(f"{needle!r} not seen in:\n{''.join(seen)}")
+
+
+@pytest.mark.slow
+def test_warning_when_several_processes_share_nothing(tmp_path):
+    process, _ = start_gunicorn(tmp_path, "-w", "2")
+    try:
+        output = wait_for_line(process, "WARNING: 2 worker processes")
+        assert "RATELIMIT_STORAGE_URI=memory://" in output
+    finally:
+        stop(process)
+
+
+def get(port, path, key):
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {key}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers)
+
+
+@pytest.mark.slow
+def test_real_server_enforces_the_documented_limit(tmp_path):
+    app = make_app(tmp_path)
+    _, owner_id = create_org(app)
+    key = generate_key(app, owner_id)
+    process, port = start_gunicorn(tmp_path)
+    try:
+        wait_for_line(process, "Booting worker")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                status, headers = get(port, "/v2/me", key)
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert status == 200
+        for _ in range(499):
+            status, headers = get(port, "/v2/approvals", key)
+            assert status == 200
+        assert headers["X-RateLimit-Remaining"] == "0"
+        status, headers = get(port, "/v2/me", key)
+        assert status == 429
+        assert int(headers["Retry-After"]) >= 1
+        # A key revoked by another process (the CLI) is refused on the very next request.
+        runner = app.test_cli_runner()
+        assert runner.invoke(args=["keys", "revoke", "--org", "acme", "--yes"]).exit_code == 0
+        assert get(port, "/v2/me", key)[0] == 401
+    finally:
+        stop(process)
