@@ -17,7 +17,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     load_config(app, test_config)
     app.json.sort_keys = False  # keep "object" first, as written
 
-    from .auth.verification import KeyVerifier
+    from .auth.verification import AuthRevisionReader, KeyCache
     from .database import configure_sqlite_connection
     from .extensions import db, limiter
 
@@ -25,8 +25,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", configure_sqlite_connection)
+        app.extensions["discountflow.auth_revision"] = AuthRevisionReader(db.engine)
+    app.extensions["discountflow.key_cache"] = KeyCache()
     limiter.init_app(app)
-    app.extensions["discountflow.key_verifier"] = KeyVerifier()
 
     from . import api
 

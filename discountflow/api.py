@@ -8,6 +8,7 @@ authentication, the rate limit or the read-only rule.
 from __future__ import annotations
 
 from flask import Blueprint, Flask, current_app, g, request
+from flask.sessions import SecureCookieSessionInterface
 
 from .approvals.api import bp as approvals_bp
 from .auth.api import bp as auth_bp
@@ -42,8 +43,18 @@ def _refuse_writes_from_read_only_keys() -> None:
         raise ReadOnlyKey()
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """Cookie sessions for the dashboard; none for the stateless, key-authenticated API."""
+
+    def open_session(self, app, request):
+        if request.path.startswith("/v2/") or request.path == "/v2":
+            return None  # Flask then uses a null session and never sets a cookie
+        return super().open_session(app, request)
+
+
 def init_app(app: Flask) -> None:
     """Register the /v2 blueprints and their request hooks."""
+    app.session_interface = SessionInterface()
     app.register_blueprint(bp)
     # Authentication runs before Flask-Limiter's hook, which keys the limit by API key; the
     # read-only rule runs after it, so a refused write still carries the rate-limit headers.

@@ -15,7 +15,7 @@ from typing import NoReturn
 import bcrypt
 from flask import current_app, g
 from limits import parse as parse_limit
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..database import utcnow
@@ -29,8 +29,8 @@ from ..errors import (
 )
 from ..extensions import db, limiter
 from .keys import MAX_KEY_BYTES, build_key, parse_key
-from .models import ApiKey, Organization, Role, User
-from .verification import KeyVerifier
+from .models import ApiKey, AuthRevision, Organization, Role, User
+from .verification import KeyCache
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +258,7 @@ def generate_key(
         .execution_options(synchronize_session=False)
     )
     api_key, key = _issue_key(owner, read_only, now, expires_at)
+    _bump_auth_revision()
     _commit_key_change()
     log.info("api key generated: %s (organization %s)", api_key.id, owner.organization_id)
     return api_key, key
@@ -278,6 +279,7 @@ def roll_key(actor: object, *, read_only: bool = False, grace: timedelta) -> tup
         ends_at = current.expires_at
     _end_current_key(owner.organization_id, read_only, now, replaced_at=now, expires_at=ends_at)
     api_key, key = _issue_key(owner, read_only, now, None)
+    _bump_auth_revision()
     _commit_key_change()
     log.info("api key rolled: %s replaces %s until %s", api_key.id, current.id, ends_at)
     return api_key, key
@@ -296,6 +298,7 @@ def revoke_key(actor: object, *, read_only: bool = False) -> list[str]:
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )
+    _bump_auth_revision()
     db.session.commit()
     log.info("api keys revoked: %s", ", ".join(revoked))
     return revoked
@@ -340,22 +343,23 @@ def current_api_key() -> ApiKeyPrincipal:
     return g.api_key
 
 
-_KEY_COLUMNS = (
-    ApiKey.id,
-    ApiKey.organization_id,
-    ApiKey.environment,
-    ApiKey.read_only,
-    ApiKey.key_hash,
-    ApiKey.last_used_at,
-    ApiKey.expires_at,
-    ApiKey.revoked_at,
-    Organization.name,
-    Organization.slug,
+# Built once: the statement is the same on every request, only the key id changes.
+_KEY_QUERY = (
+    select(
+        ApiKey.id,
+        ApiKey.organization_id,
+        ApiKey.environment,
+        ApiKey.read_only,
+        ApiKey.key_hash,
+        ApiKey.last_used_at,
+        ApiKey.expires_at,
+        ApiKey.revoked_at,
+        Organization.name.label("organization_name"),
+        Organization.slug.label("organization_slug"),
+    )
+    .join(Organization, Organization.id == ApiKey.organization_id)
+    .where(ApiKey.id == bindparam("key_id"))
 )
-
-
-def _verifier() -> KeyVerifier:
-    return current_app.extensions["discountflow.key_verifier"]
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -379,39 +383,44 @@ def authenticate(authorization: str | None, *, client_ip: str) -> ApiKeyPrincipa
     parsed = parse_key(presented) if presented else None
     if parsed is None or parsed.environment != _environment():
         _refuse(client_ip)
-    row = db.session.execute(
-        select(*_KEY_COLUMNS)
-        .join(Organization, Organization.id == ApiKey.organization_id)
-        .where(ApiKey.id == parsed.key_id)
-    ).one_or_none()
+    cache: KeyCache = current_app.extensions["discountflow.key_cache"]
+    digest = cache.digest(presented)
+    revision = current_app.extensions["discountflow.auth_revision"].current()
+    row = cache.fresh_row(parsed.key_id, digest, revision)
     now = utcnow()
+    if row is None:
+        row = db.session.execute(_KEY_QUERY, {"key_id": parsed.key_id}).one_or_none()
+        if row is None or not _usable(row, now):
+            _refuse(client_ip)
+        if not cache.is_verified(row.id, digest):
+            if cache.is_rejected(digest):
+                _refuse(client_ip)
+            _check_failure_budget(client_ip)
+            if not bcrypt.checkpw(presented.encode(), row.key_hash.encode()):
+                cache.remember_rejected(digest)
+                _refuse(client_ip)
+        cache.remember_verified(row.id, digest, revision, row)
     if (
-        row is None
-        or row.revoked_at is not None
-        or (row.expires_at is not None and row.expires_at <= now)
+        not _usable(row, now)
         or row.environment != parsed.environment
         or row.read_only != parsed.read_only
     ):
         _refuse(client_ip)
-    verifier = _verifier()
-    digest = verifier.digest(presented)
-    if not verifier.is_verified(row.id, digest):
-        if verifier.is_rejected(digest):
-            _refuse(client_ip)
-        _check_failure_budget(client_ip)
-        if not bcrypt.checkpw(presented.encode(), row.key_hash.encode()):
-            verifier.remember_rejected(digest)
-            _refuse(client_ip)
-        verifier.remember_verified(row.id, digest)
-    _record_use(row.id, row.last_used_at, now)
+    resolution = timedelta(seconds=current_app.config["LAST_USED_RESOLUTION_SECONDS"])
+    if cache.use_is_due(row.id, row.last_used_at, now, resolution):
+        _record_use(row.id, now, resolution)
     return ApiKeyPrincipal(
         key_id=row.id,
         organization_id=row.organization_id,
-        organization_name=row.name,
-        organization_slug=row.slug,
+        organization_name=row.organization_name,
+        organization_slug=row.organization_slug,
         environment=row.environment,
         read_only=row.read_only,
     )
+
+
+def _usable(row, now: datetime) -> bool:
+    return row.revoked_at is None and (row.expires_at is None or row.expires_at > now)
 
 
 def _failure_limit():
@@ -420,6 +429,8 @@ def _failure_limit():
 
 def _check_failure_budget(client_ip: str) -> None:
     """Refuse bcrypt work for an address that has failed too often (shared limiter storage)."""
+    if not limiter.enabled:  # RATELIMIT_ENABLED = False turns every limit off
+        return
     item = _failure_limit()
     if not limiter.limiter.test(item, "auth-failures", client_ip):
         reset_at, _ = limiter.limiter.get_window_stats(item, "auth-failures", client_ip)
@@ -427,15 +438,13 @@ def _check_failure_budget(client_ip: str) -> None:
 
 
 def _refuse(client_ip: str) -> NoReturn:
-    limiter.limiter.hit(_failure_limit(), "auth-failures", client_ip)
+    if limiter.enabled:
+        limiter.limiter.hit(_failure_limit(), "auth-failures", client_ip)
     raise InvalidApiKey()
 
 
-def _record_use(key_id: str, last_used_at: datetime | None, now: datetime) -> None:
-    """Record that a key was used, at most about once per resolution window per key."""
-    resolution = timedelta(seconds=current_app.config["LAST_USED_RESOLUTION_SECONDS"])
-    if last_used_at is not None and now - last_used_at < resolution:
-        return
+def _record_use(key_id: str, now: datetime, resolution: timedelta) -> None:
+    """Record that a key was used, unless another process did within the resolution."""
     db.session.execute(
         update(ApiKey)
         .where(
@@ -446,3 +455,10 @@ def _record_use(key_id: str, last_used_at: datetime | None, now: datetime) -> No
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
+
+
+def _bump_auth_revision() -> None:
+    """Tell every process that remembered keys must be read again (same transaction)."""
+    db.session.execute(
+        update(AuthRevision).where(AuthRevision.id == 1).values(version=AuthRevision.version + 1)
+    )
