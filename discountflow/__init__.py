@@ -17,7 +17,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     load_config(app, test_config)
     app.json.sort_keys = False  # keep "object" first, as written
 
-    from .auth.verification import AuthRevisionReader, KeyCache
+    from .auth.verification import KeyCache, KeyRevision
     from .database import configure_sqlite_connection
     from .extensions import db, limiter
 
@@ -25,9 +25,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", configure_sqlite_connection)
-        app.extensions["discountflow.auth_revision"] = AuthRevisionReader(db.engine)
+        app.extensions["discountflow.key_revision"] = KeyRevision(db.engine)
     app.extensions["discountflow.key_cache"] = KeyCache()
     limiter.init_app(app)
+
+    from .ratelimit import sweep_from_one_thread
+
+    if limiter.enabled:
+        sweep_from_one_thread(limiter.storage)
 
     from . import api
 

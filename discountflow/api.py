@@ -3,17 +3,29 @@
 Each feature's ``api.py`` blueprint is registered under the ``v2`` blueprint, and every request
 whose path is below ``/v2`` is authenticated — unknown routes included — so no endpoint can miss
 authentication, the rate limit or the read-only rule.
+
+The per-key limit is counted in Flask-Limiter's storage with its configured strategy (moving
+window: no burst at window edges), shared by every worker when the storage is Redis. It is
+checked here, in one hook, rather than through Flask-Limiter's per-route machinery: that
+machinery's before/after-request work measured several times the cost of authentication
+itself on every API request (see ``bench/auth_overhead.py``), so /v2 is filtered out of it.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, current_app, g, request
+import math
+import time
+from dataclasses import dataclass
+
+from flask import Blueprint, Flask, Response, current_app, g, request
 from flask.sessions import SecureCookieSessionInterface
+from limits import RateLimitItem
+from limits import parse as parse_limit
 
 from .approvals.api import bp as approvals_bp
 from .auth.api import bp as auth_bp
 from .auth.services import authenticate
-from .errors import ReadOnlyKey, is_api_request
+from .errors import RateLimited, ReadOnlyKey, is_api_request
 from .extensions import limiter
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
@@ -21,42 +33,67 @@ bp.register_blueprint(auth_bp)
 bp.register_blueprint(approvals_bp)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+RATE_LIMIT_SCOPE = "api-key"
 
 
-def _api_rate_limit() -> str:
-    return current_app.config["API_RATE_LIMIT"]
+@dataclass(frozen=True)
+class RateLimitWindow:
+    limit: int
+    remaining: int
+    reset_at: int  # epoch seconds when the oldest request in the window leaves it
 
 
-# One budget per API key shared by every /v2 route (500/min staging, 1000/min production).
-limiter.shared_limit(_api_rate_limit, scope="api-key")(bp)
+def _api_rate_limit() -> RateLimitItem:
+    return current_app.extensions["discountflow.api_rate_limit"]
+
+
+def _limit_api_key(key_id: str) -> RateLimitWindow:
+    """Count one request against the key's budget; refuse with 429 when it is spent."""
+    item = _api_rate_limit()
+    if not limiter.enabled:
+        return RateLimitWindow(item.amount, item.amount, int(time.time()) + item.get_expiry())
+    strategy = limiter.limiter
+    allowed = strategy.hit(item, RATE_LIMIT_SCOPE, key_id)
+    reset_at, remaining = strategy.get_window_stats(item, RATE_LIMIT_SCOPE, key_id)
+    g.rate_limit = window = RateLimitWindow(item.amount, remaining, math.ceil(reset_at))
+    if not allowed:
+        raise RateLimited(retry_after=math.ceil(reset_at - time.time()))
+    return window
 
 
 def _authenticate() -> None:
-    if is_api_request():
-        g.api_key = authenticate(
-            request.headers.get("Authorization"), client_ip=request.remote_addr or ""
-        )
-
-
-def _refuse_writes_from_read_only_keys() -> None:
-    if is_api_request() and g.api_key.read_only and request.method not in SAFE_METHODS:
+    if not is_api_request():
+        return
+    g.api_key = principal = authenticate(
+        request.headers.get("Authorization"), client_ip=request.remote_addr or ""
+    )
+    _limit_api_key(principal.key_id)
+    if principal.read_only and request.method not in SAFE_METHODS:
         raise ReadOnlyKey()
+
+
+def _add_rate_limit_headers(response: Response) -> Response:
+    window = g.get("rate_limit")
+    if window is not None:
+        response.headers["X-RateLimit-Limit"] = str(window.limit)
+        response.headers["X-RateLimit-Remaining"] = str(window.remaining)
+        response.headers["X-RateLimit-Reset"] = str(window.reset_at)
+    return response
 
 
 class SessionInterface(SecureCookieSessionInterface):
     """Cookie sessions for the dashboard; none for the stateless, key-authenticated API."""
 
     def open_session(self, app, request):
-        if request.path.startswith("/v2/") or request.path == "/v2":
+        if is_api_request():
             return None  # Flask then uses a null session and never sets a cookie
         return super().open_session(app, request)
 
 
 def init_app(app: Flask) -> None:
-    """Register the /v2 blueprints and their request hooks."""
+    """Register the /v2 blueprints, the API hooks and the per-key rate limit."""
+    app.extensions["discountflow.api_rate_limit"] = parse_limit(app.config["API_RATE_LIMIT"])
     app.session_interface = SessionInterface()
     app.register_blueprint(bp)
-    # Authentication runs before Flask-Limiter's hook, which keys the limit by API key; the
-    # read-only rule runs after it, so a refused write still carries the rate-limit headers.
-    app.before_request_funcs.setdefault(None, []).insert(0, _authenticate)
-    app.before_request(_refuse_writes_from_read_only_keys)
+    app.before_request(_authenticate)
+    app.after_request(_add_rate_limit_headers)

@@ -60,13 +60,17 @@ class Conflict(DomainError):
     status, code = 409, "conflict"
 
 
-class TooManyFailedAuthentications(DomainError):
+class RateLimited(DomainError):
     status, code = 429, "rate_limit_exceeded"
-    message = "Too many failed authentication attempts from this address. Retry later."
+    message = "Too many requests. Retry after the time in Retry-After."
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__()
-        self.retry_after = retry_after
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+
+class TooManyFailedAuthentications(RateLimited):
+    message = "Too many failed authentication attempts from this address. Retry later."
 
 
 # Codes and messages for HTTP errors raised by routing, Werkzeug or Flask-Limiter.
@@ -109,7 +113,7 @@ def error_response(
 
 def _handle_domain_error(error: DomainError) -> Response:
     response = error_response(error.status, error.code, error.message, param=error.param)
-    if isinstance(error, TooManyFailedAuthentications):
+    if isinstance(error, RateLimited):
         response.headers["Retry-After"] = str(error.retry_after)
     return response
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app
-from limits import parse as parse_limit
 
 from .services import current_api_key
 
@@ -14,7 +13,7 @@ bp = Blueprint("auth_api", __name__)
 def me():
     """Describe the authenticated key, its organization and its rate limit."""
     principal = current_api_key()
-    rate_limit = parse_limit(current_app.config["API_RATE_LIMIT"])
+    rate_limit = current_app.extensions["discountflow.api_rate_limit"]
     return {
         "object": "api_key_session",
         "organization": {

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from functools import partial
 
-from sqlalchemy import DDL, Boolean, ForeignKey, Index, String, event, text
+from sqlalchemy import Boolean, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..database import UTCDateTime, new_id, utcnow
@@ -62,27 +62,6 @@ class User(db.Model):
     @property
     def is_owner(self) -> bool:
         return self.role == Role.OWNER.value
-
-
-class AuthRevision(db.Model):
-    """One row whose version grows with every change to what API keys authenticate as.
-
-    Every process remembers keys it has verified together with this version, and trusts its
-    memory only while the version is unchanged, so a key generated, rolled or revoked anywhere
-    takes effect on the very next request everywhere.
-    """
-
-    __tablename__ = "auth_revision"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    version: Mapped[int] = mapped_column(default=0)
-
-
-event.listen(
-    AuthRevision.__table__,
-    "after_create",
-    DDL("INSERT INTO auth_revision (id, version) VALUES (1, 0)"),
-)
 
 
 class ApiKey(db.Model):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 import bcrypt
 from flask import current_app, g
@@ -29,7 +30,7 @@ from ..errors import (
 )
 from ..extensions import db, limiter
 from .keys import MAX_KEY_BYTES, build_key, parse_key
-from .models import ApiKey, AuthRevision, Organization, Role, User
+from .models import ApiKey, Organization, Role, User
 from .verification import KeyCache
 
 log = logging.getLogger(__name__)
@@ -232,6 +233,12 @@ def _commit_key_change() -> None:
         # Another request changed this slot at the same moment; the index kept one current key.
         db.session.rollback()
         raise Conflict("The key was changed by another request at the same time. Retry.") from error
+    _announce_key_change()
+
+
+def _announce_key_change() -> None:
+    """Make every process read keys again on its next request (after the commit)."""
+    current_app.extensions["discountflow.key_revision"].bump()
 
 
 def generate_key(
@@ -258,7 +265,6 @@ def generate_key(
         .execution_options(synchronize_session=False)
     )
     api_key, key = _issue_key(owner, read_only, now, expires_at)
-    _bump_auth_revision()
     _commit_key_change()
     log.info("api key generated: %s (organization %s)", api_key.id, owner.organization_id)
     return api_key, key
@@ -279,7 +285,6 @@ def roll_key(actor: object, *, read_only: bool = False, grace: timedelta) -> tup
         ends_at = current.expires_at
     _end_current_key(owner.organization_id, read_only, now, replaced_at=now, expires_at=ends_at)
     api_key, key = _issue_key(owner, read_only, now, None)
-    _bump_auth_revision()
     _commit_key_change()
     log.info("api key rolled: %s replaces %s until %s", api_key.id, current.id, ends_at)
     return api_key, key
@@ -298,8 +303,8 @@ def revoke_key(actor: object, *, read_only: bool = False) -> list[str]:
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )
-    _bump_auth_revision()
     db.session.commit()
+    _announce_key_change()
     log.info("api keys revoked: %s", ", ".join(revoked))
     return revoked
 
@@ -373,6 +378,14 @@ def bearer_token(authorization: str | None) -> str | None:
     return token
 
 
+class _KnownKey(NamedTuple):
+    """What a process remembers of a verified key between requests."""
+
+    principal: ApiKeyPrincipal
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
 def authenticate(authorization: str | None, *, client_ip: str) -> ApiKeyPrincipal:
     """Return who an ``Authorization`` header authenticates, or raise ``InvalidApiKey``.
 
@@ -380,43 +393,57 @@ def authenticate(authorization: str | None, *, client_ip: str) -> ApiKeyPrincipa
     and never for a client address over its failed-authentication limit.
     """
     presented = bearer_token(authorization)
-    parsed = parse_key(presented) if presented else None
-    if parsed is None or parsed.environment != _environment():
+    if presented is None:
         _refuse(client_ip)
     cache: KeyCache = current_app.extensions["discountflow.key_cache"]
     digest = cache.digest(presented)
-    revision = current_app.extensions["discountflow.auth_revision"].current()
-    row = cache.fresh_row(parsed.key_id, digest, revision)
+    revision = current_app.extensions["discountflow.key_revision"].current()
+    known = cache.fresh(digest, revision) or _read_key(presented, digest, revision, client_ip)
     now = utcnow()
-    if row is None:
-        row = db.session.execute(_KEY_QUERY, {"key_id": parsed.key_id}).one_or_none()
-        if row is None or not _usable(row, now):
-            _refuse(client_ip)
-        if not cache.is_verified(row.id, digest):
-            if cache.is_rejected(digest):
-                _refuse(client_ip)
-            _check_failure_budget(client_ip)
-            if not bcrypt.checkpw(presented.encode(), row.key_hash.encode()):
-                cache.remember_rejected(digest)
-                _refuse(client_ip)
-        cache.remember_verified(row.id, digest, revision, row)
+    if known.expires_at is not None and known.expires_at <= now:
+        _refuse(client_ip)
+    principal = known.principal
+    resolution = timedelta(seconds=current_app.config["LAST_USED_RESOLUTION_SECONDS"])
+    if cache.use_is_due(principal.key_id, known.last_used_at, now, resolution):
+        _record_use(principal.key_id, now, resolution)
+    return principal
+
+
+def _read_key(presented: str, digest: bytes, revision: int | None, client_ip: str) -> _KnownKey:
+    """Check a key this process does not trust yet: format, row, then (once) bcrypt."""
+    parsed = parse_key(presented)
+    if parsed is None or parsed.environment != _environment():
+        _refuse(client_ip)
+    cache: KeyCache = current_app.extensions["discountflow.key_cache"]
+    row = db.session.execute(_KEY_QUERY, {"key_id": parsed.key_id}).one_or_none()
     if (
-        not _usable(row, now)
+        row is None
+        or not _usable(row, utcnow())
         or row.environment != parsed.environment
         or row.read_only != parsed.read_only
     ):
         _refuse(client_ip)
-    resolution = timedelta(seconds=current_app.config["LAST_USED_RESOLUTION_SECONDS"])
-    if cache.use_is_due(row.id, row.last_used_at, now, resolution):
-        _record_use(row.id, now, resolution)
-    return ApiKeyPrincipal(
-        key_id=row.id,
-        organization_id=row.organization_id,
-        organization_name=row.organization_name,
-        organization_slug=row.organization_slug,
-        environment=row.environment,
-        read_only=row.read_only,
+    if not cache.was_verified(digest):
+        if cache.is_rejected(digest):
+            _refuse(client_ip)
+        _check_failure_budget(client_ip)
+        if not bcrypt.checkpw(presented.encode(), row.key_hash.encode()):
+            cache.remember_rejected(digest)
+            _refuse(client_ip)
+    known = _KnownKey(
+        principal=ApiKeyPrincipal(
+            key_id=row.id,
+            organization_id=row.organization_id,
+            organization_name=row.organization_name,
+            organization_slug=row.organization_slug,
+            environment=row.environment,
+            read_only=row.read_only,
+        ),
+        expires_at=row.expires_at,
+        last_used_at=row.last_used_at,
     )
+    cache.remember_verified(digest, revision, known)
+    return known
 
 
 def _usable(row, now: datetime) -> bool:
@@ -434,7 +461,7 @@ def _check_failure_budget(client_ip: str) -> None:
     item = _failure_limit()
     if not limiter.limiter.test(item, "auth-failures", client_ip):
         reset_at, _ = limiter.limiter.get_window_stats(item, "auth-failures", client_ip)
-        raise TooManyFailedAuthentications(retry_after=max(1, int(reset_at - utcnow().timestamp())))
+        raise TooManyFailedAuthentications(retry_after=int(reset_at - time.time()))
 
 
 def _refuse(client_ip: str) -> NoReturn:
@@ -455,10 +482,3 @@ def _record_use(key_id: str, now: datetime, resolution: timedelta) -> None:
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
-
-
-def _bump_auth_revision() -> None:
-    """Tell every process that remembered keys must be read again (same transaction)."""
-    db.session.execute(
-        update(AuthRevision).where(AuthRevision.id == 1).values(version=AuthRevision.version + 1)
-    )
