@@ -7,8 +7,8 @@ authentication, the rate limit or the read-only rule.
 The per-key limit is counted in Flask-Limiter's storage with its configured strategy (moving
 window: no burst at window edges), shared by every worker when the storage is Redis. It is
 checked here, in one hook, rather than through Flask-Limiter's per-route machinery: that
-machinery's before/after-request work measured several times the cost of authentication
-itself on every API request (see ``bench/auth_overhead.py``), so /v2 is filtered out of it.
+machinery's before/after-request work measured more than the whole budget of an API request
+(see ``bench/auth_overhead.py``), so its hook skips /v2 (``extensions.Limiter``).
 """
 
 from __future__ import annotations
