@@ -182,3 +182,19 @@ def test_no_key_text_in_any_log_line(app, client, org, caplog, runner):
     assert caplog.records, "the flows above log what they do"
     for secret in (key, printed, key.split("_")[-1], printed.split("_")[-1]):
         assert secret not in logged
+
+
+def test_changes_reach_another_process_on_its_next_request(tmp_path):
+    """Two apps on one database stand for two worker processes: each keeps its own memory."""
+    from .conftest import create_org, make_app
+
+    first, second = make_app(tmp_path), make_app(tmp_path)
+    _, owner_id = create_org(first)
+    key = generate_key(first, owner_id)
+    assert status(second.test_client(), key) == 200  # remembered by the second process
+    replacement = generate_key(first, owner_id)
+    assert status(second.test_client(), key) == 401
+    assert status(second.test_client(), replacement) == 200
+    with first.app_context():
+        auth.revoke_key(db.session.get(User, owner_id))
+    assert status(second.test_client(), replacement) == 401
