@@ -47,18 +47,17 @@ def _api_rate_limit() -> RateLimitItem:
     return current_app.extensions["discountflow.api_rate_limit"]
 
 
-def _limit_api_key(key_id: str) -> RateLimitWindow:
+def _limit_api_key(key_id: str) -> None:
     """Count one request against the key's budget; refuse with 429 when it is spent."""
+    if not limiter.enabled:  # RATELIMIT_ENABLED = False turns every limit off
+        return
     item = _api_rate_limit()
-    if not limiter.enabled:
-        return RateLimitWindow(item.amount, item.amount, int(time.time()) + item.get_expiry())
     strategy = limiter.limiter
     allowed = strategy.hit(item, RATE_LIMIT_SCOPE, key_id)
     reset_at, remaining = strategy.get_window_stats(item, RATE_LIMIT_SCOPE, key_id)
-    g.rate_limit = window = RateLimitWindow(item.amount, remaining, math.ceil(reset_at))
+    g.rate_limit = RateLimitWindow(item.amount, remaining, math.ceil(reset_at))
     if not allowed:
         raise RateLimited(retry_after=math.ceil(reset_at - time.time()))
-    return window
 
 
 def _authenticate() -> None:

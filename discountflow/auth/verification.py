@@ -71,7 +71,7 @@ class KeyRevision:
     def bump(self) -> None:
         """Advance the revision; call after committing a change to API keys."""
         mapped = self._mapped()
-        if mapped is None or self.path is None:
+        if mapped is None:
             return
         with open(self.path, "rb") as lock_file:
             fcntl.flock(lock_file, fcntl.LOCK_EX)  # serialize bumps across processes
