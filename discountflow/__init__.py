@@ -18,13 +18,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # keep "object" first, as written
 
     from .auth.verification import KeyCache, KeyRevision
-    from .database import configure_sqlite_connection
+    from .database import begin_sqlite_transaction, configure_sqlite_connection
     from .extensions import db, limiter
 
     db.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", configure_sqlite_connection)
+            event.listen(db.engine, "begin", begin_sqlite_transaction)
         app.extensions["discountflow.key_revision"] = KeyRevision(db.engine)
     app.extensions["discountflow.key_cache"] = KeyCache()
     limiter.init_app(app)

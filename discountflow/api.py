@@ -21,11 +21,13 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from flask.sessions import SecureCookieSessionInterface
 from limits import RateLimitItem
 from limits import parse as parse_limit
+from werkzeug.exceptions import BadRequest
 
+from . import idempotency, openapi
 from .approvals.api import bp as approvals_bp
 from .auth.api import bp as auth_bp
 from .auth.services import authenticate
-from .errors import RateLimited, ReadOnlyKey, is_api_request
+from .errors import InvalidParameter, RateLimited, ReadOnlyKey, is_api_request
 from .extensions import limiter
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
@@ -33,6 +35,7 @@ bp.register_blueprint(auth_bp)
 bp.register_blueprint(approvals_bp)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+BODY_METHODS = frozenset({"POST", "PATCH", "PUT"})
 RATE_LIMIT_SCOPE = "api-key"
 
 
@@ -60,15 +63,33 @@ def _limit_api_key(key_id: str) -> None:
         raise RateLimited(retry_after=math.ceil(reset_at - time.time()))
 
 
-def _authenticate() -> None:
-    if not is_api_request():
+def _check_json_body() -> None:
+    """Refuse a body that is not one JSON object before any view or validation sees it."""
+    if request.method not in BODY_METHODS or not request.get_data(cache=True):
         return
+    if not request.is_json:
+        raise InvalidParameter("Send the body as JSON, with Content-Type: application/json.")
+    try:
+        body = request.get_json()
+    except BadRequest as error:
+        raise InvalidParameter("The request body is not valid JSON.") from error
+    if not isinstance(body, dict):
+        raise InvalidParameter("The request body must be a JSON object.")
+
+
+def _authenticate() -> Response | None:
+    if not is_api_request() or request.endpoint in openapi.PUBLIC_ENDPOINTS:
+        return None
     g.api_key = principal = authenticate(
         request.headers.get("Authorization"), client_ip=request.remote_addr or ""
     )
     _limit_api_key(principal.key_id)
     if principal.read_only and request.method not in SAFE_METHODS:
         raise ReadOnlyKey()
+    _check_json_body()
+    if request.method == "POST" and request.url_rule is not None:
+        return idempotency.begin(principal.organization_id, principal.key_id)
+    return None
 
 
 def _add_rate_limit_headers(response: Response) -> Response:
@@ -94,5 +115,7 @@ def init_app(app: Flask) -> None:
     app.extensions["discountflow.api_rate_limit"] = parse_limit(app.config["API_RATE_LIMIT"])
     app.session_interface = SessionInterface()
     app.register_blueprint(bp)
+    openapi.init_app(app)
     app.before_request(_authenticate)
     app.after_request(_add_rate_limit_headers)
+    app.after_request(idempotency.finish)

@@ -189,7 +189,7 @@ def keys_list(organization: str) -> None:
 @_reports_domain_errors
 def demo_command() -> None:
     """Create a demo organization (once) and print a fresh staging key and a curl to try."""
-    from .approvals.demo import create_sample_approvals
+    from .approvals.demo import create_demo_organization
 
     db.create_all()
     organization = db.session.execute(
@@ -197,24 +197,9 @@ def demo_command() -> None:
     ).scalar_one_or_none()
     if organization is None:
         password = secrets.token_urlsafe(12)
-        organization = auth.create_organization(
-            "Demo Inc.",
-            slug="demo",
-            owner_email="owner@demo.example",
-            owner_name="Olivia Owner",
-            owner_password=password,
-        )
-        owner = auth.owner_of(organization)
-        for email, name, role in [
-            ("admin@demo.example", "Adam Admin", Role.ADMIN.value),
-            ("rep@demo.example", "Rita Rep", Role.MEMBER.value),
-            ("manager@demo.example", "Max Manager", Role.MEMBER.value),
-        ]:
-            auth.add_member(
-                owner, email=email, name=name, role=role, password=secrets.token_urlsafe(12)
-            )
-        create_sample_approvals(organization)
-        click.echo("Created organization 'demo'. Sign-in (printed once):")
+        organization = create_demo_organization(password)
+        click.echo("Created organization 'demo' with members, approval levels and approvals.")
+        click.echo("Sign-in (printed once):")
         click.echo(f"  owner: owner@demo.example  password: {password}")
     owner = auth.owner_of(organization)
     api_key, key = auth.generate_key(owner)

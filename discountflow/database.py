@@ -58,9 +58,41 @@ class UTCDateTime(TypeDecorator):
 
 def configure_sqlite_connection(dbapi_connection, connection_record) -> None:
     """Turn on foreign keys, WAL and a busy timeout on a new SQLite connection."""
+    # Let SQLAlchemy emit BEGIN itself (see begin_sqlite_transaction) instead of the driver's
+    # own implicit, deferred BEGIN before the first write.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+# Execution option that makes the next transaction a writer from its first statement.
+WRITE_TRANSACTION = "discountflow_write"
+
+
+def begin_sqlite_transaction(connection) -> None:
+    """Open an SQLite transaction: ``BEGIN IMMEDIATE`` for writers, deferred for readers.
+
+    A deferred transaction that reads and then writes fails with "database is locked" when
+    another writer committed in between; taking the write lock first makes such work wait its
+    turn (up to the busy timeout) instead.
+    """
+    immediate = connection.get_execution_options().get(WRITE_TRANSACTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def begin_write() -> None:
+    """Start a fresh session transaction that will write (``BEGIN IMMEDIATE`` on SQLite).
+
+    Services call this before reading the rows they are about to change, so two requests
+    changing the same rows run one after the other. On PostgreSQL the rows are also read
+    ``FOR UPDATE``. Anything the session read before (authentication) is committed first.
+    """
+    from .extensions import db
+
+    if db.session().in_transaction():
+        db.session.commit()
+    db.session.connection(execution_options={WRITE_TRANSACTION: True})

@@ -236,8 +236,18 @@ def test_each_key_sees_only_its_organization(app, client):
     with app.app_context():
         db.session.add_all(
             [
-                Approval(organization_id=acme_id, title="Acme deal"),
-                Approval(organization_id=globex_id, title="Globex deal"),
+                Approval(
+                    organization_id=acme_id,
+                    requested_by_id=acme_owner,
+                    title="Acme deal",
+                    currency="USD",
+                ),
+                Approval(
+                    organization_id=globex_id,
+                    requested_by_id=globex_owner,
+                    title="Globex deal",
+                    currency="EUR",
+                ),
             ]
         )
         db.session.commit()

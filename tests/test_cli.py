@@ -29,16 +29,38 @@ def test_demo_creates_an_organization_and_prints_a_working_key(app, runner, clie
     assert f'curl -H "Authorization: Bearer {key}" http://127.0.0.1:8000/v2/approvals' in (
         result.output
     )
-    response = client.get("/v2/approvals", headers=bearer(key))
+    response = client.get("/v2/approvals?limit=100", headers=bearer(key))
     assert response.status_code == 200
-    assert len(response.get_json()["data"]) == 3
+    # A living organization: an approval in every status, three levels, approvers.
+    statuses = {approval["status"] for approval in response.get_json()["data"]}
+    assert statuses == {
+        "draft",
+        "pending",
+        "changes_requested",
+        "approved",
+        "rejected",
+        "canceled",
+        "expired",
+    }
+    levels = client.get("/v2/approval_levels", headers=bearer(key)).get_json()["data"]
+    assert sorted((level["rank"], level["name"]) for level in levels) == [
+        (1, "Sales manager"),
+        (2, "VP Sales"),
+        (3, "CFO"),
+    ]
+    events = client.get("/v2/events?limit=100", headers=bearer(key)).get_json()["data"]
+    assert {"approval.step_approved", "approval.rejected", "comment.created"} <= {
+        event["type"] for event in events
+    }
 
     with app.app_context():
         organization = db.session.execute(
             select(Organization).where(Organization.slug == "demo")
         ).scalar_one()
         roles = sorted(u.role for u in organization.members)
-        assert roles == ["admin", "member", "member", "owner"]
+        assert roles == ["admin", "member", "member", "member", "member", "member", "owner"]
+        approvers = sorted(u.email for u in organization.members if u.approval_level_id)
+        assert approvers == ["cfo@demo.example", "manager@demo.example", "vp@demo.example"]
 
 
 def test_demo_run_twice_keeps_the_data_and_prints_a_new_key(app, runner, client):
@@ -50,7 +72,7 @@ def test_demo_run_twice_keeps_the_data_and_prints_a_new_key(app, runner, client)
     assert client.get("/v2/me", headers=bearer(first)).status_code == 401
     assert client.get("/v2/me", headers=bearer(second)).status_code == 200
     with app.app_context():
-        assert len(db.session.execute(select(Approval)).scalars().all()) == 3
+        assert len(db.session.execute(select(Approval)).scalars().all()) == 9
 
 
 def test_create_org_with_password_on_stdin(app, runner):

@@ -1,42 +1,134 @@
-"""Sample approvals for the demo organization."""
+"""A living demo organization: members, three approval levels, approvals in every status.
+
+Everything goes through the same services as the API, acting from the CLI surface, so the
+demo's decisions, comments and audit trail are what real use would have produced.
+"""
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 
-from sqlalchemy import select
-
-from ..auth.models import Organization, User
+from ..auth import services as auth
+from ..auth.models import Organization, Role, User
+from ..auth.services import Actor, Surface
 from ..database import utcnow
 from ..extensions import db
+from . import services
 from .models import Approval
+from .schemas import ApprovalCreate, LevelCreate
 
-SAMPLES = [
-    ("Acme renewal, 3-year commitment", "Acme Corp", "USD"),
-    ("Globex expansion to 200 seats", "Globex", "EUR"),
-    ("Initech pilot", "Initech", "USD"),
+MEMBERS = [
+    ("admin@demo.example", "Adam Admin", Role.ADMIN),
+    ("rep@demo.example", "Rita Rep", Role.MEMBER),
+    ("sam@demo.example", "Sam Seller", Role.MEMBER),
+    ("manager@demo.example", "Max Manager", Role.MEMBER),
+    ("vp@demo.example", "Vera VP", Role.MEMBER),
+    ("cfo@demo.example", "Carl CFO", Role.MEMBER),
+]
+LEVELS = [  # name, rank, largest discount in percent, who holds it
+    ("Sales manager", 1, 15, "manager@demo.example"),
+    ("VP Sales", 2, 30, "vp@demo.example"),
+    ("CFO", 3, 100, "cfo@demo.example"),
 ]
 
 
-def create_sample_approvals(organization: Organization) -> None:
-    """Add a few draft approvals requested by the demo's sales rep."""
-    rep = db.session.execute(
-        select(User).where(
-            User.organization_id == organization.id, User.email == "rep@demo.example"
+def _request(title: str, customer: str, discount_percent: int, *, currency: str = "USD"):
+    """A two-line request whose larger line carries ``discount_percent``."""
+    seats_list, support_list = 12_000, 250_000
+    return ApprovalCreate(
+        title=title,
+        customer=customer,
+        currency=currency,
+        deal_reference=f"CRM-{secrets.randbelow(90000) + 10000}",
+        justification="Competitive deal; the customer is comparing us with two vendors.",
+        line_items=[
+            {
+                "sku": "SEAT-PRO",
+                "description": "Pro seat, annual",
+                "quantity": 50,
+                "unit_list_price": seats_list,
+                "unit_price": seats_list * (100 - discount_percent) // 100,
+            },
+            {
+                "sku": "SUPPORT-GOLD",
+                "description": "Gold support, annual",
+                "quantity": 1,
+                "unit_list_price": support_list,
+                "unit_price": support_list * (100 - min(discount_percent, 5)) // 100,
+            },
+        ],
+    )
+
+
+def create_demo_organization(owner_password: str) -> Organization:
+    """Create the 'demo' organization with its people, levels and approvals."""
+    organization = auth.create_organization(
+        "Demo Inc.",
+        slug="demo",
+        owner_email="owner@demo.example",
+        owner_name="Olivia Owner",
+        owner_password=owner_password,
+    )
+    owner = auth.owner_of(organization)
+    people: dict[str, User] = {"owner@demo.example": owner}
+    for email, name, role in MEMBERS:
+        people[email] = auth.add_member(
+            owner, email=email, name=name, role=role.value, password=secrets.token_urlsafe(12)
         )
-    ).scalar_one()
-    now = utcnow()
-    for age, (title, customer, currency) in enumerate(SAMPLES):
-        created = now - timedelta(hours=age + 1)
-        db.session.add(
-            Approval(
-                organization_id=organization.id,
-                requested_by_id=rep.id,
-                title=title,
-                customer=customer,
-                currency=currency,
-                created_at=created,
-                updated_at=created,
-            )
+
+    def as_(email: str) -> Actor:
+        return Actor.for_user(people[email], Surface.CLI)
+
+    admin = as_("admin@demo.example")
+    for name, rank, percent, holder in LEVELS:
+        level = services.create_level(
+            admin, LevelCreate(name=name, rank=rank, max_discount_percent=percent)
         )
+        services.assign_level(admin, people[holder].id, level.id)
+
+    rep, sam = as_("rep@demo.example"), as_("sam@demo.example")
+    manager, vp = as_("manager@demo.example"), as_("vp@demo.example")
+
+    services.create_approval(rep, _request("Initech pilot", "Initech", 12))  # draft
+
+    waiting = services.create_approval(rep, _request("Acme renewal, 3 years", "Acme Corp", 22))
+    services.submit(rep, waiting.approval.id)  # pending at the manager
+    services.add_comment(rep, waiting.approval.id, "Acme's procurement needs an answer by Friday.")
+
+    at_vp = services.create_approval(
+        sam, _request("Globex expansion to 200 seats", "Globex", 25, currency="EUR")
+    )
+    services.submit(sam, at_vp.approval.id)
+    services.approve(manager, at_vp.approval.id, "Fine by me; VP to confirm.")  # pending at VP
+
+    approved = services.create_approval(rep, _request("Umbrella upsell", "Umbrella Corp", 10))
+    services.submit(rep, approved.approval.id)
+    services.approve(manager, approved.approval.id, "Approved: strategic account.")
+
+    data = _request("Hooli starter pack", "Hooli", 3)
+    data.submit = True
+    services.create_approval(sam, data)  # auto-approved under the 5 % threshold
+
+    rejected = services.create_approval(sam, _request("Stark one-off deal", "Stark Industries", 45))
+    services.submit(sam, rejected.approval.id)
+    services.reject(manager, rejected.approval.id, "45 % is far beyond what this deal justifies.")
+
+    changes = services.create_approval(rep, _request("Wayne multi-year", "Wayne Enterprises", 18))
+    services.submit(rep, changes.approval.id)
+    services.approve(manager, changes.approval.id)
+    services.request_changes(
+        vp, changes.approval.id, "Tie the discount to a 3-year term, then resubmit."
+    )
+
+    canceled = services.create_approval(sam, _request("Cyberdyne trial", "Cyberdyne", 8))
+    services.cancel(sam, canceled.approval.id, "The customer chose to wait until next quarter.")
+
+    expired = services.create_approval(rep, _request("Soylent Q1 promo", "Soylent", 4))
+    services.submit(rep, expired.approval.id)
+    # An approval from last quarter whose price has lapsed.
+    row = db.session.get(Approval, expired.approval.id)
+    row.valid_until = utcnow() - timedelta(days=1)
     db.session.commit()
+    services.expire_approvals()
+    return organization

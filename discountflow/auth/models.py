@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from functools import partial
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..database import UTCDateTime, new_id, utcnow
@@ -24,13 +24,23 @@ class Environment(enum.StrEnum):
     PRODUCTION = "production"
 
 
+DEFAULT_AUTO_APPROVE_THRESHOLD_BPS = 500  # 5 %: what a rep may give without approval
+DEFAULT_VALIDITY_DAYS = 30  # how long an approved price holds
+
+
 class Organization(db.Model):
     __tablename__ = "organizations"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=partial(new_id, "org"))
     name: Mapped[str] = mapped_column(String(200))
     slug: Mapped[str] = mapped_column(String(64), unique=True)
+    # Percentages are kept in basis points (1 % = 100) so that comparisons are exact.
+    auto_approve_threshold_bps: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_AUTO_APPROVE_THRESHOLD_BPS
+    )
+    default_validity_days: Mapped[int] = mapped_column(Integer, default=DEFAULT_VALIDITY_DAYS)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     members: Mapped[list[User]] = relationship(back_populates="organization")
 
@@ -55,6 +65,10 @@ class User(db.Model):
     name: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str] = mapped_column(String(60))
     role: Mapped[str] = mapped_column(String(16), default=Role.MEMBER.value)
+    # An approval level makes the member an approver for the steps at that level.
+    approval_level_id: Mapped[str | None] = mapped_column(
+        ForeignKey("approval_levels.id", ondelete="SET NULL"), index=True
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     organization: Mapped[Organization] = relationship(back_populates="members")
@@ -62,6 +76,11 @@ class User(db.Model):
     @property
     def is_owner(self) -> bool:
         return self.role == Role.OWNER.value
+
+    @property
+    def manages_organization(self) -> bool:
+        """Owners and admins manage approval levels, members and settings."""
+        return self.role in (Role.OWNER.value, Role.ADMIN.value)
 
 
 class ApiKey(db.Model):

@@ -6,11 +6,13 @@ Services take an explicit actor, decide whether it may act, own the transaction 
 
 from __future__ import annotations
 
+import enum
 import logging
 import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import NamedTuple, NoReturn
 
 import bcrypt
@@ -29,6 +31,7 @@ from ..errors import (
     TooManyFailedAuthentications,
 )
 from ..extensions import db, limiter
+from ..pagination import PageRequest, paginate
 from .keys import MAX_KEY_BYTES, build_key, parse_key
 from .models import ApiKey, Organization, Role, User
 from .verification import KeyCache
@@ -153,6 +156,87 @@ def _commit_or_conflict(message: str) -> None:
     except IntegrityError as error:
         db.session.rollback()
         raise Conflict(message) from error
+
+
+# --- actors: who is acting, with whose authority ---------------------------------------------
+
+
+class Surface(enum.StrEnum):
+    API = "api"
+    DASHBOARD = "dashboard"
+    CLI = "cli"
+    SYSTEM = "system"
+
+
+class Actor:
+    """Who performs an action: a member, or an API key acting with the owner's authority.
+
+    Services decide permissions from this and record it (user, key, surface) on every write.
+    The member is loaded only when a rule needs it, so a key's plain reads cost no query.
+    """
+
+    def __init__(
+        self,
+        organization_id: str,
+        *,
+        surface: str,
+        user: User | None = None,
+        api_key_id: str | None = None,
+    ) -> None:
+        if user is None and api_key_id is None:
+            raise ValueError("an actor is a member or an API key")
+        self.organization_id = organization_id
+        self.surface = surface
+        self.api_key_id = api_key_id
+        if user is not None:
+            self.__dict__["user"] = user
+
+    @classmethod
+    def for_api_key(cls, principal: ApiKeyPrincipal) -> Actor:
+        return cls(principal.organization_id, surface=Surface.API, api_key_id=principal.key_id)
+
+    @classmethod
+    def for_user(cls, user: User, surface: str) -> Actor:
+        return cls(user.organization_id, surface=surface, user=user)
+
+    @cached_property
+    def user(self) -> User:
+        """The member whose authority this is: the owner, for an API key."""
+        return db.session.execute(
+            select(User).where(
+                User.organization_id == self.organization_id, User.role == Role.OWNER.value
+            )
+        ).scalar_one()
+
+    @property
+    def type(self) -> str:
+        return "api_key" if self.api_key_id is not None else "user"
+
+    @property
+    def role(self) -> str:
+        return Role.OWNER.value if self.api_key_id is not None else self.user.role
+
+    @property
+    def manages_organization(self) -> bool:
+        return self.role in (Role.OWNER.value, Role.ADMIN.value)
+
+    @property
+    def sees_all_approvals(self) -> bool:
+        """Approvers, admins and the owner see every approval of the organization."""
+        return self.manages_organization or self.user.approval_level_id is not None
+
+    def require_manager(self, what: str) -> None:
+        if not self.manages_organization:
+            raise PermissionDenied(f"Only the owner and admins may {what}.")
+
+    def recorded_as(self) -> dict[str, str | None]:
+        """The columns every decision, comment and event stores about its actor."""
+        return {
+            "actor_type": self.type,
+            "actor_user_id": self.user.id,
+            "api_key_id": self.api_key_id,
+            "surface": str(self.surface),
+        }
 
 
 # --- API keys: management (owner only) -------------------------------------------------------
@@ -482,3 +566,28 @@ def _record_use(key_id: str, now: datetime, resolution: timedelta) -> None:
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
+
+
+# --- members -----------------------------------------------------------------------------------
+
+
+def list_members(actor: Actor, page: PageRequest) -> tuple[list[User], bool]:
+    """Return one page of the organization's members, newest first."""
+    scope = User.organization_id == actor.organization_id
+    rows, has_more = paginate(select(User).where(scope), User, page, scope=scope)
+    return [row[0] for row in rows], has_more
+
+
+def get_member(actor: Actor, member_id: str) -> User:
+    """Return one member of the actor's organization."""
+    member = db.session.execute(
+        select(User).where(User.id == member_id, User.organization_id == actor.organization_id)
+    ).scalar_one_or_none()
+    if member is None:
+        raise NotFound(f"No such member: {member_id!r}.", param="id")
+    return member
+
+
+def get_organization(actor: Actor) -> Organization:
+    """Return the actor's organization with its settings."""
+    return db.session.get(Organization, actor.organization_id)
