@@ -709,6 +709,7 @@ def create_level(actor: Actor, data: LevelCreate) -> ApprovalLevel:
     actor.require_manager("manage approval levels")
     begin_write()
     now = utcnow()
+    events = EventLog(actor, now)  # reads the actor before the new row can be flushed
     level = ApprovalLevel(
         id=new_id("lvl"),
         organization_id=actor.organization_id,
@@ -719,7 +720,7 @@ def create_level(actor: Actor, data: LevelCreate) -> ApprovalLevel:
         updated_at=now,
     )
     db.session.add(level)
-    EventLog(actor, now).add("approval_level.created", level=level.id, name=level.name)
+    events.add("approval_level.created", level=level.id, name=level.name)
     return _commit_level(level)
 
 
@@ -729,6 +730,7 @@ def update_level(actor: Actor, level_id: str, data: LevelUpdate) -> ApprovalLeve
     begin_write()
     now = utcnow()
     level = _load_level(actor, level_id)
+    events = EventLog(actor, now)  # reads the actor before the change can be flushed
     changed = sorted(data.model_fields_set)
     if "name" in changed:
         level.name = data.name
@@ -737,7 +739,7 @@ def update_level(actor: Actor, level_id: str, data: LevelUpdate) -> ApprovalLeve
     if "max_discount_percent" in changed:
         level.max_discount_bps = to_bps(data.max_discount_percent)
     level.updated_at = now
-    EventLog(actor, now).add("approval_level.updated", level=level.id, fields=changed)
+    events.add("approval_level.updated", level=level.id, fields=changed)
     return _commit_level(level)
 
 

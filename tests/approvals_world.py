@@ -1,0 +1,85 @@
+"""An organization to test approvals in: people, three levels and helpers to act as each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from discountflow.approvals import services
+from discountflow.approvals.schemas import ApprovalCreate, LevelCreate
+from discountflow.auth.models import User
+from discountflow.auth.services import Actor, Surface
+from discountflow.extensions import db
+
+from .conftest import add_member, create_org, generate_key
+
+# name, rank, largest discount (percent), holder
+LEVELS = [("Manager", 1, 15), ("VP", 2, 30), ("CFO", 3, 50)]
+
+
+@dataclass
+class World:
+    app: object
+    organization_id: str
+    people: dict[str, str] = field(default_factory=dict)  # name → user id
+    levels: dict[str, str] = field(default_factory=dict)  # level name → level id
+    key: str = ""
+    read_only_key: str = ""
+
+    def actor(self, name: str) -> Actor:
+        """An actor for a person, acting from the dashboard (call inside an app context)."""
+        return Actor.for_user(db.session.get(User, self.people[name]), Surface.DASHBOARD)
+
+
+def build_world(app, slug: str = "acme") -> World:
+    organization_id, owner_id = create_org(app, slug)
+    world = World(app, organization_id, {"owner": owner_id})
+    world.people["admin"] = add_member(app, organization_id, f"admin@{slug}.example", "admin")
+    for name in ("rep", "rep2", "manager", "manager2", "vp", "cfo"):
+        world.people[name] = add_member(app, organization_id, f"{name}@{slug}.example")
+    with app.app_context():
+        admin = world.actor("admin")
+        holders = {"Manager": ("manager", "manager2"), "VP": ("vp",), "CFO": ("cfo",)}
+        for name, rank, percent in LEVELS:
+            level = services.create_level(
+                admin, LevelCreate(name=name, rank=rank, max_discount_percent=percent)
+            )
+            world.levels[name] = level.id
+            for holder in holders[name]:
+                services.assign_level(admin, world.people[holder], level.id)
+    world.key = generate_key(app, owner_id)
+    world.read_only_key = generate_key(app, owner_id, read_only=True)
+    return world
+
+
+def request_body(*discounts: float, currency: str = "USD", **fields) -> dict:
+    """An approval body with one line per discount percent (list price 10,000 minor units)."""
+    body = {
+        "title": "Deal",
+        "customer": "Initech",
+        "currency": currency,
+        "line_items": [
+            {
+                "description": f"Line {n}",
+                "quantity": 2,
+                "unit_list_price": 10_000,
+                "unit_price": round(10_000 * (100 - discount) / 100),
+            }
+            for n, discount in enumerate(discounts, start=1)
+        ],
+    }
+    body.update(fields)
+    return body
+
+
+def create(world: World, who: str, *discounts: float, submit: bool = False, **fields):
+    """Create an approval as ``who`` through the service; return its id."""
+    with world.app.app_context():
+        data = ApprovalCreate.model_validate(request_body(*discounts, submit=submit, **fields))
+        return services.create_approval(world.actor(who), data).approval.id
+
+
+def act(world: World, who: str, action: str, approval_id: str, *args):
+    """Run a service action as ``who``; return the approval's status afterwards."""
+    with world.app.app_context():
+        view = getattr(services, action)(world.actor(who), approval_id, *args)
+        return view.status

@@ -1,0 +1,264 @@
+"""Cursor pagination of lists, filters, and Idempotency-Key on POSTs."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from discountflow.approvals.models import Approval
+from discountflow.extensions import db
+from discountflow.idempotency import IdempotencyKey
+
+from .approvals_world import act, build_world, create, request_body
+from .conftest import bearer
+
+
+@pytest.fixture
+def world(app):
+    return build_world(app)
+
+
+@pytest.fixture
+def api(client, world):
+    def call(method: str, path: str, **kwargs):
+        headers = {**bearer(world.key), **kwargs.pop("headers", {})}
+        return client.open(path, method=method, headers=headers, **kwargs)
+
+    return call
+
+
+def _pages(api, path: str, limit: int, between_pages=None) -> list[str]:
+    ids, cursor = [], None
+    while True:
+        query = f"{path}{'&' if '?' in path else '?'}limit={limit}"
+        if cursor:
+            query += f"&starting_after={cursor}"
+        page = api("GET", query).get_json()
+        assert page["object"] == "list"
+        ids += [item["id"] for item in page["data"]]
+        if not page["has_more"]:
+            return ids
+        cursor = page["data"][-1]["id"]
+        if between_pages:
+            between_pages()
+
+
+def test_lists_are_newest_first_with_default_limit_10(api, world):
+    created = [create(world, "rep", 10) for _ in range(12)]
+    page = api("GET", "/v2/approvals").get_json()
+    assert [a["id"] for a in page["data"]] == created[::-1][:10]
+    assert page["has_more"] is True
+
+
+def test_no_duplicates_or_gaps_while_approvals_change_status(api, world):
+    created = [create(world, "rep", 20) for _ in range(23)]
+    changed = iter(created)
+
+    def change_some():
+        # Approvals move through their states and new ones arrive between page reads.
+        for _ in range(3):
+            approval_id = next(changed)
+            act(world, "rep", "submit", approval_id)
+            act(world, "manager", "approve", approval_id)
+        create(world, "rep2", 10)
+
+    ids = _pages(api, "/v2/approvals", 5, change_some)
+    assert ids == created[::-1]  # newer arrivals come before the first page, not inside
+
+
+def test_ending_before_walks_back(api, world):
+    created = [create(world, "rep", 10) for _ in range(7)][::-1]  # newest first
+    page = api("GET", f"/v2/approvals?limit=3&ending_before={created[5]}").get_json()
+    assert [a["id"] for a in page["data"]] == created[2:5]
+    assert page["has_more"] is True
+    page = api("GET", f"/v2/approvals?limit=3&ending_before={created[2]}").get_json()
+    assert [a["id"] for a in page["data"]] == created[0:2]
+    assert page["has_more"] is False
+
+
+@pytest.mark.parametrize(
+    "query, param",
+    [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=ten", "limit"),
+        ("starting_after=apr_nope", "starting_after"),
+        ("ending_before=apr_nope", "ending_before"),
+        ("status=approvedd", "status[0]"),
+        ("created[gte]=yesterday", "created[gte]"),
+        ("created[gte]=2026-01-01T00:00:00", "created[gte]"),  # no time zone
+        ("colour=red", "colour"),
+    ],
+)
+def test_bad_list_parameters_are_400(api, world, query, param):
+    response = api("GET", f"/v2/approvals?{query}")
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["error"] == "parameter_invalid"
+    assert body["param"] == param
+
+
+def test_both_cursors_at_once_are_refused(api, world):
+    first, second = create(world, "rep", 10), create(world, "rep", 10)
+    response = api("GET", f"/v2/approvals?starting_after={first}&ending_before={second}")
+    assert response.status_code == 400
+
+
+def test_filters(api, world):
+    draft = create(world, "rep", 10, customer="Acme Corp")
+    pending = create(world, "rep2", 20, submit=True, customer="Globex")
+    approved = create(world, "rep", 3, submit=True, customer="ACME Europe")
+    at_vp = create(world, "rep", 20, submit=True, customer="Initech")
+    act(world, "manager", "approve", at_vp)
+
+    def ids(query: str) -> set[str]:
+        response = api("GET", f"/v2/approvals?limit=100&{query}")
+        assert response.status_code == 200, response.get_json()
+        return {a["id"] for a in response.get_json()["data"]}
+
+    assert ids("status=draft") == {draft}
+    assert ids("status=pending&status=approved") == {pending, approved, at_vp}
+    assert ids(f"requested_by={world.people['rep2']}") == {pending}
+    assert ids("customer=acme") == {draft, approved}
+    assert ids("customer=%25") == set()  # LIKE wildcards are plain text
+    assert ids(f"awaiting_decision_by={world.people['manager']}") == {pending}
+    assert ids(f"awaiting_decision_by={world.people['vp']}") == {at_vp}
+    assert ids(f"awaiting_decision_by={world.people['admin']}") == set()
+    with world.app.app_context():
+        created = db.session.get(Approval, approved).created_at
+    stamp = created.isoformat().replace("+00:00", "Z")
+    assert approved in ids(f"created[gte]={stamp}")
+    assert approved in ids(f"created[lte]={stamp}")
+    # The same wall-clock time one zone east is an hour earlier: before it was created.
+    assert approved not in ids(f"created[lte]={stamp.replace('Z', '')}%2B01:00")
+
+
+def test_requester_is_not_in_their_own_inbox(api, world):
+    own = create(world, "manager", 10, submit=True)
+    inbox = api("GET", f"/v2/approvals?awaiting_decision_by={world.people['manager']}")
+    assert own not in {a["id"] for a in inbox.get_json()["data"]}
+    inbox = api("GET", f"/v2/approvals?awaiting_decision_by={world.people['manager2']}")
+    assert own in {a["id"] for a in inbox.get_json()["data"]}
+
+
+def test_history_lists_paginate_too(api, world):
+    approval_id = create(world, "rep", 10)
+    for n in range(5):
+        api("POST", f"/v2/approvals/{approval_id}/comments", json={"body": f"note {n}"})
+    page = api("GET", f"/v2/approvals/{approval_id}/comments?limit=2").get_json()
+    assert [c["body"] for c in page["data"]] == ["note 4", "note 3"]
+    assert page["has_more"] is True
+    rest = api(
+        "GET", f"/v2/approvals/{approval_id}/comments?starting_after={page['data'][1]['id']}"
+    ).get_json()
+    assert [c["body"] for c in rest["data"]] == ["note 2", "note 1", "note 0"]
+
+
+# --- Idempotency-Key ---------------------------------------------------------------------------
+
+
+def _count_approvals(world) -> int:
+    with world.app.app_context():
+        return len(db.session.execute(select(Approval.id)).all())
+
+
+def test_a_retry_replays_the_first_response(api, world):
+    before = _count_approvals(world)
+    headers = {"Idempotency-Key": "create-42"}
+    first = api("POST", "/v2/approvals", json=request_body(10), headers=headers)
+    retry = api("POST", "/v2/approvals", json=request_body(10), headers=headers)
+    assert first.status_code == retry.status_code == 201
+    assert retry.get_json() == first.get_json()
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert _count_approvals(world) == before + 1
+
+
+def test_actions_are_idempotent_too(api, world):
+    approval_id = create(world, "rep", 3)
+    headers = {"Idempotency-Key": "submit-1"}
+    first = api("POST", f"/v2/approvals/{approval_id}/submit", headers=headers)
+    retry = api("POST", f"/v2/approvals/{approval_id}/submit", headers=headers)
+    assert first.status_code == retry.status_code == 200
+    assert retry.get_json() == first.get_json()
+    # Without the key, the same request is a new one, refused by the state machine.
+    assert api("POST", f"/v2/approvals/{approval_id}/submit").status_code == 409
+
+
+def test_errors_are_replayed_as_they_were(api, world):
+    headers = {"Idempotency-Key": "bad-1"}
+    body = request_body(10, currency="XXY")
+    first = api("POST", "/v2/approvals", json=body, headers=headers)
+    retry = api("POST", "/v2/approvals", json=body, headers=headers)
+    assert first.status_code == retry.status_code == 400
+    assert retry.get_json() == first.get_json()
+
+
+def test_same_key_with_another_body_is_refused(api, world):
+    headers = {"Idempotency-Key": "create-43"}
+    api("POST", "/v2/approvals", json=request_body(10), headers=headers)
+    response = api("POST", "/v2/approvals", json=request_body(11), headers=headers)
+    assert response.status_code == 400
+    assert response.get_json() == {
+        "error": "idempotency_key_reused",
+        "message": "This Idempotency-Key was used with a different request. "
+        "Use a new key for a new request.",
+    }
+    # …or on another endpoint.
+    approval_id = create(world, "rep", 3)
+    response = api("POST", f"/v2/approvals/{approval_id}/submit", headers=headers)
+    assert response.get_json()["error"] == "idempotency_key_reused"
+
+
+def test_a_concurrent_duplicate_is_409(api, world):
+    body = request_body(10)
+    headers = {"Idempotency-Key": "in-flight"}
+    # The twin request has claimed the key and is still running.
+    first = api("POST", "/v2/approvals", json=body, headers={"Idempotency-Key": "probe"})
+    assert first.status_code == 201
+    with world.app.app_context():
+        probe = db.session.execute(
+            select(IdempotencyKey).where(IdempotencyKey.key == "probe")
+        ).scalar_one()
+        db.session.add(
+            IdempotencyKey(
+                organization_id=probe.organization_id,
+                key="in-flight",
+                fingerprint=probe.fingerprint,
+                api_key_id=probe.api_key_id,
+            )
+        )
+        db.session.commit()
+    before = _count_approvals(world)
+    response = api("POST", "/v2/approvals", json=body, headers=headers)
+    assert response.status_code == 409
+    assert response.get_json()["error"] == "idempotency_key_in_use"
+    assert _count_approvals(world) == before
+
+
+def test_keys_last_24_hours_and_belong_to_one_organization(app, api, world, monkeypatch):
+    from datetime import timedelta
+
+    from discountflow.database import utcnow
+
+    headers = {"Idempotency-Key": "shared-name"}
+    first = api("POST", "/v2/approvals", json=request_body(10), headers=headers)
+    other = build_world(app, "globex")
+    response = app.test_client().post(
+        "/v2/approvals", json=request_body(10), headers={**bearer(other.key), **headers}
+    )
+    assert response.status_code == 201
+    assert response.get_json()["id"] != first.get_json()["id"]
+    monkeypatch.setattr(
+        "discountflow.idempotency.utcnow", lambda: utcnow() + timedelta(hours=24, seconds=1)
+    )
+    again = api("POST", "/v2/approvals", json=request_body(10), headers=headers)
+    assert again.status_code == 201
+    assert again.get_json()["id"] != first.get_json()["id"]
+
+
+@pytest.mark.parametrize("key", ["", "has space", "x" * 256, "naïve"])
+def test_malformed_idempotency_keys_are_400(api, key):
+    response = api("POST", "/v2/approvals", json=request_body(10), headers={"Idempotency-Key": key})
+    assert response.status_code == 400
+    assert response.get_json()["param"] == "Idempotency-Key"
