@@ -211,8 +211,22 @@ def demo_command() -> None:
     click.echo(f'  curl -H "Authorization: Bearer {key}" http://127.0.0.1:{port}/v2/approvals')
 
 
+approvals_cli = AppGroup("approvals", help="Work on approvals.")
+
+
+@approvals_cli.command("expire")
+@_reports_domain_errors
+def expire_command() -> None:
+    """Mark approved prices past their validity as expired (run it daily from cron)."""
+    from .approvals.services import expire_approvals
+
+    count = expire_approvals()
+    click.echo(f"Expired {count} approval{'s' if count != 1 else ''}.")
+
+
 def register_cli(app: Flask) -> None:
     """Register the commands on the app's ``flask`` CLI."""
     for command in (init_db_command, create_org_command, add_member_command, demo_command):
         app.cli.add_command(command)
     app.cli.add_command(keys_cli)
+    app.cli.add_command(approvals_cli)

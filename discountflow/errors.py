@@ -112,6 +112,7 @@ def error_response(
 
 
 def _handle_domain_error(error: DomainError) -> Response:
+    db.session.rollback()  # a refusal leaves nothing half-done behind
     response = error_response(error.status, error.code, error.message, param=error.param)
     if isinstance(error, RateLimited):
         response.headers["Retry-After"] = str(error.retry_after)

@@ -194,3 +194,18 @@ def test_keys_commands_report_errors(app, runner, org):
         assert result.exit_code != 0, args
         assert "Error" in result.output, args
         assert "Traceback" not in result.output
+
+
+def test_approvals_expire_marks_lapsed_prices(app, runner, client):
+    runner.invoke(args=["demo"])
+    result = runner.invoke(args=["approvals", "expire"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "Expired 0 approvals.\n"  # the demo's lapsed price expired already
+    with app.app_context():
+        approval = db.session.execute(
+            select(Approval).where(Approval.status == "approved")
+        ).scalars().first()
+        approval.valid_until = approval.decided_at
+        db.session.commit()
+    result = runner.invoke(args=["approvals", "expire"])
+    assert result.output == "Expired 1 approval.\n"
