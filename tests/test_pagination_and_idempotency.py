@@ -124,6 +124,7 @@ def test_filters(api, world):
     assert ids(f"awaiting_decision_by={world.people['manager']}") == {pending}
     assert ids(f"awaiting_decision_by={world.people['vp']}") == {at_vp}
     assert ids(f"awaiting_decision_by={world.people['admin']}") == set()
+    assert ids("awaiting_decision_by=usr_nobody") == set()
     with world.app.app_context():
         created = db.session.get(Approval, approved).created_at
     stamp = created.isoformat().replace("+00:00", "Z")

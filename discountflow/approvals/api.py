@@ -33,6 +33,7 @@ from .schemas import (
     LevelList,
     LevelOut,
     LevelUpdate,
+    NoInput,
     PreviewOut,
 )
 
@@ -253,7 +254,7 @@ def preview_approval(approval_id: str):
 
 @bp.post("/approvals/<approval_id>/submit")
 @operation(ApprovalOut, tag=APPROVALS)
-def submit_approval(approval_id: str):
+def submit_approval(approval_id: str, json: NoInput):
     """Submit a draft or a changed approval; its route is frozen now."""
     return approval_json(services.submit(_actor(), approval_id))
 
@@ -281,7 +282,7 @@ def request_changes(approval_id: str, json: CommentRequiredInput):
 
 @bp.post("/approvals/<approval_id>/recall")
 @operation(ApprovalOut, tag=APPROVALS)
-def recall_approval(approval_id: str):
+def recall_approval(approval_id: str, json: NoInput):
     """Take a pending approval back to draft."""
     return approval_json(services.recall(_actor(), approval_id))
 

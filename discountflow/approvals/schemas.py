@@ -102,6 +102,10 @@ class ApprovalUpdate(Input):
     _currency = field_validator("currency")(_known_currency)
 
 
+class NoInput(Input):
+    """An action that takes no parameters: an empty body, or none."""
+
+
 class DecisionInput(Input):
     comment: CommentText = optional()
 

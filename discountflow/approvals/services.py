@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..auth.models import Organization, User
@@ -152,10 +152,11 @@ def list_approvals(
                 User.organization_id == actor.organization_id,
             )
         ).one_or_none()
-        level_id = approver.approval_level_id if approver else None
+        level_id = approver.approval_level_id if approver is not None else None
         statement = statement.where(
             Approval.status == ApprovalStatus.PENDING,
-            Approval.awaiting_level_id == level_id,  # None matches nothing: no level, no inbox
+            # not an approver (or not a member): nothing awaits their decision
+            Approval.awaiting_level_id == level_id if level_id is not None else false(),
             Approval.requested_by_id != query.awaiting_decision_by,
         )
     if query.customer:
