@@ -78,7 +78,7 @@ def _check_json_body() -> None:
 
 
 def _authenticate() -> Response | None:
-    if not is_api_request() or request.endpoint in openapi.PUBLIC_ENDPOINTS:
+    if not is_api_request() or openapi.is_public(request.path):
         return None
     g.api_key = principal = authenticate(
         request.headers.get("Authorization"), client_ip=request.remote_addr or ""

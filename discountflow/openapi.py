@@ -127,4 +127,6 @@ def init_app(app: Flask) -> None:
     )
 
 
-PUBLIC_ENDPOINTS = frozenset({"openapi_v2", "docs.show"})
+def is_public(path: str) -> bool:
+    """The contract and its docs page are readable without a key."""
+    return path == SPEC_URL or path == DOCS_URL or path.startswith(DOCS_URL + "/")
