@@ -67,7 +67,7 @@ class _FlaskPlugin(FlaskPlugin):
         app.add_url_rule(
             SPEC_URL,
             endpoint="openapi_v2",
-            view_func=lambda: current_app.json.response(self.spectree.spec),
+            view_func=lambda: current_app.json.response(document()),
         )
 
 
@@ -115,6 +115,40 @@ def operation(model: type[BaseModel], *, tag: str, status: int = 200):
         )
 
     return decorate
+
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes a POST safe to retry: a retry with the same key and body within 24 hours "
+        "replays the first response."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+}
+
+
+def document() -> dict[str, Any]:
+    """Return the OpenAPI document, completed with what SpecTree does not know.
+
+    A JSON body with no required field may be left out (SpecTree marks every body required),
+    and every POST takes an ``Idempotency-Key`` header.
+    """
+    generated = spec.spec  # built once per process, then cached by SpecTree
+    if generated.get("x-completed"):
+        return generated
+    schemas = generated["components"]["schemas"]
+    for path_item in generated["paths"].values():
+        for method, operation in path_item.items():
+            body = operation.get("requestBody")
+            if body:
+                name = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+                body["required"] = bool(schemas[name].get("required"))
+            if method == "post":
+                operation["parameters"].append(IDEMPOTENCY_KEY)
+    generated["x-completed"] = True
+    return generated
 
 
 def init_app(app: Flask) -> None:

@@ -6,10 +6,21 @@ goes out; the OpenAPI document at ``/v2/openapi.json`` is generated from them.
 
 from __future__ import annotations
 
-from decimal import Decimal
+import re
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictStr,
+    StringConstraints,
+)
 
 from .pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
 
@@ -25,22 +36,82 @@ def optional(**constraints: Any) -> Any:
     return Field(default=None, json_schema_extra=_drop_default, **constraints)
 
 
-def text(max_length: int, *, min_length: int = 0) -> Any:
-    """A string, stripped of surrounding blanks, within bounds."""
-    return Annotated[
-        StrictStr,
-        StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
-    ]
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})")
 
+
+def _clean_text(required: bool):
+    def clean(value: str) -> str:
+        if _CONTROL_CHARACTERS.search(value):
+            raise ValueError("must not contain control characters")
+        value = value.strip()
+        if required and not value:
+            raise ValueError("must not be blank")
+        return value
+
+    return clean
+
+
+class _NotBlankInSchema:
+    """Say in the JSON Schema what ``_clean_text`` enforces: more than blanks."""
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        schema = handler(core_schema)
+        schema["pattern"] = r"\S"
+        return schema
+
+
+def text(max_length: int, *, min_length: int = 0) -> Any:
+    """A string within bounds, without control characters, stored without surrounding blanks.
+
+    The bounds apply to the string as sent (as the document says); a required one must hold
+    more than blanks.
+    """
+    required = min_length > 0
+    constraints = [
+        StringConstraints(min_length=min_length, max_length=max_length),
+        AfterValidator(_clean_text(required)),
+    ]
+    if required:
+        constraints.append(_NotBlankInSchema())
+    return Annotated[StrictStr, *constraints]
+
+
+def _whole_number(value: Any) -> Any:
+    if isinstance(value, (str, bool)):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+# A JSON integer: 3 or 3.0, never "3" or true.
+Integer = Annotated[int, BeforeValidator(_whole_number)]
+
+
+def _rfc3339(value: Any) -> Any:
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 time such as 2026-01-31T09:30:00Z")
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before the first UTC datetime
+        return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=UTC)
+
+
+# An RFC 3339 time with its offset, as a UTC datetime.
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_in_utc)]
 
 ObjectId = Annotated[StrictStr, StringConstraints(max_length=OBJECT_ID_MAX)]
 
-# A percentage with at most two decimals, 0–100 (kept in basis points inside).
-Percent = Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2)]
+# A percentage, 0–100, as a JSON number; kept in basis points, so rounded to two decimals.
+Percent = Annotated[float, Field(strict=True, ge=0, le=100, allow_inf_nan=False)]
 
 
-def to_bps(percent: Decimal) -> int:
-    return int(percent * 100)
+def to_bps(percent: float) -> int:
+    """Round a percentage half up to whole basis points (hundredths of a percent)."""
+    return int(Decimal(repr(percent)).scaleb(2).quantize(Decimal(1), ROUND_HALF_UP))
 
 
 def to_percent(bps: int) -> float:

@@ -98,6 +98,9 @@ def test_client_sent_totals_and_status_are_refused(api, field, value):
         (lambda b: b.update(metadata={"k": 1}), "metadata.k"),
         (lambda b: b.update(submit="yes"), "submit"),
         (lambda b: b.pop("customer"), "customer"),
+        (lambda b: b.update(title="   "), "title"),
+        (lambda b: b.update(title="A" + " " * 200), "title"),  # bounds apply as sent
+        (lambda b: b.update(customer="Acme\x00"), "customer"),
     ],
 )
 def test_bad_input_is_a_clear_400_naming_the_field(api, mutate, param):
@@ -107,6 +110,29 @@ def test_bad_input_is_a_clear_400_naming_the_field(api, mutate, param):
     assert response.status_code == 400
     assert response.get_json()["error"] == "parameter_invalid"
     assert response.get_json()["param"] == param
+
+
+def test_text_is_stored_without_surrounding_blanks(api):
+    response = api("POST", "/v2/approvals", json=request_body(10, title="  Acme deal \n"))
+    assert response.get_json()["title"] == "Acme deal"
+
+
+@pytest.mark.parametrize("value", ["12.5", True, None, -1, 100.01])
+def test_percentages_are_numbers_from_0_to_100(api, value):
+    response = api("PATCH", "/v2/organization", json={"auto_approve_threshold_percent": value})
+    assert response.status_code == 400
+    assert response.get_json()["param"] == "auto_approve_threshold_percent"
+
+
+def test_percentages_round_to_hundredths_and_whole_numbers_may_be_floats(api):
+    response = api(
+        "PATCH",
+        "/v2/organization",
+        json={"auto_approve_threshold_percent": 7.125, "default_validity_days": 14.0},
+    )
+    assert response.status_code == 200
+    assert response.get_json()["auto_approve_threshold_percent"] == 7.13
+    assert response.get_json()["default_validity_days"] == 14
 
 
 def test_unknown_currency_says_so(api):

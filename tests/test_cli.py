@@ -202,9 +202,11 @@ def test_approvals_expire_marks_lapsed_prices(app, runner, client):
     assert result.exit_code == 0, result.output
     assert result.output == "Expired 0 approvals.\n"  # the demo's lapsed price expired already
     with app.app_context():
-        approval = db.session.execute(
-            select(Approval).where(Approval.status == "approved")
-        ).scalars().first()
+        approval = (
+            db.session.execute(select(Approval).where(Approval.status == "approved"))
+            .scalars()
+            .first()
+        )
         approval.valid_until = approval.decided_at
         db.session.commit()
     result = runner.invoke(args=["approvals", "expire"])

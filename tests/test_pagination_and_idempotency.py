@@ -88,6 +88,9 @@ def test_ending_before_walks_back(api, world):
         ("created[gte]=yesterday", "created[gte]"),
         ("created[gte]=2026-01-01T00:00:00", "created[gte]"),  # no time zone
         ("colour=red", "colour"),
+        ("created[lte]=1700000000", "created[lte]"),  # RFC 3339 only, not Unix time
+        ("created[lte]=0.5", "created[lte]"),
+        ("customer=%00", "customer"),  # control characters are refused
     ],
 )
 def test_bad_list_parameters_are_400(api, world, query, param):
@@ -96,6 +99,17 @@ def test_bad_list_parameters_are_400(api, world, query, param):
     body = response.get_json()
     assert body["error"] == "parameter_invalid"
     assert body["param"] == param
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["created[gte]=9999-12-31T23:59:59-23:59", "created[lte]=0001-01-01T00:00:00%2B14:00"],
+)
+def test_times_at_the_edge_of_the_calendar_are_fine(api, world, query):
+    create(world, "rep", 10)
+    response = api("GET", f"/v2/approvals?{query}")
+    assert response.status_code == 200
+    assert response.get_json()["data"] == []
 
 
 def test_both_cursors_at_once_are_refused(api, world):

@@ -9,14 +9,23 @@ from pydantic import (
     BaseModel,
     Field,
     StrictBool,
-    StrictInt,
     StringConstraints,
     ValidationInfo,
     field_validator,
 )
 
 from ..currencies import CURRENCIES
-from ..schemas import Input, ListOf, ListQuery, ObjectId, Percent, optional, text
+from ..schemas import (
+    Input,
+    Integer,
+    ListOf,
+    ListQuery,
+    ObjectId,
+    Percent,
+    Timestamp,
+    optional,
+    text,
+)
 from .models import ApprovalStatus, DecisionType, StepStatus
 
 MAX_LINE_ITEMS = 100
@@ -52,11 +61,11 @@ def _known_currency(code: str) -> str:
 class LineItemInput(Input):
     sku: Sku = ""
     description: Description
-    quantity: StrictInt = Field(ge=1, le=MAX_QUANTITY)
-    unit_list_price: StrictInt = Field(
+    quantity: Integer = Field(ge=1, le=MAX_QUANTITY)
+    unit_list_price: Integer = Field(
         ge=1, le=MAX_UNIT_PRICE, description="List price of one unit, in minor units."
     )
-    unit_price: StrictInt = Field(
+    unit_price: Integer = Field(
         ge=0, le=MAX_UNIT_PRICE, description="Requested price of one unit, in minor units."
     )
 
@@ -120,13 +129,13 @@ class CommentInput(Input):
 
 class LevelCreate(Input):
     name: LevelName
-    rank: StrictInt = Field(ge=1, le=100, description="1 is the lowest level.")
+    rank: Integer = Field(ge=1, le=100, description="1 is the lowest level.")
     max_discount_percent: Percent = Field(description="The largest discount it approves.")
 
 
 class LevelUpdate(Input):
     name: LevelName = optional()
-    rank: StrictInt = optional(ge=1, le=100)
+    rank: Integer = optional(ge=1, le=100)
     max_discount_percent: Percent = optional()
 
 
@@ -135,7 +144,7 @@ class SettingsUpdate(Input):
     auto_approve_threshold_percent: Percent = optional(
         description="Discounts up to this percent are approved at once."
     )
-    default_validity_days: StrictInt = optional(
+    default_validity_days: Integer = optional(
         ge=1, le=365, description="How long an approved price holds."
     )
 
@@ -149,10 +158,10 @@ class ApprovalListQuery(ListQuery):
         description="Only pending approvals this member may decide now."
     )
     customer: CustomerSearch = optional(description="Customer name contains this text.")
-    created_gte: AwareDatetime = optional(
+    created_gte: Timestamp = optional(
         alias="created[gte]", description="Created at or after this time (RFC 3339)."
     )
-    created_lte: AwareDatetime = optional(
+    created_lte: Timestamp = optional(
         alias="created[lte]", description="Created at or before this time (RFC 3339)."
     )
 
