@@ -114,6 +114,7 @@ def finish(response: Response) -> Response:
     if record_id is None:
         return response
     db.session.rollback()  # whatever the view left behind is not ours to commit
+    begin_write()
     if response.status_code >= 500:
         db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == record_id))
     else:

@@ -418,3 +418,27 @@ def test_failed_requests_do_not_count_as_use(app, client, key, org):
     add_member(app, org[0], "rep@acme.example")
     client.get("/v2/me", headers=bearer(key[:-1]))
     assert last_used(app, key) is None
+
+
+def test_many_keys_used_for_the_first_time_at_once(app):
+    """A key's first use reads its row, then records the use: never a "database is locked"."""
+    import threading
+
+    keys = [generate_key(app, create_org(app, f"org{n}")[1]) for n in range(12)]
+    barrier = threading.Barrier(len(keys))
+    statuses: list[int] = []
+
+    def first_use(key: str) -> None:
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(client.get("/v2/approvals", headers=bearer(key)).status_code)
+
+    threads = [threading.Thread(target=first_use, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * len(keys)
+    with app.app_context():
+        used = db.session.execute(db.select(ApiKey).where(ApiKey.last_used_at.is_not(None)))
+        assert len(used.scalars().all()) == len(keys)

@@ -21,7 +21,7 @@ from limits import parse as parse_limit
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..database import utcnow
+from ..database import begin_write, utcnow
 from ..errors import (
     Conflict,
     InvalidApiKey,
@@ -330,6 +330,7 @@ def generate_key(
 ) -> tuple[ApiKey, str]:
     """Issue a new key for a slot, ending the slot's previous keys at once; return it once."""
     owner = _require_owner(actor)
+    begin_write()
     if expires_in_days is not None and not 1 <= expires_in_days <= MAX_EXPIRY_DAYS:
         raise InvalidParameter(
             f"A key expires in 1 to {MAX_EXPIRY_DAYS} days.", param="expires_in_days"
@@ -357,6 +358,7 @@ def generate_key(
 def roll_key(actor: object, *, read_only: bool = False, grace: timedelta) -> tuple[ApiKey, str]:
     """Issue a new key and let the slot's current key keep working for ``grace``."""
     owner = _require_owner(actor)
+    begin_write()
     if not timedelta(0) <= grace <= MAX_GRACE:
         raise InvalidParameter("The grace period is between 0 and 30 days.", param="grace")
     now = utcnow()
@@ -377,6 +379,7 @@ def roll_key(actor: object, *, read_only: bool = False, grace: timedelta) -> tup
 def revoke_key(actor: object, *, read_only: bool = False) -> list[str]:
     """Revoke every key of a slot at once, permanently; return the revoked key ids."""
     owner = _require_owner(actor)
+    begin_write()
     now = utcnow()
     revoked = [key.id for key in _live_keys(owner.organization_id, read_only, now)]
     if not revoked:
@@ -556,6 +559,7 @@ def _refuse(client_ip: str) -> NoReturn:
 
 def _record_use(key_id: str, now: datetime, resolution: timedelta) -> None:
     """Record that a key was used, unless another process did within the resolution."""
+    begin_write()  # after the key was read: a deferred read cannot become a write on SQLite
     db.session.execute(
         update(ApiKey)
         .where(
