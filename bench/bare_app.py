@@ -1,5 +1,8 @@
 """The baseline: a minimal Flask app returning JSON like ``/v2/me``, with no auth or limits."""
 
+import json
+import os
+
 from flask import Flask
 
 app = Flask(__name__)
@@ -21,3 +24,15 @@ def me():
         "read_only": False,
         "rate_limit": {"limit": 500, "window_seconds": 60},
     }
+
+
+# With BARE_PAGE naming a JSON file (a real page of approvals, captured by
+# bench/approvals_list.py), the baseline also serves that page, re-encoded on every request as
+# Flask would: what moving a page of that size costs with no auth, query or shaping.
+if os.environ.get("BARE_PAGE"):
+    with open(os.environ["BARE_PAGE"], encoding="utf-8") as page_file:
+        PAGE = json.load(page_file)
+
+    @app.get("/v2/approvals")
+    def approvals():
+        return PAGE

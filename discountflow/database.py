@@ -66,6 +66,9 @@ def configure_sqlite_connection(dbapi_connection, connection_record) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Read through the OS page cache, shared by every connection, rather than each
+    # connection's small private cache: a page of a large table costs what a small one does.
+    cursor.execute("PRAGMA mmap_size=268435456")
     cursor.close()
 
 

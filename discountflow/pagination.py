@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, Table, and_, or_, select
 
 from .errors import InvalidParameter
 from .extensions import db
@@ -68,7 +68,9 @@ def paginate(
         statement = statement.order_by(created.asc(), id_.asc())
     else:
         statement = statement.order_by(created.desc(), id_.desc())
-    rows = list(db.session.execute(statement.limit(page.limit + 1)))
+    # A plain-table statement (hot lists) runs on the connection, skipping the ORM's layer.
+    execute = db.session.connection().execute if isinstance(table, Table) else db.session.execute
+    rows = list(execute(statement.limit(page.limit + 1)))
     has_more = len(rows) > page.limit
     rows = rows[: page.limit]
     if page.ending_before:
