@@ -15,7 +15,9 @@ from flask_swagger_ui import get_swaggerui_blueprint
 from pydantic import BaseModel
 from spectree import Response, SecurityScheme, SpecTree
 from spectree.models import SecuritySchemeData
+from spectree.plugins.base import Context
 from spectree.plugins.flask_plugin import FlaskPlugin
+from spectree.utils import get_multidict_items
 
 from .errors import InvalidParameter
 from .schemas import Error
@@ -60,8 +62,35 @@ class _FlaskPlugin(FlaskPlugin):
     instead. Views return plain dicts, so Flask's own response handling is all they need.
     """
 
+    def validate(
+        self, func, query, json, form, headers, cookies, resp, *hooks_and_options, **kwargs
+    ):
+        if query is None and json is None:  # nothing to validate: GET /v2/me, /v2/approvals/{id}…
+            return make_response(func(**kwargs))  # Flask passes the path parameters by name
+        return super().validate(
+            func, query, json, form, headers, cookies, resp, *hooks_and_options, **kwargs
+        )
+
     def validate_response(self, resp, resp_model, skip_validation, force_resp_serialize):
         return make_response(resp), None
+
+    def request_validation(self, request, query, json, form, headers, cookies):
+        # Only what the views declare: a query and a JSON body. (SpecTree's own version also
+        # copies every header and cookie of every request, for models no view here has.)
+        if form is not None or headers is not None or cookies is not None:
+            raise TypeError("views declare only query and json models")
+        has_body = json is not None and request.method not in ("GET", "HEAD", "DELETE")
+        request.context = Context(
+            self.model_adapter.validate_obj(query, get_multidict_items(request.args, query))
+            if query is not None
+            else None,
+            self.model_adapter.validate_obj(json, request.get_json(silent=True) or {})
+            if has_body
+            else None,
+            None,
+            None,
+            None,
+        )
 
     def register_route(self, app: Flask) -> None:
         # Serve the document at /v2/openapi.json, beside the API it describes. (SpecTree's
