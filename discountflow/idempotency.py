@@ -83,15 +83,18 @@ def begin(organization_id: str, api_key_id: str) -> Response | None:
         db.session.flush()
         record = None
     if record is not None:
-        db.session.commit()
-        if record.fingerprint != fingerprint:
-            raise IdempotencyKeyReused()
-        if record.status_code is None:
-            raise IdempotentRequestInProgress()
+        reused, in_progress = record.fingerprint != fingerprint, record.status_code is None
         response = Response(record.body, status=record.status_code, mimetype="application/json")
+        db.session.commit()
+        if reused:
+            raise IdempotencyKeyReused()
+        if in_progress:
+            raise IdempotentRequestInProgress()
         response.headers["Idempotent-Replayed"] = "true"
         return response
+    record_id = new_id("idk")
     record = IdempotencyKey(
+        id=record_id,
         organization_id=organization_id,
         key=key,
         fingerprint=fingerprint,
@@ -104,7 +107,7 @@ def begin(organization_id: str, api_key_id: str) -> Response | None:
     except IntegrityError as error:  # the same key, claimed a moment ago by a twin request
         db.session.rollback()
         raise IdempotentRequestInProgress() from error
-    g.idempotency_record_id = record.id
+    g.idempotency_record_id = record_id
     return None
 
 

@@ -8,6 +8,8 @@ at ``/v2/docs/`` is Swagger UI served from the flask-swagger-ui package: no CDN.
 
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any
 
 from flask import Flask, current_app, make_response
@@ -160,15 +162,14 @@ IDEMPOTENCY_KEY = {
 }
 
 
+@functools.cache  # once per process: the routes do not change after start-up
 def document() -> dict[str, Any]:
     """Return the OpenAPI document, completed with what SpecTree does not know.
 
     A JSON body with no required field may be left out (SpecTree marks every body required),
     and every POST takes an ``Idempotency-Key`` header.
     """
-    generated = spec.spec  # built once per process, then cached by SpecTree
-    if generated.get("x-completed"):
-        return generated
+    generated = copy.deepcopy(spec.spec)
     schemas = generated["components"]["schemas"]
     for path_item in generated["paths"].values():
         for method, operation in path_item.items():
@@ -178,7 +179,6 @@ def document() -> dict[str, Any]:
                 body["required"] = bool(schemas[name].get("required"))
             if method == "post":
                 operation["parameters"].append(IDEMPOTENCY_KEY)
-    generated["x-completed"] = True
     return generated
 
 

@@ -77,11 +77,6 @@ class User(db.Model):
     def is_owner(self) -> bool:
         return self.role == Role.OWNER.value
 
-    @property
-    def manages_organization(self) -> bool:
-        """Owners and admins manage approval levels, members and settings."""
-        return self.role in (Role.OWNER.value, Role.ADMIN.value)
-
 
 class ApiKey(db.Model):
     """An API key. Only a bcrypt hash of the whole key is kept; the id is its public lookup id."""

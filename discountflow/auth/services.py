@@ -330,11 +330,11 @@ def generate_key(
 ) -> tuple[ApiKey, str]:
     """Issue a new key for a slot, ending the slot's previous keys at once; return it once."""
     owner = _require_owner(actor)
-    begin_write()
     if expires_in_days is not None and not 1 <= expires_in_days <= MAX_EXPIRY_DAYS:
         raise InvalidParameter(
             f"A key expires in 1 to {MAX_EXPIRY_DAYS} days.", param="expires_in_days"
         )
+    begin_write()
     now = utcnow()
     expires_at = now + timedelta(days=expires_in_days) if expires_in_days else None
     # Generating invalidates every key of the slot, including rolled keys still in grace.
@@ -358,9 +358,9 @@ def generate_key(
 def roll_key(actor: object, *, read_only: bool = False, grace: timedelta) -> tuple[ApiKey, str]:
     """Issue a new key and let the slot's current key keep working for ``grace``."""
     owner = _require_owner(actor)
-    begin_write()
     if not timedelta(0) <= grace <= MAX_GRACE:
         raise InvalidParameter("The grace period is between 0 and 30 days.", param="grace")
+    begin_write()
     now = utcnow()
     live = _live_keys(owner.organization_id, read_only, now)
     current = next((key for key in live if key.replaced_at is None), None)
