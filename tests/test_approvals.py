@@ -215,6 +215,29 @@ def test_routing_table(api, world, discounts, auto, levels):
         assert [(d["type"], d["actor"]["type"]) for d in decisions] == [("auto_approve", "system")]
 
 
+def test_a_levels_amount_cap_sends_larger_totals_higher(api, world):
+    manager = f"/v2/approval_levels/{world.levels['Manager']}"
+    response = api(
+        "PATCH", manager, json={"max_discount_amount": {"amount": 10_000, "currency": "usd"}}
+    )
+    assert response.status_code == 200
+    assert response.get_json()["max_discount_amount"] == {"amount": 10_000, "currency": "USD"}
+
+    def route(*discounts, currency="USD"):
+        body = request_body(*discounts, currency=currency)
+        approval = api("POST", "/v2/approvals", json=body).get_json()
+        preview = api("GET", f"/v2/approvals/{approval['id']}/preview").get_json()
+        return [step["level_name"] for step in preview["steps"]]
+
+    assert route(10) == ["Manager"]  # 2,000 of discount: under the cap
+    assert route(10, 10, 10, 10, 10) == ["Manager"]  # 10,000: at the cap
+    assert route(10, 10, 10, 10, 10, 10) == ["Manager", "VP"]  # 12,000: over it
+    assert route(10, currency="EUR") == ["Manager", "VP"]  # a cap in dollars says nothing of euros
+    api("PATCH", manager, json={"max_discount_amount": None})  # null removes the cap
+    assert route(10, currency="EUR") == ["Manager"]
+    assert api("GET", manager).get_json()["max_discount_amount"] is None
+
+
 def test_routing_is_frozen_at_submit(api, world):
     approval = api("POST", "/v2/approvals", json=request_body(20, submit=True)).get_json()
     assert [s["level_name"] for s in approval["steps"]] == ["Manager", "VP"]

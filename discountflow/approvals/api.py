@@ -162,6 +162,12 @@ def event_json(event: Any) -> dict[str, Any]:
     }
 
 
+def amount_cap_json(level: Any) -> dict[str, Any] | None:
+    if level.max_discount_amount is None:
+        return None
+    return {"amount": level.max_discount_amount, "currency": level.max_discount_currency}
+
+
 def level_json(level: Any) -> dict[str, Any]:
     return {
         "object": "approval_level",
@@ -169,6 +175,7 @@ def level_json(level: Any) -> dict[str, Any]:
         "name": level.name,
         "rank": level.rank,
         "max_discount_percent": to_percent(level.max_discount_bps),
+        "max_discount_amount": amount_cap_json(level),
         "created": rfc3339(level.created_at),
         "updated": rfc3339(level.updated_at),
     }
@@ -189,6 +196,7 @@ def preview_json(approval: Any, route: services.Route) -> dict[str, Any]:
                 "level_name": level.name,
                 "level_rank": level.rank,
                 "max_discount_percent": to_percent(level.max_discount_bps),
+                "max_discount_amount": amount_cap_json(level),
             }
             for position, level in enumerate(route.levels, start=1)
         ],

@@ -26,10 +26,10 @@ MEMBERS = [
     ("vp@demo.example", "Vera VP", Role.MEMBER),
     ("cfo@demo.example", "Carl CFO", Role.MEMBER),
 ]
-LEVELS = [  # name, rank, largest discount in percent, who holds it
-    ("Sales manager", 1, 15, "manager@demo.example"),
-    ("VP Sales", 2, 30, "vp@demo.example"),
-    ("CFO", 3, 100, "cfo@demo.example"),
+LEVELS = [  # name, rank, largest discount in percent, largest total discount, who holds it
+    ("Sales manager", 1, 15, {"amount": 500_000, "currency": "USD"}, "manager@demo.example"),
+    ("VP Sales", 2, 30, None, "vp@demo.example"),
+    ("CFO", 3, 100, None, "cfo@demo.example"),
 ]
 
 
@@ -81,9 +81,12 @@ def create_demo_organization(owner_password: str) -> Organization:
         return Actor.for_user(people[email], Surface.CLI)
 
     admin = as_("admin@demo.example")
-    for name, rank, percent, holder in LEVELS:
+    for name, rank, percent, amount_cap, holder in LEVELS:
         level = services.create_level(
-            admin, LevelCreate(name=name, rank=rank, max_discount_percent=percent)
+            admin,
+            LevelCreate(
+                name=name, rank=rank, max_discount_percent=percent, max_discount_amount=amount_cap
+            ),
         )
         services.assign_level(admin, people[holder].id, level.id)
 

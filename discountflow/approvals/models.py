@@ -68,6 +68,9 @@ class ApprovalLevel(db.Model):
     name: Mapped[str] = mapped_column(String(100))
     rank: Mapped[int] = mapped_column(Integer)  # 1 = lowest
     max_discount_bps: Mapped[int] = mapped_column(Integer)  # the largest discount it approves
+    # Optionally also the largest total discount, in minor units of one currency.
+    max_discount_amount: Mapped[int | None] = mapped_column(BigInteger)
+    max_discount_currency: Mapped[str | None] = mapped_column(String(3))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

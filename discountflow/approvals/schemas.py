@@ -127,16 +127,31 @@ class CommentInput(Input):
     body: CommentText
 
 
+class AmountCap(Input):
+    """The largest total discount a level approves, in minor units of one currency."""
+
+    amount: Integer = Field(ge=0, le=MAX_UNIT_PRICE * MAX_QUANTITY)
+    currency: Currency
+
+    _currency = field_validator("currency")(_known_currency)
+
+
 class LevelCreate(Input):
     name: LevelName
     rank: Integer = Field(ge=1, le=100, description="1 is the lowest level.")
-    max_discount_percent: Percent = Field(description="The largest discount it approves.")
+    max_discount_percent: Percent = Field(description="The largest line discount it approves.")
+    max_discount_amount: AmountCap | None = Field(
+        None,
+        description="Optionally also the largest total discount it approves. An approval in "
+        "another currency goes to a higher level.",
+    )
 
 
 class LevelUpdate(Input):
     name: LevelName = optional()
     rank: Integer = optional(ge=1, le=100)
     max_discount_percent: Percent = optional()
+    max_discount_amount: AmountCap | None = optional(description="`null` removes the cap.")
 
 
 class SettingsUpdate(Input):
@@ -233,12 +248,18 @@ class ApprovalList(ListOf):
     data: list[ApprovalOut]
 
 
+class AmountOut(BaseModel):
+    amount: int
+    currency: str
+
+
 class RouteStepOut(BaseModel):
     position: int
     approval_level: str
     level_name: str
     level_rank: int
     max_discount_percent: float
+    max_discount_amount: AmountOut | None
 
 
 class PreviewOut(BaseModel):
@@ -299,6 +320,7 @@ class LevelOut(BaseModel):
     name: str
     rank: int
     max_discount_percent: float
+    max_discount_amount: AmountOut | None
     created: AwareDatetime
     updated: AwareDatetime
 

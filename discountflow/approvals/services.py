@@ -224,14 +224,27 @@ def _covers(bps: int, discount: tuple[int, int]) -> bool:
     return discount[0] * 10_000 <= bps * discount[1]
 
 
+def _level_covers(level: ApprovalLevel, discount: tuple[int, int], approval: Any) -> bool:
+    """Whether a level may approve: the largest line discount, and its amount cap if any."""
+    if not _covers(level.max_discount_bps, discount):
+        return False
+    if level.max_discount_amount is None:
+        return True
+    total_discount = approval.list_amount - approval.amount
+    return (
+        level.max_discount_currency == approval.currency
+        and total_discount <= level.max_discount_amount
+    )
+
+
 def _bps(numerator: int, denominator: int) -> int:
     """Round a fraction to basis points, half up."""
     return round(percent_of(numerator, denominator) * 100)
 
 
-def route_for(organization: Organization, line_items: list[Any]) -> Route:
+def route_for(organization: Organization, approval: Approval) -> Route:
     """Compute the route of a submit now: deterministic, from the line items and the levels."""
-    discount = _largest_discount(line_items)
+    discount = _largest_discount(approval.line_items)
     threshold = organization.auto_approve_threshold_bps
     display = _bps(*discount)
     if _covers(threshold, discount):
@@ -247,7 +260,7 @@ def route_for(organization: Organization, line_items: list[Any]) -> Route:
         raise Conflict(
             "This discount needs approval, and the organization has no approval levels yet."
         )
-    required = next((level for level in levels if _covers(level.max_discount_bps, discount)), None)
+    required = next((lvl for lvl in levels if _level_covers(lvl, discount, approval)), None)
     required = required or levels[-1]  # nothing covers it: the highest level decides
     steps = [level for level in levels if level.rank <= required.rank]
     return Route(False, display, threshold, required, steps)
@@ -260,7 +273,7 @@ def preview(actor: Actor, approval_id: str) -> tuple[Approval, Route]:
         raise InvalidParameter(
             "Add at least one line item to see the route of this approval.", param="line_items"
         )
-    return approval, route_for(_organization(actor), approval.line_items)
+    return approval, route_for(_organization(actor), approval)
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -411,7 +424,7 @@ def _submit(actor: Actor, approval: Approval, events: EventLog) -> None:
     if not approval.line_items:
         raise InvalidParameter("Add at least one line item before submitting.", param="line_items")
     organization = _organization(actor)
-    route = route_for(organization, approval.line_items)
+    route = route_for(organization, approval)
     approval.round += 1
     approval.submitted_at = now
     approval.updated_at = now
@@ -720,6 +733,10 @@ def create_level(actor: Actor, data: LevelCreate) -> ApprovalLevel:
         name=data.name,
         rank=data.rank,
         max_discount_bps=to_bps(data.max_discount_percent),
+        max_discount_amount=data.max_discount_amount.amount if data.max_discount_amount else None,
+        max_discount_currency=(
+            data.max_discount_amount.currency if data.max_discount_amount else None
+        ),
         created_at=now,
         updated_at=now,
     )
@@ -742,6 +759,10 @@ def update_level(actor: Actor, level_id: str, data: LevelUpdate) -> ApprovalLeve
         level.rank = data.rank
     if "max_discount_percent" in changed:
         level.max_discount_bps = to_bps(data.max_discount_percent)
+    if "max_discount_amount" in changed:
+        cap = data.max_discount_amount
+        level.max_discount_amount = cap.amount if cap else None
+        level.max_discount_currency = cap.currency if cap else None
     level.updated_at = now
     events.add("approval_level.updated", level=level.id, fields=changed)
     return _commit_level(level)
