@@ -15,6 +15,8 @@ round, the newest of the key's organization. It prints, per size:
 
 * the ratio of the page's throughput to the baseline's (target ≥ 0.50);
 * the ratio against the bare app serving a same-size page (for reference, no target);
+* the in-process cost of a page at each size (best of five runs through the Flask test client:
+  steadier than throughput on a busy machine);
 * for the larger sizes, the change against the smallest (target: within 10 %, since a page must
   cost an index range scan, not a scan of the table).
 
@@ -425,6 +427,38 @@ def _variation(runs: list[float]) -> float:
     return (max(runs) - min(runs)) / statistics.median(runs)
 
 
+def in_process_cost(env: dict[str, str], keys: list[str], pages: int = 500) -> float:
+    """Milliseconds per page through the Flask test client, best of five, in a fresh process.
+
+    No server and no load generator: on a busy machine this moves far less than throughput
+    does, so it is the steadier answer to "does a page cost more in a larger table?".
+    """
+    script = (
+        "import sys, time\n"
+        "from discountflow import create_app\n"
+        "keys = sys.argv[1:]\n"
+        "client = create_app().test_client()\n"
+        "headers = [{'Authorization': 'Bearer ' + key} for key in keys]\n"
+        f"path, pages = {LIST_PATH!r}, {pages}\n"
+        "for h in headers: assert client.get(path, headers=h).status_code == 200\n"
+        "best = float('inf')\n"
+        "for _ in range(5):\n"
+        "    started = time.perf_counter()\n"
+        "    for n in range(pages): client.get(path, headers=headers[n % len(headers)])\n"
+        "    best = min(best, (time.perf_counter() - started) / pages)\n"
+        "print(best * 1000)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, *keys],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 # --- main --------------------------------------------------------------------------------------
 
 
@@ -473,6 +507,7 @@ def main() -> None:
         (workdir / "page.json").write_bytes(page)
         bare_env = {**base_env, "BARE_PAGE": str(workdir / "page.json")}
         print(f"verified: GET {LIST_PATH} returns {PAGE} approvals with line items and steps")
+        page_cost = {size: in_process_cost(envs[size], keys[size]) for size in sizes}
 
         bare_runs: list[float] = []
         bare_page_runs: list[float] = []
@@ -526,6 +561,8 @@ def main() -> None:
             f"   vs same-size page {medians[size] / bare_page:.2f}"
         )
     smallest = sizes[0]
+    for size in sizes:
+        print(f"in-process cost of a page, {size:>7,} approvals  {page_cost[size]:6.2f} ms")
     for size in sizes[1:]:
         change = medians[size] / medians[smallest] - 1
         verdicts.append(
@@ -536,6 +573,8 @@ def main() -> None:
             )
         )
         print(f"{size:,} against {smallest:,} approvals  {change:+8.1%}   (target within ±10 %)")
+        cost_change = page_cost[size] / page_cost[smallest] - 1
+        print(f"  in-process cost of a page: {cost_change:+.1%} (steadier on a busy machine)")
         noise = max(_variation(runs[size]), _variation(runs[smallest]))
         if noise > 0.10:
             print(
