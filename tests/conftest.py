@@ -102,3 +102,22 @@ def key(app, org):
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def world(app):
+    """The organization 'acme' with people, three approval levels and keys (approvals_world)."""
+    from .approvals_world import build_world
+
+    return build_world(app)
+
+
+@pytest.fixture
+def api(client, world):
+    """Call the API with the world's full-access key."""
+
+    def call(method: str, path: str, **kwargs):
+        headers = {**bearer(world.key), **kwargs.pop("headers", {})}
+        return client.open(path, method=method, headers=headers, **kwargs)
+
+    return call

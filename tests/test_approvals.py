@@ -16,23 +16,6 @@ from discountflow.extensions import db
 from .approvals_world import act, build_world, create, request_body
 from .conftest import bearer, make_app
 
-
-@pytest.fixture
-def world(app):
-    return build_world(app)
-
-
-@pytest.fixture
-def api(client, world):
-    """Call the API with the organization's full-access key."""
-
-    def call(method: str, path: str, **kwargs):
-        headers = {**bearer(world.key), **kwargs.pop("headers", {})}
-        return client.open(path, method=method, headers=headers, **kwargs)
-
-    return call
-
-
 # --- totals ------------------------------------------------------------------------------------
 
 

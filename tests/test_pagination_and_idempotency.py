@@ -13,20 +13,6 @@ from .approvals_world import act, build_world, create, request_body
 from .conftest import bearer
 
 
-@pytest.fixture
-def world(app):
-    return build_world(app)
-
-
-@pytest.fixture
-def api(client, world):
-    def call(method: str, path: str, **kwargs):
-        headers = {**bearer(world.key), **kwargs.pop("headers", {})}
-        return client.open(path, method=method, headers=headers, **kwargs)
-
-    return call
-
-
 def _pages(api, path: str, limit: int, between_pages=None) -> list[str]:
     ids, cursor = [], None
     while True:
