@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, Response
 
 from ..auth.services import Actor, current_api_key
 from ..database import rfc3339
@@ -217,7 +217,13 @@ def list_approvals(query: ApprovalListQuery):
 
     Members see their own approvals; approvers, admins and the owner (and API keys) see all.
     """
-    views, has_more = services.list_approvals(_actor(), query, query.page())
+    actor, page = _actor(), query.page()
+    if services.lists_render_in_database():
+        rendered, has_more = services.list_approvals_json(actor, query, page)
+        data, more = ",".join(rendered), "true" if has_more else "false"
+        body = f'{{"object":"list","data":[{data}],"has_more":{more}}}'
+        return Response(body, mimetype="application/json")
+    views, has_more = services.list_approvals(actor, query, page)
     return list_json(views, has_more, approval_json)
 
 

@@ -132,11 +132,11 @@ class Approval(db.Model):
 
 class LineItem(db.Model):
     __tablename__ = "approval_line_items"
+    # An approval's items in their order (lists read them in index order).
+    __table_args__ = (Index("ix_approval_line_items_approval_position", "approval_id", "position"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=partial(new_id, "li"))
-    approval_id: Mapped[str] = mapped_column(
-        ForeignKey("approvals.id", ondelete="CASCADE"), index=True
-    )
+    approval_id: Mapped[str] = mapped_column(ForeignKey("approvals.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
     sku: Mapped[str] = mapped_column(String(100), default="")
     description: Mapped[str] = mapped_column(String(500), default="")
@@ -149,11 +149,13 @@ class Step(db.Model):
     """One level an approval must pass in one round of review; any eligible approver decides."""
 
     __tablename__ = "approval_steps"
+    # A submission's steps in their order (lists read them in index order).
+    __table_args__ = (
+        Index("ix_approval_steps_approval_round", "approval_id", "round", "position"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=partial(new_id, "stp"))
-    approval_id: Mapped[str] = mapped_column(
-        ForeignKey("approvals.id", ondelete="CASCADE"), index=True
-    )
+    approval_id: Mapped[str] = mapped_column(ForeignKey("approvals.id", ondelete="CASCADE"))
     round: Mapped[int] = mapped_column(Integer)
     position: Mapped[int] = mapped_column(Integer)  # 1, 2, … in rank order
     approval_level_id: Mapped[str | None] = mapped_column(

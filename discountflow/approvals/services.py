@@ -27,6 +27,7 @@ from ..errors import (
 from ..extensions import db
 from ..pagination import PageRequest, paginate
 from ..schemas import percent_of, to_bps
+from . import pages
 from .models import (
     EDITABLE,
     OPEN,
@@ -136,12 +137,9 @@ def _status_condition(statuses: list[str], now: datetime):
     return or_(*conditions)
 
 
-def list_approvals(
-    actor: Actor, query: ApprovalListQuery, page: PageRequest
-) -> tuple[list[ApprovalView], bool]:
-    """Return one page of the approvals the actor may see, newest first, filtered."""
-    now = utcnow()
-    statement = select(*_APPROVAL_COLUMNS).where(_visible_approvals(actor))
+def _approvals_page_statement(actor: Actor, query: ApprovalListQuery, now: datetime, *columns):
+    """Select ``columns`` of the approvals the actor may see, filtered (not yet paginated)."""
+    statement = select(*columns).select_from(Approval.__table__).where(_visible_approvals(actor))
     if query.status:
         statement = statement.where(_status_condition(query.status, now))
     if query.requested_by is not None:
@@ -170,8 +168,32 @@ def list_approvals(
         statement = statement.where(_approvals.created_at >= query.created_gte)
     if query.created_lte is not None:
         statement = statement.where(_approvals.created_at <= query.created_lte)
+    return statement
+
+
+def list_approvals(
+    actor: Actor, query: ApprovalListQuery, page: PageRequest
+) -> tuple[list[ApprovalView], bool]:
+    """Return one page of the approvals the actor may see, newest first, filtered."""
+    now = utcnow()
+    statement = _approvals_page_statement(actor, query, now, *_APPROVAL_COLUMNS)
     rows, has_more = paginate(statement, Approval.__table__, page, scope=_visible_approvals(actor))
     return _views_of(rows, now), has_more
+
+
+def lists_render_in_database() -> bool:
+    """Whether the database renders pages of approvals as JSON itself (SQLite: ``pages.py``)."""
+    return db.engine.dialect.name == "sqlite"
+
+
+def list_approvals_json(
+    actor: Actor, query: ApprovalListQuery, page: PageRequest
+) -> tuple[list[str], bool]:
+    """Like ``list_approvals``, with each approval already rendered as JSON by the database."""
+    now = utcnow()
+    statement = _approvals_page_statement(actor, query, now, _approvals.id)
+    rows, has_more = paginate(statement, Approval.__table__, page, scope=_visible_approvals(actor))
+    return pages.render(db.session.connection(), [row.id for row in rows], now), has_more
 
 
 def _load(actor: Actor, approval_id: str, *, for_update: bool = False) -> Approval:
