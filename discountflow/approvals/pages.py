@@ -1,8 +1,8 @@
 """A page of approvals rendered to JSON by SQLite itself, for ``GET /v2/approvals``.
 
 Shaping twenty approvals with their line items and steps in Python costs several times what
-reading them does; SQLite's JSON functions build the same objects in C, inside the one query
-that finds the page. The shape here must stay exactly that of ``api.approval_json``:
+reading them does; SQLite's JSON functions build the same objects in C, in one prebuilt query
+for the page's ids. The shape here must stay exactly that of ``api.approval_json``:
 ``tests/test_approval_pages.py`` compares the two, object by object, for every status.
 
 Other databases take the general path (``services.list_approvals`` and ``api.approval_json``).
