@@ -138,4 +138,5 @@ def render(connection: Connection, ids: list[str], now: datetime) -> list[str]:
     if not ids:
         return []
     rendered = dict(connection.execute(_RENDER, {"ids": ids, "now": now}).all())
-    return [rendered[id_] for id_ in ids]
+    # Same read transaction as the query that found the ids, so none can have gone since.
+    return [rendered[id_] for id_ in ids if id_ in rendered]
