@@ -230,7 +230,7 @@ def list_approvals(query: ApprovalListQuery):
 @bp.post("/approvals")
 @operation(ApprovalOut, tag=APPROVALS, status=201)
 def create_approval(json: ApprovalCreate):
-    """Create an approval: a draft, or submitted at once with `"submit": true`.
+    """Create an approval: a draft, or submitted at once with "submit": true.
 
     Totals and discount percentages are computed from the line items.
     """
@@ -247,7 +247,7 @@ def get_approval(approval_id: str):
 @bp.patch("/approvals/<approval_id>")
 @operation(ApprovalOut, tag=APPROVALS)
 def update_approval(approval_id: str, json: ApprovalUpdate):
-    """Update a draft or an approval sent back for changes; `line_items` replaces the list."""
+    """Update a draft or an approval sent back for changes; line_items replaces the list."""
     return approval_json(services.update_approval(_actor(), approval_id, json))
 
 
