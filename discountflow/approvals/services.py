@@ -7,6 +7,7 @@ transaction, and writes the decision and event rows of a state change in the sam
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +16,7 @@ from sqlalchemy import and_, bindparam, delete, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..auth.models import Organization, User
-from ..auth.services import Actor
+from ..auth.services import Actor, get_member, get_organization
 from ..database import begin_write, new_id, rfc3339, utcnow
 from ..errors import (
     Conflict,
@@ -295,7 +296,7 @@ def preview(actor: Actor, approval_id: str) -> tuple[Approval, Route]:
         raise InvalidParameter(
             "Add at least one line item to see the route of this approval.", param="line_items"
         )
-    return approval, route_for(_organization(actor), approval)
+    return approval, route_for(get_organization(actor), approval)
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -332,10 +333,6 @@ class EventLog:
         return event
 
 
-def _organization(actor: Actor) -> Organization:
-    return db.session.get(Organization, actor.organization_id)
-
-
 def _require_requester_or_manager(actor: Actor, approval: Approval, what: str) -> None:
     if actor.manages_organization or approval.requested_by_id == actor.user.id:
         return
@@ -345,6 +342,22 @@ def _require_requester_or_manager(actor: Actor, approval: Approval, what: str) -
 def _refuse_transition(approval: Approval, action: str, now: datetime) -> None:
     status = effective_status(approval.status, approval.valid_until, now)
     raise InvalidStateTransition(f"You cannot {action} an approval whose status is {status}.")
+
+
+def _change(
+    actor: Actor, approval_id: str, allowed: Collection[str], action: str
+) -> tuple[Approval, datetime]:
+    """Lock an approval for a change its requester (or an admin, the owner) makes.
+
+    Refuses with 409 outside the ``allowed`` statuses and 403 for anyone else.
+    """
+    begin_write()
+    now = utcnow()
+    approval = _load(actor, approval_id, for_update=True)
+    if approval.status not in allowed:
+        _refuse_transition(approval, action, now)
+    _require_requester_or_manager(actor, approval, action)
+    return approval, now
 
 
 def _set_line_items(approval: Approval, items: list[LineItemInput]) -> None:
@@ -369,12 +382,10 @@ def _requester(actor: Actor, requested_by: str | None) -> User:
         return actor.user
     if not actor.manages_organization:
         raise PermissionDenied("Only admins and the owner may ask on another member's behalf.")
-    member = db.session.execute(
-        select(User).where(User.id == requested_by, User.organization_id == actor.organization_id)
-    ).scalar_one_or_none()
-    if member is None:
-        raise InvalidParameter(f"No such member: {requested_by!r}.", param="requested_by")
-    return member
+    try:
+        return get_member(actor, requested_by)
+    except NotFound as error:
+        raise InvalidParameter(error.message, param="requested_by") from error
 
 
 def create_approval(actor: Actor, data: ApprovalCreate) -> ApprovalView:
@@ -407,12 +418,7 @@ def create_approval(actor: Actor, data: ApprovalCreate) -> ApprovalView:
 
 def update_approval(actor: Actor, approval_id: str, data: ApprovalUpdate) -> ApprovalView:
     """Change a draft or an approval sent back for changes; line items are replaced whole."""
-    begin_write()
-    now = utcnow()
-    approval = _load(actor, approval_id, for_update=True)
-    if approval.status not in EDITABLE:
-        _refuse_transition(approval, "edit", now)
-    _require_requester_or_manager(actor, approval, "edit")
+    approval, now = _change(actor, approval_id, EDITABLE, "edit")
     changed = sorted(data.model_fields_set)
     for name in changed:
         if name == "line_items":
@@ -429,12 +435,7 @@ def update_approval(actor: Actor, approval_id: str, data: ApprovalUpdate) -> App
 
 def delete_approval(actor: Actor, approval_id: str) -> str:
     """Delete a draft for good (its events stay in the audit trail)."""
-    begin_write()
-    now = utcnow()
-    approval = _load(actor, approval_id, for_update=True)
-    if approval.status != ApprovalStatus.DRAFT:
-        _refuse_transition(approval, "delete", now)
-    _require_requester_or_manager(actor, approval, "delete")
+    approval, now = _change(actor, approval_id, {ApprovalStatus.DRAFT}, "delete")
     EventLog(actor, now).add("approval.deleted", approval_id=approval.id, title=approval.title)
     db.session.delete(approval)
     db.session.commit()
@@ -445,7 +446,7 @@ def _submit(actor: Actor, approval: Approval, events: EventLog) -> None:
     now = events.now
     if not approval.line_items:
         raise InvalidParameter("Add at least one line item before submitting.", param="line_items")
-    organization = _organization(actor)
+    organization = get_organization(actor)
     route = route_for(organization, approval)
     approval.round += 1
     approval.submitted_at = now
@@ -493,12 +494,7 @@ def _submit(actor: Actor, approval: Approval, events: EventLog) -> None:
 
 def submit(actor: Actor, approval_id: str) -> ApprovalView:
     """Send a draft (or a changed approval) for approval along its route, frozen now."""
-    begin_write()
-    now = utcnow()
-    approval = _load(actor, approval_id, for_update=True)
-    if approval.status not in EDITABLE:
-        _refuse_transition(approval, "submit", now)
-    _require_requester_or_manager(actor, approval, "submit")
+    approval, now = _change(actor, approval_id, EDITABLE, "submit")
     _submit(actor, approval, EventLog(actor, now))
     db.session.commit()
     return _view(approval, now)
@@ -552,7 +548,7 @@ def _decide(actor: Actor, approval_id: str, kind: DecisionType, comment: str | N
             upcoming[0].status = StepStatus.PENDING.value
             approval.awaiting_level_id = upcoming[0].approval_level_id
         else:
-            validity = _organization(actor).default_validity_days
+            validity = get_organization(actor).default_validity_days
             approval.status = ApprovalStatus.APPROVED.value
             approval.awaiting_level_id = None
             approval.decided_at = now
@@ -594,12 +590,7 @@ def request_changes(actor: Actor, approval_id: str, comment: str) -> ApprovalVie
 
 def recall(actor: Actor, approval_id: str) -> ApprovalView:
     """Take a pending approval back to draft."""
-    begin_write()
-    now = utcnow()
-    approval = _load(actor, approval_id, for_update=True)
-    if approval.status != ApprovalStatus.PENDING:
-        _refuse_transition(approval, "recall", now)
-    _require_requester_or_manager(actor, approval, "recall")
+    approval, now = _change(actor, approval_id, {ApprovalStatus.PENDING}, "recall")
     _close_round(approval, StepStatus.CANCELED)
     approval.status = ApprovalStatus.DRAFT.value
     approval.required_level_id = None
@@ -611,12 +602,7 @@ def recall(actor: Actor, approval_id: str) -> ApprovalView:
 
 def cancel(actor: Actor, approval_id: str, comment: str | None = None) -> ApprovalView:
     """Cancel an approval that is not decided yet."""
-    begin_write()
-    now = utcnow()
-    approval = _load(actor, approval_id, for_update=True)
-    if approval.status not in OPEN:
-        _refuse_transition(approval, "cancel", now)
-    _require_requester_or_manager(actor, approval, "cancel")
+    approval, now = _change(actor, approval_id, OPEN, "cancel")
     _close_round(approval, StepStatus.CANCELED)
     approval.status = ApprovalStatus.CANCELED.value
     approval.updated_at = now
@@ -831,11 +817,7 @@ def assign_level(actor: Actor, member_id: str, level_id: str | None) -> User:
     actor.require_manager("change members")
     begin_write()
     now = utcnow()
-    member = db.session.execute(
-        select(User).where(User.id == member_id, User.organization_id == actor.organization_id)
-    ).scalar_one_or_none()
-    if member is None:
-        raise NotFound(f"No such member: {member_id!r}.", param="id")
+    member = get_member(actor, member_id)
     if level_id is not None:
         _load_level(actor, level_id)
     member.approval_level_id = level_id
@@ -852,7 +834,7 @@ def update_settings(actor: Actor, data: SettingsUpdate) -> Organization:
     actor.require_manager("change the organization's settings")
     begin_write()
     now = utcnow()
-    organization = _organization(actor)
+    organization = get_organization(actor)
     changed = sorted(data.model_fields_set)
     if "name" in changed:
         organization.name = data.name
