@@ -40,13 +40,11 @@ import http.client
 import json
 import os
 import random
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -54,7 +52,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.auth_overhead import start, stop  # noqa: E402
+from bench.auth_overhead import load, start, stop  # noqa: E402
 
 ORGANIZATIONS = 50
 PAGE = 20
@@ -312,81 +310,6 @@ def _by_column(rows: list[dict]) -> list[dict]:
 
 # --- load --------------------------------------------------------------------------------------
 
-WRK_SCRIPT = """
-local keys = {}
-for line in io.lines(os.getenv("BENCH_KEYS_FILE")) do keys[#keys + 1] = line end
-local path = os.getenv("BENCH_PATH")
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format("GET", path, {["Authorization"] = "Bearer " .. keys[(n % #keys) + 1]})
-end
-"""
-
-
-def load(port: int, path: str, keys: list[str], seconds: float, connections: int = 16) -> float:
-    """Return requests per second of GET ``path``, the keys taken in turn; refuse non-2xx."""
-    if not shutil.which("wrk"):
-        return python_load(port, path, keys, seconds, connections)
-    workdir = Path(tempfile.mkdtemp(prefix="discountflow-wrk-"))
-    try:
-        (workdir / "keys.txt").write_text("\n".join(keys) + "\n")
-        (workdir / "keys.lua").write_text(WRK_SCRIPT)
-        out = subprocess.run(
-            [
-                "wrk",
-                "-t2",
-                f"-c{connections}",
-                f"-d{max(1, round(seconds))}s",
-                "-s",
-                str(workdir / "keys.lua"),
-                f"http://127.0.0.1:{port}",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={
-                **os.environ,
-                "BENCH_KEYS_FILE": str(workdir / "keys.txt"),
-                "BENCH_PATH": path,
-            },
-        ).stdout
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise SystemExit(f"GET {path}: errors or non-2xx responses during the run:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-
-
-def python_load(port: int, path: str, keys: list[str], seconds: float, connections: int) -> float:
-    count, failures = [0], []
-    stop_at = time.monotonic() + seconds
-    lock = threading.Lock()
-
-    def worker():
-        connection = http.client.HTTPConnection("127.0.0.1", port)
-        done = 0
-        while time.monotonic() < stop_at:
-            key = keys[done % len(keys)]
-            connection.request("GET", path, headers={"Authorization": f"Bearer {key}"})
-            response = connection.getresponse()
-            response.read()
-            if response.status != 200:
-                failures.append(response.status)
-                break
-            done += 1
-        with lock:
-            count[0] += done
-
-    threads = [threading.Thread(target=worker) for _ in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise SystemExit(f"GET {path}: non-2xx responses during the run: {failures}")
-    return count[0] / seconds
-
 
 def verify(port: int, key: str, size: int) -> bytes:
     """One page must be 200 with 20 approvals, each with line items, some with steps."""
@@ -514,16 +437,16 @@ def main() -> None:
         runs: dict[int, list[float]] = {size: [] for size in sizes}
         for round_number in range(1, args.rounds + 1):
             process, port = start("bench.bare_app:app", bare_env)
-            load(port, BASELINE_PATH, keys[sizes[0]], 2)  # warm up
-            bare_runs.append(load(port, BASELINE_PATH, keys[sizes[0]], args.seconds))
-            bare_page_runs.append(load(port, LIST_PATH, keys[sizes[0]], args.seconds))
+            load(port, keys[sizes[0]], 2, path=BASELINE_PATH)  # warm up
+            bare_runs.append(load(port, keys[sizes[0]], args.seconds, path=BASELINE_PATH))
+            bare_page_runs.append(load(port, keys[sizes[0]], args.seconds, path=LIST_PATH))
             stop(process)
             process = None
             # Alternate the order of the sizes from round to round, so neither always runs first.
             for size in sizes if round_number % 2 else sizes[::-1]:
                 process, port = start("app:app", envs[size])
-                load(port, LIST_PATH, keys[size], 2)  # warm up
-                runs[size].append(load(port, LIST_PATH, keys[size], args.seconds))
+                load(port, keys[size], 2, path=LIST_PATH)  # warm up
+                runs[size].append(load(port, keys[size], args.seconds, path=LIST_PATH))
                 stop(process)
                 process = None
             figures = ", ".join(f"{size:,} approvals {runs[size][-1]:.0f}" for size in sizes)
