@@ -6,13 +6,11 @@ that failed bcrypt are remembered too, so the same bad key never costs a second 
 
 Whether a remembered key is still usable (revoked, replaced, expired) must hold on the very next
 request in every process, whoever changed it (another worker, the CLI). So each remembered key
-carries the *key revision* it was read under and is trusted only while that revision is current.
-The revision grows after every generate, roll and revoke. On SQLite it is a counter in a small
-file beside the database, memory-mapped by every process: reading it is a memory read, with no
-system call and no release of the GIL, which matters under gunicorn's threads (reading it
-through SQLite measured several hundred microseconds of CPU per request there). Where there is
-no such file (another database), :meth:`KeyRevision.current` answers ``None`` and the key's row
-is read on every request.
+carries the *key revision* it was read under (a counter shared by the processes, see
+:mod:`discountflow.revisions`) and is trusted only while that revision is current. The revision
+grows after every generate, roll and revoke. Where there is no shared counter (another
+database), :meth:`KeyRevision.current` answers ``None`` and the key's row is read on every
+request.
 
 Should a process die between committing a key change and bumping the counter, the other
 processes would not hear of it; remembered rows are therefore read again after
@@ -21,13 +19,9 @@ processes would not hear of it; remembered rows are therefore read again after
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import hmac
-import mmap
-import os
 import secrets
-import struct
 import threading
 import time
 from collections import OrderedDict
@@ -36,49 +30,24 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from ..revisions import SharedCounters, counters_path
+
 MAX_AGE = 10.0  # seconds a remembered row is trusted without reading it again
-_COUNTER = struct.Struct("<Q")
 
 
 class KeyRevision:
-    """A counter shared by every process on this host that uses the same SQLite database."""
+    """The revision of API keys: one counter shared by the processes on this host."""
 
     def __init__(self, engine: Engine) -> None:
-        url = engine.url
-        database = url.database if url.get_backend_name() == "sqlite" else None
-        self.path = None if database in (None, "", ":memory:") else f"{database}-keyrev"
-        self._map: mmap.mmap | None = None
-        self._lock = threading.Lock()
-
-    def _mapped(self) -> mmap.mmap | None:
-        if self._map is None and self.path is not None:
-            with self._lock:
-                if self._map is None:
-                    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-                    try:
-                        if os.fstat(fd).st_size < _COUNTER.size:
-                            os.ftruncate(fd, _COUNTER.size)  # zero-filled; growing is idempotent
-                        self._map = mmap.mmap(fd, _COUNTER.size)
-                    finally:
-                        os.close(fd)
-        return self._map
+        self._counter = SharedCounters(counters_path(engine, "-keyrev"))
 
     def current(self) -> int | None:
         """Return the current revision, or ``None`` where there is no shared counter."""
-        mapped = self._mapped()
-        return None if mapped is None else _COUNTER.unpack_from(mapped)[0]
+        return self._counter.read()
 
     def bump(self) -> None:
         """Advance the revision; call after committing a change to API keys."""
-        mapped = self._mapped()
-        if mapped is None:
-            return
-        with open(self.path, "rb") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)  # serialize bumps across processes
-            try:
-                _COUNTER.pack_into(mapped, 0, _COUNTER.unpack_from(mapped)[0] + 1)
-            finally:
-                fcntl.flock(lock_file, fcntl.LOCK_UN)
+        self._counter.bump()
 
 
 class KeyCache:
