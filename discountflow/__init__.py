@@ -17,9 +17,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     load_config(app, test_config)
     app.json.sort_keys = False  # keep "object" first, as written
 
+    from .approvals.page_cache import PageCache
     from .auth.verification import KeyCache, KeyRevision
-    from .database import begin_sqlite_transaction, configure_sqlite_connection
+    from .database import (
+        announce_changes,
+        begin_sqlite_transaction,
+        configure_sqlite_connection,
+        forget_changes,
+    )
     from .extensions import db, limiter
+    from .revisions import OrganizationRevisions, counters_path
 
     db.init_app(app)
     with app.app_context():
@@ -27,7 +34,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             event.listen(db.engine, "connect", configure_sqlite_connection)
             event.listen(db.engine, "begin", begin_sqlite_transaction)
         app.extensions["discountflow.key_revision"] = KeyRevision(db.engine)
+        app.extensions["discountflow.organization_revisions"] = OrganizationRevisions(
+            counters_path(db.engine, "-orgrev")
+        )
     app.extensions["discountflow.key_cache"] = KeyCache()
+    app.extensions["discountflow.page_cache"] = PageCache(
+        int(app.config["PAGE_CACHE_MB"]) * 1024 * 1024
+    )
+    # db.session is one for every app in the process: listen once.
+    if not event.contains(db.session, "after_commit", announce_changes):
+        event.listen(db.session, "after_commit", announce_changes)
+        event.listen(db.session, "after_rollback", forget_changes)
     limiter.init_app(app)
 
     from .ratelimit import sweep_from_one_thread

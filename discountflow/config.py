@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "AUTH_FAILURE_LIMIT": "20 per minute",  # failed API authentications per client IP
     "LAST_USED_RESOLUTION_SECONDS": 60,
     "MAX_CONTENT_LENGTH": 1024 * 1024,
+    "PAGE_CACHE_MB": 32,  # rendered pages of approvals remembered per process; 0 turns it off
     # Flask-Limiter keeps settings on its module-level object between apps built in one
     # process, so every RATELIMIT_* key we rely on is set here, explicitly.
     "RATELIMIT_ENABLED": True,
@@ -47,6 +48,7 @@ _ENVIRONMENT_VARIABLES: dict[str, tuple[str, Any]] = {
     "API_RATE_LIMIT": ("API_RATE_LIMIT", str),
     "AUTH_FAILURE_LIMIT": ("AUTH_FAILURE_LIMIT", str),
     "BCRYPT_ROUNDS": ("BCRYPT_ROUNDS", int),
+    "PAGE_CACHE_MB": ("PAGE_CACHE_MB", int),
 }
 
 
@@ -82,6 +84,8 @@ def _finish(app: Flask) -> None:
         )
     if not 4 <= int(config["BCRYPT_ROUNDS"]) <= 31:
         raise ConfigurationError("BCRYPT_ROUNDS must be between 4 and 31")
+    if int(config["PAGE_CACHE_MB"]) < 0:
+        raise ConfigurationError("PAGE_CACHE_MB must be 0 or more")
     config["API_RATE_LIMIT"] = config["API_RATE_LIMIT"] or DEFAULT_API_RATE_LIMITS[environment]
     config["SQLALCHEMY_DATABASE_URI"] = database_url(
         config["SQLALCHEMY_DATABASE_URI"], Path(app.instance_path)

@@ -6,6 +6,7 @@ import secrets
 import string
 from datetime import UTC, datetime
 
+from flask import current_app, has_app_context
 from sqlalchemy import DateTime
 from sqlalchemy.types import TypeDecorator
 
@@ -89,15 +90,50 @@ def begin_sqlite_transaction(connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def begin_write() -> None:
+def begin_write(organization_id: str | None = None) -> None:
     """Start a fresh session transaction that will write (``BEGIN IMMEDIATE`` on SQLite).
 
     Services call this before reading the rows they are about to change, so two requests
     changing the same rows run one after the other. On PostgreSQL the rows are also read
     ``FOR UPDATE``. Anything the session read before (authentication) is committed first.
+
+    ``organization_id`` names the organization whose data the transaction changes (or
+    ``EVERY_ORGANIZATION``): what processes remember of it is retired when it commits.
     """
     from .extensions import db
 
     if db.session().in_transaction():
         db.session.commit()
     db.session.connection(execution_options={WRITE_TRANSACTION: True})
+    if organization_id is not None:
+        mark_changed(organization_id)
+
+
+# --- organizations changed by the session's transaction --------------------------------------
+
+EVERY_ORGANIZATION = "*"
+_CHANGED = "discountflow.changed_organizations"
+
+
+def mark_changed(organization_id: str) -> None:
+    """Record that the session's transaction changes this organization's data."""
+    from .extensions import db
+
+    db.session.info.setdefault(_CHANGED, set()).add(organization_id)
+
+
+def announce_changes(session) -> None:
+    """After a commit: bump the revision of every organization the transaction changed."""
+    changed = session.info.pop(_CHANGED, None)
+    if not changed or not has_app_context():
+        return
+    revisions = current_app.extensions["discountflow.organization_revisions"]
+    if EVERY_ORGANIZATION in changed:
+        revisions.bump_all()
+    else:
+        revisions.bump(changed)
+
+
+def forget_changes(session) -> None:
+    """After a rollback: nothing was changed."""
+    session.info.pop(_CHANGED, None)

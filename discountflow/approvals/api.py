@@ -219,9 +219,7 @@ def list_approvals(query: ApprovalListQuery):
     """
     actor, page = _actor(), query.page()
     if services.lists_render_in_database():
-        rendered, has_more = services.list_approvals_json(actor, query, page)
-        data, more = ",".join(rendered), "true" if has_more else "false"
-        body = f'{{"object":"list","data":[{data}],"has_more":{more}}}'
+        body = services.approvals_page_json(actor, query, page)
         return Response(body, mimetype="application/json")
     views, has_more = services.list_approvals(actor, query, page)
     return list_json(views, has_more, approval_json)

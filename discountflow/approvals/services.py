@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import and_, bindparam, delete, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..auth.models import Organization, User
 from ..auth.services import Actor, get_member, get_organization
-from ..database import begin_write, new_id, rfc3339, utcnow
+from ..database import begin_write, mark_changed, new_id, rfc3339, utcnow
 from ..errors import (
     Conflict,
     InvalidParameter,
@@ -44,6 +45,7 @@ from .models import (
     StepStatus,
     effective_status,
 )
+from .page_cache import PageCache
 from .schemas import (
     ApprovalCreate,
     ApprovalListQuery,
@@ -187,14 +189,43 @@ def lists_render_in_database() -> bool:
     return db.engine.dialect.name == "sqlite"
 
 
-def list_approvals_json(
-    actor: Actor, query: ApprovalListQuery, page: PageRequest
-) -> tuple[list[str], bool]:
-    """Like ``list_approvals``, with each approval already rendered as JSON by the database."""
+_NEXT_EXPIRY = select(func.min(_approvals.valid_until)).where(
+    _approvals.organization_id == bindparam("organization_id"),
+    _approvals.status == ApprovalStatus.APPROVED.value,
+    _approvals.valid_until > bindparam("now", type_=Approval.__table__.c.valid_until.type),
+)
+
+
+def approvals_page_json(actor: Actor, query: ApprovalListQuery, page: PageRequest) -> str:
+    """The JSON body of ``list_approvals``'s page, rendered by the database (``pages.py``).
+
+    The process remembers the page while it is still what the database would give
+    (``page_cache.py``): a poll of an unchanged organization reads nothing.
+    """
     now = utcnow()
+    if db.session().in_transaction():
+        db.session.commit()  # the page's snapshot must be taken after the revision is read
+    revision = current_app.extensions["discountflow.organization_revisions"].current(
+        actor.organization_id
+    )
+    cache: PageCache = current_app.extensions["discountflow.page_cache"]
+    key = (
+        actor.organization_id,
+        None if actor.sees_all_approvals else actor.user.id,
+        query.model_dump_json(),
+    )
+    if revision is not None and (body := cache.get(key, revision, now)) is not None:
+        return body
     statement = _approvals_page_statement(actor, query, now, _approvals.id)
     rows, has_more = paginate(statement, Approval.__table__, page, scope=_visible_approvals(actor))
-    return pages.render(db.session.connection(), [row.id for row in rows], now), has_more
+    data = ",".join(pages.render(db.session.connection(), [row.id for row in rows], now))
+    body = f'{{"object":"list","data":[{data}],"has_more":{"true" if has_more else "false"}}}'
+    if revision is not None and cache.keeps(body):
+        next_expiry = db.session.execute(
+            _NEXT_EXPIRY, {"organization_id": actor.organization_id, "now": now}
+        ).scalar()
+        cache.put(key, revision, next_expiry, body)
+    return body
 
 
 def _load(actor: Actor, approval_id: str, *, for_update: bool = False) -> Approval:
@@ -351,7 +382,7 @@ def _change(
 
     Refuses with 409 outside the ``allowed`` statuses and 403 for anyone else.
     """
-    begin_write()
+    begin_write(actor.organization_id)
     now = utcnow()
     approval = _load(actor, approval_id, for_update=True)
     if approval.status not in allowed:
@@ -390,7 +421,7 @@ def _requester(actor: Actor, requested_by: str | None) -> User:
 
 def create_approval(actor: Actor, data: ApprovalCreate) -> ApprovalView:
     """Create a draft (and submit it at once when ``data.submit``)."""
-    begin_write()
+    begin_write(actor.organization_id)
     now = utcnow()
     requester = _requester(actor, data.requested_by)
     approval = Approval(
@@ -509,7 +540,7 @@ def _close_round(approval: Approval, status: StepStatus) -> None:
 
 
 def _decide(actor: Actor, approval_id: str, kind: DecisionType, comment: str | None):
-    begin_write()
+    begin_write(actor.organization_id)
     now = utcnow()
     approval = _load(actor, approval_id, for_update=True)
     verb = {"approve": "approve", "reject": "reject", "request_changes": "request changes on"}
@@ -628,6 +659,7 @@ def expire_approvals(now: datetime | None = None) -> int:
     events = EventLog(None, now)
     for approval_id, organization_id in due:
         events.add("approval.expired", approval_id=approval_id, organization_id=organization_id)
+        mark_changed(organization_id)
     if due:
         db.session.execute(
             update(Approval)
@@ -662,7 +694,7 @@ def list_comments(actor: Actor, approval_id: str, page: PageRequest):
 
 def add_comment(actor: Actor, approval_id: str, body: str) -> Comment:
     """Comment on an approval the actor can see."""
-    begin_write()
+    begin_write(actor.organization_id)
     now = utcnow()
     approval = _load(actor, approval_id, for_update=True)
     comment = Comment(
@@ -732,7 +764,7 @@ def _commit_level(level: ApprovalLevel) -> ApprovalLevel:
 def create_level(actor: Actor, data: LevelCreate) -> ApprovalLevel:
     """Add an approval level; owner and admins only."""
     actor.require_manager("manage approval levels")
-    begin_write()
+    begin_write(actor.organization_id)
     now = utcnow()
     events = EventLog(actor, now)  # reads the actor before the new row can be flushed
     level = ApprovalLevel(
@@ -756,7 +788,7 @@ def create_level(actor: Actor, data: LevelCreate) -> ApprovalLevel:
 def update_level(actor: Actor, level_id: str, data: LevelUpdate) -> ApprovalLevel:
     """Change a level; steps already routed keep the level as it was at their submit."""
     actor.require_manager("manage approval levels")
-    begin_write()
+    begin_write(actor.organization_id)
     now = utcnow()
     level = _load_level(actor, level_id)
     events = EventLog(actor, now)  # reads the actor before the change can be flushed
@@ -779,7 +811,7 @@ def update_level(actor: Actor, level_id: str, data: LevelUpdate) -> ApprovalLeve
 def delete_level(actor: Actor, level_id: str) -> str:
     """Delete a level no open step waits on; its approvers lose the level."""
     actor.require_manager("manage approval levels")
-    begin_write()
+    begin_write(actor.organization_id)
     now = utcnow()
     level = _load_level(actor, level_id)
     open_steps = db.session.execute(
@@ -815,7 +847,7 @@ def delete_level(actor: Actor, level_id: str) -> str:
 def assign_level(actor: Actor, member_id: str, level_id: str | None) -> User:
     """Make a member an approver at a level (or no approver); owner and admins only."""
     actor.require_manager("change members")
-    begin_write()
+    begin_write(actor.organization_id)
     now = utcnow()
     member = get_member(actor, member_id)
     if level_id is not None:
@@ -832,7 +864,7 @@ def assign_level(actor: Actor, member_id: str, level_id: str | None) -> User:
 def update_settings(actor: Actor, data: SettingsUpdate) -> Organization:
     """Change the organization's name, auto-approve threshold or default validity."""
     actor.require_manager("change the organization's settings")
-    begin_write()
+    begin_write(actor.organization_id)
     now = utcnow()
     organization = get_organization(actor)
     changed = sorted(data.model_fields_set)

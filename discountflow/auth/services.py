@@ -21,7 +21,7 @@ from limits import parse as parse_limit
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..database import begin_write, utcnow
+from ..database import begin_write, mark_changed, utcnow
 from ..errors import (
     Conflict,
     InvalidApiKey,
@@ -127,6 +127,7 @@ def add_member(
         role=role,
     )
     db.session.add(member)
+    mark_changed(actor.organization_id)
     _commit_or_conflict("A user with this email exists.")
     return member
 

@@ -1,0 +1,86 @@
+"""The per-process memory of rendered pages of approvals, for ``GET /v2/approvals``.
+
+Integrations poll the list of approvals far more often than anyone changes one, and a page of
+twenty approvals with their line items and steps costs far more to read and render than to
+send. So each process remembers the pages it rendered, by organization, viewer and query, and
+serves one again while it is still exactly what the database would give:
+
+* while the organization's revision (:class:`discountflow.revisions.OrganizationRevisions`) is
+  the one it was rendered under: every transaction that writes an organization's data marks the
+  organization (``database.begin_write``), and the revision grows when it commits, in every
+  process on the host;
+* until the earliest moment an approved approval of the organization passes its validity (it
+  then reads as expired, which changes pages and the status filters without any write);
+* for at most ``MAX_AGE`` seconds, should a process die between a commit and its bump.
+
+Where there is no shared revision (PostgreSQL; an in-memory database) nothing is remembered.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Hashable
+from datetime import datetime
+from typing import NamedTuple
+
+MAX_AGE = 10.0  # seconds a page is served without rendering it again
+
+
+class _Page(NamedTuple):
+    revision: int
+    fresh_until: datetime | None  # the next expiry in the organization, if any
+    rendered_at: float  # monotonic
+    body: str
+
+
+class PageCache:
+    """A bounded, thread-safe, least-recently-used memory of rendered pages.
+
+    ``max_bytes`` bounds the pages' text (``PAGE_CACHE_MB``); a page larger than an eighth of
+    it is not kept, and with 0 nothing is.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._pages: OrderedDict[Hashable, _Page] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, revision: int, now: datetime) -> str | None:
+        """Return a remembered page if it is still what the database would give."""
+        page = self._pages.get(key)
+        if (
+            page is None
+            or page.revision != revision
+            or (page.fresh_until is not None and now >= page.fresh_until)
+            or time.monotonic() - page.rendered_at > MAX_AGE
+        ):
+            return None
+        with self._lock:
+            if key in self._pages:
+                self._pages.move_to_end(key)
+        return page.body
+
+    def keeps(self, body: str) -> bool:
+        """Tell whether a page this large would be remembered."""
+        return len(body) <= self._max_bytes // 8
+
+    def put(self, key: Hashable, revision: int, fresh_until: datetime | None, body: str) -> None:
+        """Remember a page rendered under ``revision`` (read before the page's query ran)."""
+        if not self.keeps(body):
+            return
+        size = len(body)
+        with self._lock:
+            previous = self._pages.pop(key, None)
+            if previous is not None:
+                self._bytes -= len(previous.body)
+            self._pages[key] = _Page(revision, fresh_until, time.monotonic(), body)
+            self._bytes += size
+            while self._bytes > self._max_bytes:
+                _, evicted = self._pages.popitem(last=False)
+                self._bytes -= len(evicted.body)
+
+    def __len__(self) -> int:
+        return len(self._pages)

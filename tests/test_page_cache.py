@@ -1,0 +1,234 @@
+"""Remembered pages of approvals (approvals/page_cache.py) are never staler than the database.
+
+Every page served from memory must equal the page rendered afresh: after each kind of write,
+whoever wrote it (another process included), when an approval passes its validity, for each
+viewer and each organization.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from datetime import timedelta
+
+from sqlalchemy import event, update
+
+from discountflow.approvals import page_cache, services
+from discountflow.approvals.api import approval_json
+from discountflow.approvals.models import Approval
+from discountflow.approvals.schemas import ApprovalListQuery, ApprovalUpdate
+from discountflow.database import utcnow
+from discountflow.extensions import db
+
+from .approvals_world import act, build_world, create, request_body
+from .conftest import add_member, bearer, make_app
+
+
+@contextmanager
+def statements(app):
+    """Count the SQL statements run while the block runs."""
+    seen: list[str] = []
+    with app.app_context():
+        engine = db.engine
+
+    def count(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def fresh(world, who="owner", **query) -> dict:
+    """The page as the Python shaping renders it now, from the database, remembering nothing."""
+    with world.app.app_context():
+        parsed = ApprovalListQuery.model_validate(query)
+        views, has_more = services.list_approvals(world.actor(who), parsed, parsed.page())
+        return {"object": "list", "data": [approval_json(v) for v in views], "has_more": has_more}
+
+
+def listed(api, query="limit=100"):
+    response = api("GET", f"/v2/approvals?{query}")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def test_an_unchanged_page_is_served_without_reading_the_database(app, world, api):
+    create(world, "rep", 20, submit=True)
+    first = listed(api)
+    with statements(app) as seen:
+        again = listed(api)
+    assert again == first == fresh(world, limit=100)
+    assert not [s for s in seen if "approvals" in s]
+    with statements(app) as seen:
+        other = listed(api, "limit=5&status=pending")  # another query is rendered
+    assert other == fresh(world, limit=5, status=["pending"])
+    assert [s for s in seen if "approvals" in s]
+
+
+def test_every_kind_of_write_is_seen_on_the_next_request(world, api, client):
+    pending = create(world, "rep", 20, submit=True)
+    draft = create(world, "rep", 10)
+    queries = ["limit=100", "limit=2", "status=pending", "status=approved"]
+
+    def check() -> None:
+        for query in queries:
+            parsed = dict(part.split("=") for part in query.split("&"))
+            if "status" in parsed:
+                parsed["status"] = [parsed["status"]]
+            assert listed(api, query) == fresh(world, **parsed), query
+
+    awaiting = f"awaiting_decision_by={world.people['manager']}"
+    queries.append(awaiting)
+
+    def check_awaiting(expected: list[str]) -> None:
+        assert [a["id"] for a in listed(api, awaiting)["data"]] == expected
+
+    check()
+    check_awaiting([pending])
+    # through the API
+    created = api("POST", "/v2/approvals", json=request_body(25)).get_json()["id"]
+    check()
+    api("PATCH", f"/v2/approvals/{created}", json={"title": "Renamed"})
+    assert listed(api)["data"][0]["title"] == "Renamed"
+    check()
+    api("POST", f"/v2/approvals/{created}/submit")
+    check()
+    check_awaiting([created, pending])
+    api("DELETE", f"/v2/approvals/{draft}")
+    check()
+    # through the services, as members on the dashboard would
+    act(world, "manager", "approve", pending)
+    check()
+    check_awaiting([created])
+    act(world, "vp", "reject", pending, "No")
+    check()
+    act(world, "owner", "recall", created)
+    check()
+    check_awaiting([])
+    with world.app.app_context():
+        services.update_approval(
+            world.actor("owner"), created, ApprovalUpdate.model_validate(request_body(40))
+        )
+    check()
+    act(world, "owner", "submit", created)
+    check_awaiting([created])
+    # a member's approval level decides what awaits them
+    with world.app.app_context():
+        services.assign_level(world.actor("admin"), world.people["manager"], None)
+    check_awaiting([])
+    with world.app.app_context():
+        services.assign_level(world.actor("admin"), world.people["manager"], world.levels["VP"])
+    check_awaiting([])
+    act(world, "manager2", "approve", created)
+    check_awaiting([created])
+    act(world, "owner", "cancel", created)
+    check()
+    check_awaiting([])
+
+
+def test_a_write_by_another_process_is_seen_on_the_next_request(tmp_path, world, api):
+    """Two app instances on one database file, as two gunicorn workers are."""
+    other = make_app(tmp_path)  # the same file: its own page cache, the same revisions
+    assert listed(api)["data"] == []
+    with other.app_context():
+        from discountflow.approvals.schemas import ApprovalCreate
+        from discountflow.auth.models import User
+        from discountflow.auth.services import Actor, Surface
+
+        rep = Actor.for_user(db.session.get(User, world.people["rep"]), Surface.DASHBOARD)
+        made = services.create_approval(
+            rep, ApprovalCreate.model_validate(request_body(12, submit=True))
+        )
+    assert [a["id"] for a in listed(api)["data"]] == [made.approval.id]
+    # and the command-line sweep that stores expiry, for every organization
+    result = other.test_cli_runner().invoke(args=["approvals", "expire"])
+    assert result.exit_code == 0, result.output
+    assert listed(api) == fresh(world, limit=100)
+
+
+def test_a_page_is_rendered_again_when_an_approval_in_it_passes_its_validity(
+    world, api, monkeypatch
+):
+    approved = create(world, "rep", 3, submit=True)  # auto-approved, valid for 30 days
+    other = create(world, "rep", 20, submit=True)
+    assert [(a["id"], a["status"]) for a in listed(api)["data"]] == [
+        (other, "pending"),
+        (approved, "approved"),
+    ]
+    assert [a["id"] for a in listed(api, "status=approved")["data"]] == [approved]
+    assert listed(api, "status=expired")["data"] == []
+    later = utcnow() + timedelta(days=31)
+    monkeypatch.setattr("discountflow.approvals.services.utcnow", lambda: later)
+    assert [(a["id"], a["status"]) for a in listed(api)["data"]] == [
+        (other, "pending"),
+        (approved, "expired"),
+    ]
+    assert listed(api, "status=approved")["data"] == []
+    assert [a["id"] for a in listed(api, "status=expired")["data"]] == [approved]
+
+
+def test_each_viewer_and_each_organization_has_its_own_pages(app, world, client):
+    mine = create(world, "rep", 20, submit=True)
+    theirs = create(world, "rep2", 20, submit=True)
+    query = ApprovalListQuery(limit=10)
+    with app.app_context():
+        for who, expected in [("rep", [mine]), ("rep2", [theirs]), ("owner", [theirs, mine])]:
+            body = services.approvals_page_json(world.actor(who), query, query.page())
+            assert [a["id"] for a in json.loads(body)["data"]] == expected, who
+    beta = build_world(app, "beta")
+    beta_approval = create(beta, "rep", 5, submit=True)
+    acme_page = client.get("/v2/approvals", headers=bearer(world.key)).get_json()
+    beta_page = client.get("/v2/approvals", headers=bearer(beta.key)).get_json()
+    assert [a["id"] for a in acme_page["data"]] == [theirs, mine]
+    assert [a["id"] for a in beta_page["data"]] == [beta_approval]
+
+
+def test_a_member_added_later_is_seen_by_the_awaiting_filter(app, world, api):
+    pending = create(world, "rep", 10, submit=True)
+    newcomer = add_member(app, world.organization_id, "newcomer@acme.example")
+    assert listed(api, f"awaiting_decision_by={newcomer}")["data"] == []
+    with app.app_context():
+        services.assign_level(world.actor("admin"), newcomer, world.levels["Manager"])
+    assert [a["id"] for a in listed(api, f"awaiting_decision_by={newcomer}")["data"]] == [pending]
+
+
+def test_a_change_nobody_announced_is_seen_within_max_age(app, world, api, monkeypatch):
+    """Should a process die between its commit and its bump, memory still runs out."""
+    approval = create(world, "rep", 10)
+    assert listed(api)["data"][0]["title"] == "Deal"
+    with app.app_context():  # behind the services' back: no revision is bumped
+        db.session.execute(update(Approval).where(Approval.id == approval).values(title="Quiet"))
+        db.session.commit()
+    assert listed(api)["data"][0]["title"] == "Deal"
+    clock = page_cache.time.monotonic() + page_cache.MAX_AGE + 1
+    monkeypatch.setattr(page_cache.time, "monotonic", lambda: clock)
+    assert listed(api)["data"][0]["title"] == "Quiet"
+
+
+def test_a_failed_write_leaves_pages_as_they_were(world, api):
+    approval = create(world, "rep", 10)
+    before = listed(api)
+    response = api("POST", f"/v2/approvals/{approval}/approve")  # a draft: 409
+    assert response.status_code == 409
+    assert listed(api) == before == fresh(world, limit=100)
+
+
+def test_the_memory_is_bounded():
+    cache = page_cache.PageCache(max_bytes=1000)
+    now = utcnow()
+    for n in range(10):
+        cache.put(n, 1, None, "x" * 100)
+    assert len(cache) == 10
+    cache.put(10, 1, None, "x" * 100)  # the least recently used goes
+    assert cache.get(0, 1, now) is None and cache.get(10, 1, now) is not None
+    cache.put("huge", 1, None, "x" * 200)  # more than an eighth of the memory: not kept
+    assert cache.get("huge", 1, now) is None
+    assert cache.get(10, 2, now) is None  # another revision
+
+
+def test_nothing_is_remembered_without_shared_revisions(tmp_path):
+    app = make_app(tmp_path, SQLALCHEMY_DATABASE_URI="sqlite://")
+    assert app.extensions["discountflow.organization_revisions"].current("org_x") is None
