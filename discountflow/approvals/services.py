@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from flask import current_app
@@ -330,6 +331,19 @@ def preview(actor: Actor, approval_id: str) -> tuple[Approval, Route]:
     return approval, route_for(get_organization(actor), approval)
 
 
+def preview_route(actor: Actor, currency: str, items: list[LineItemInput]) -> Route:
+    """Return the route a request with these line items would take, before it is saved."""
+    if not items:
+        raise InvalidParameter("Add at least one line item.", param="line_items")
+    draft = SimpleNamespace(
+        line_items=items,
+        currency=currency,
+        list_amount=sum(item.quantity * item.unit_list_price for item in items),
+        amount=sum(item.quantity * item.unit_price for item in items),
+    )
+    return route_for(get_organization(actor), draft)
+
+
 # --- writing -----------------------------------------------------------------------------------
 
 
@@ -364,10 +378,48 @@ class EventLog:
         return event
 
 
+def _is_requester_or_manager(actor: Actor, approval: Any) -> bool:
+    return actor.manages_organization or approval.requested_by_id == actor.user.id
+
+
 def _require_requester_or_manager(actor: Actor, approval: Approval, what: str) -> None:
-    if actor.manages_organization or approval.requested_by_id == actor.user.id:
-        return
-    raise PermissionDenied(f"Only the requester, admins and the owner may {what} this approval.")
+    if not _is_requester_or_manager(actor, approval):
+        raise PermissionDenied(
+            f"Only the requester, admins and the owner may {what} this approval."
+        )
+
+
+def _decision_refusal(actor: Actor, approval: Any, step: Any) -> str | None:
+    """Why the actor may not decide the approval's active step (``None``: they may)."""
+    user = actor.user
+    if user.id == approval.requested_by_id:
+        return "The requester cannot decide their own approval."
+    if user.approval_level_id is None or user.approval_level_id != step.approval_level_id:
+        return f"Only an approver at the level {step.level_name!r} may decide this step."
+    return None
+
+
+def allowed_actions(actor: Actor, view: ApprovalView) -> frozenset[str]:
+    """The actions the actor may take on an approval now, by the rules the actions enforce.
+
+    Surfaces show only these; the actions check again when they run.
+    """
+    approval, status = view.approval, view.status
+    allowed = set()
+    if _is_requester_or_manager(actor, approval):
+        if status in EDITABLE:
+            allowed |= {"edit", "submit"}
+        if status == ApprovalStatus.DRAFT:
+            allowed.add("delete")
+        if status == ApprovalStatus.PENDING:
+            allowed.add("recall")
+        if status in OPEN:
+            allowed.add("cancel")
+    if status == ApprovalStatus.PENDING:
+        step = next((s for s in view.steps if s.status == StepStatus.PENDING), None)
+        if step is not None and _decision_refusal(actor, approval, step) is None:
+            allowed |= {"approve", "reject", "request_changes"}
+    return frozenset(allowed)
 
 
 def _refuse_transition(approval: Approval, action: str, now: datetime) -> None:
@@ -547,13 +599,10 @@ def _decide(actor: Actor, approval_id: str, kind: DecisionType, comment: str | N
     if approval.status != ApprovalStatus.PENDING:
         _refuse_transition(approval, verb[kind.value], now)
     step = next(s for s in approval.current_steps() if s.status == StepStatus.PENDING)
+    refusal = _decision_refusal(actor, approval, step)
+    if refusal is not None:
+        raise PermissionDenied(refusal)
     user = actor.user
-    if user.id == approval.requested_by_id:
-        raise PermissionDenied("The requester cannot decide their own approval.")
-    if user.approval_level_id is None or user.approval_level_id != step.approval_level_id:
-        raise PermissionDenied(
-            f"Only an approver at the level {step.level_name!r} may decide this step."
-        )
     if kind is not DecisionType.APPROVE and not comment:
         raise InvalidParameter("A comment is required.", param="comment")
     step.decided_by_id = user.id

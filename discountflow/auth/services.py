@@ -9,7 +9,9 @@ from __future__ import annotations
 import enum
 import logging
 import re
+import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -130,6 +132,47 @@ def add_member(
     mark_changed(actor.organization_id)
     _commit_or_conflict("A user with this email exists.")
     return member
+
+
+def set_member_role(actor: Actor, member_id: str, role: str) -> User:
+    """Make a member an admin or a plain member; owners and admins may, never to the owner."""
+    actor.require_manager("change roles")
+    if role not in (Role.ADMIN.value, Role.MEMBER.value):
+        raise InvalidParameter("A member's role is admin or member.", param="role")
+    begin_write(actor.organization_id)
+    member = get_member(actor, member_id)
+    if member.is_owner:
+        raise PermissionDenied("The owner's role cannot be changed.")
+    member.role = role
+    db.session.commit()
+    log.info("member %s is now %s (by %s)", member.id, role, actor.user.id)
+    return member
+
+
+# A hash to check passwords against when no member has the email, so an unknown email costs
+# the same bcrypt work as a wrong password and the response time tells nothing.
+_UNKNOWN_MEMBER_HASH: dict[int, bytes] = {}
+
+
+def check_sign_in(email: str, password: str) -> User | None:
+    """Return the member with this email and password, or ``None`` (one answer for every
+    failure: unknown email, wrong password, a password too long to be one)."""
+    rounds = current_app.config["BCRYPT_ROUNDS"]
+    if rounds not in _UNKNOWN_MEMBER_HASH:
+        _UNKNOWN_MEMBER_HASH[rounds] = bcrypt.hashpw(
+            secrets.token_bytes(16), bcrypt.gensalt(rounds)
+        )
+    secret = password.encode()[: MAX_PASSWORD_BYTES + 1]
+    user = None
+    if len(email) <= 254:
+        user = db.session.execute(
+            select(User).where(User.email == email.strip().lower())
+        ).scalar_one_or_none()
+    stored = user.password_hash.encode() if user is not None else _UNKNOWN_MEMBER_HASH[rounds]
+    matches = len(secret) <= MAX_PASSWORD_BYTES and bcrypt.checkpw(secret, stored)
+    if user is None or not matches:
+        return None
+    return user
 
 
 def find_organization(reference: str) -> Organization:
@@ -596,3 +639,16 @@ def get_member(actor: Actor, member_id: str) -> User:
 def get_organization(actor: Actor) -> Organization:
     """Return the actor's organization with its settings."""
     return db.session.get(Organization, actor.organization_id)
+
+
+def member_names(actor: Actor, member_ids: Iterable[str | None]) -> dict[str, str]:
+    """Return how each of these members of the actor's organization is shown: name, or email."""
+    wanted = {member_id for member_id in member_ids if member_id}
+    if not wanted:
+        return {}
+    rows = db.session.execute(
+        select(User.id, User.name, User.email).where(
+            User.organization_id == actor.organization_id, User.id.in_(wanted)
+        )
+    )
+    return {row.id: row.name or row.email for row in rows}
