@@ -56,6 +56,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     api.init_app(app)
 
+    from . import dashboard
+
+    dashboard.init_app(app)
+
     from .errors import register_error_handlers
 
     register_error_handlers(app)

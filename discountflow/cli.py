@@ -199,14 +199,19 @@ def demo_command() -> None:
         password = secrets.token_urlsafe(12)
         organization = create_demo_organization(password)
         click.echo("Created organization 'demo' with members, approval levels and approvals.")
-        click.echo("Sign-in (printed once):")
-        click.echo(f"  owner: owner@demo.example  password: {password}")
+        click.echo(f"Dashboard sign-in (printed once), everyone's password: {password}")
+        click.echo("  owner@demo.example (owner; API Keys), admin@demo.example (admin),")
+        click.echo("  rep@demo.example and sam@demo.example (reps), manager@demo.example,")
+        click.echo("  vp@demo.example and cfo@demo.example (approvers)")
     owner = auth.owner_of(organization)
     api_key, key = auth.generate_key(owner)
     port = os.environ.get("PORT", "8000")
     environment = current_app.config["DISCOUNTFLOW_ENV"]
     click.echo(f"Generated {environment} API key {api_key.id} (shown only once):")
     click.echo(key)
+    click.echo(
+        f"Dashboard: http://127.0.0.1:{port}/  API reference: http://127.0.0.1:{port}/v2/docs/"
+    )
     click.echo("Try it:")
     click.echo(f'  curl -H "Authorization: Bearer {key}" http://127.0.0.1:{port}/v2/approvals')
 

@@ -26,6 +26,15 @@ DEFAULTS: dict[str, Any] = {
     "LAST_USED_RESOLUTION_SECONDS": 60,
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "PAGE_CACHE_MB": 32,  # rendered pages of approvals remembered per process; 0 turns it off
+    # The dashboard's session cookie (SESSION_COOKIE_SECURE follows the environment, below).
+    "SESSION_COOKIE_NAME": "discountflow_session",
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "PERMANENT_SESSION_LIFETIME": 12 * 3600,  # seconds; signed-in sessions end after 12 hours
+    "WTF_CSRF_CHECK_DEFAULT": False,  # checked for the dashboard only (dashboard/__init__.py)
+    "WTF_CSRF_TIME_LIMIT": None,  # a form's token lives as long as the session
+    "SIGN_IN_LIMIT_PER_ADDRESS": "10 per minute",  # failed sign-ins per client address
+    "SIGN_IN_LIMIT_PER_ACCOUNT": "5 per 15 minutes",  # failed sign-ins per email address
     # Flask-Limiter keeps settings on its module-level object between apps built in one
     # process, so every RATELIMIT_* key we rely on is set here, explicitly.
     "RATELIMIT_ENABLED": True,
@@ -49,6 +58,9 @@ _ENVIRONMENT_VARIABLES: dict[str, tuple[str, Any]] = {
     "AUTH_FAILURE_LIMIT": ("AUTH_FAILURE_LIMIT", str),
     "BCRYPT_ROUNDS": ("BCRYPT_ROUNDS", int),
     "PAGE_CACHE_MB": ("PAGE_CACHE_MB", int),
+    "SESSION_LIFETIME_SECONDS": ("PERMANENT_SESSION_LIFETIME", int),
+    "SIGN_IN_LIMIT_PER_ADDRESS": ("SIGN_IN_LIMIT_PER_ADDRESS", str),
+    "SIGN_IN_LIMIT_PER_ACCOUNT": ("SIGN_IN_LIMIT_PER_ACCOUNT", str),
 }
 
 

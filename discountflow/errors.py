@@ -1,14 +1,16 @@
 """Domain errors raised by services, and the handlers that turn every API error into one shape.
 
 Every error on an API path answers ``{"error": "<code>", "message": "<text>"}`` (plus ``param``
-where one input is at fault), the shape the public Authentication page documents.
+where one input is at fault), the shape the public Authentication page documents. Elsewhere
+(the dashboard) the same errors are pages in the dashboard's layout.
 """
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, make_response, request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .extensions import db
@@ -111,8 +113,24 @@ def error_response(
     return response
 
 
+def _html_error(status: int, message: str, base: Response | None = None) -> Response:
+    """The dashboard's error page (people get pages; only the API gets the JSON shape)."""
+    from .dashboard.views import error_page
+
+    titles = {400: "Bad request", 403: "Not allowed", 404: "Not found", 409: "Not possible now"}
+    titles |= {429: "Too many attempts", 500: "Something went wrong"}
+    response = make_response(error_page(status, titles.get(status, "Error"), message), status)
+    if base is not None:
+        for name in ("Retry-After", "Allow"):
+            if name in base.headers:
+                response.headers[name] = base.headers[name]
+    return response
+
+
 def _handle_domain_error(error: DomainError) -> Response:
     db.session.rollback()  # a refusal leaves nothing half-done behind
+    if not is_api_request():
+        return _html_error(error.status, error.message)
     response = error_response(error.status, error.code, error.message, param=error.param)
     if isinstance(error, RateLimited):
         response.headers["Retry-After"] = str(error.retry_after)
@@ -121,7 +139,19 @@ def _handle_domain_error(error: DomainError) -> Response:
 
 def _handle_http_exception(error: HTTPException) -> Response | HTTPException:
     if not is_api_request():
-        return error
+        if error.code is None or error.code < 400 or request.path.startswith("/static/"):
+            return error
+        messages = {
+            400: "The form was not accepted: its security token is missing or does not match. "
+            "Go back, reload the page and try again."
+            if isinstance(error, CSRFError)
+            else error.description,
+            404: "There is no such page.",
+            429: "Too many attempts. Wait a moment, then try again.",
+        }
+        return _html_error(
+            error.code, messages.get(error.code, error.description), error.get_response()
+        )
     code, message = _HTTP_ERRORS.get(error.code or 500, ("api_error", error.description or ""))
     if error.code == 404:
         message = f"Unrecognized request URL ({request.method} {request.path})."
@@ -137,7 +167,7 @@ def _handle_internal_error(error: InternalServerError) -> Response | InternalSer
     if original is not None:
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=original)
     if not is_api_request():
-        return error
+        return _html_error(500, "The server could not finish this. Nothing was changed.")
     code, message = _HTTP_ERRORS[500]
     return error_response(500, code, message)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import flask_limiter
 from flask import request
 from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -39,3 +41,5 @@ class Limiter(flask_limiter.Limiter):
 
 db = SQLAlchemy(model_class=Base)
 limiter = Limiter(key_func=get_remote_address)
+csrf = CSRFProtect()
+login_manager = LoginManager()

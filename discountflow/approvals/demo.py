@@ -61,20 +61,23 @@ def _request(title: str, customer: str, discount_percent: int, *, currency: str 
     )
 
 
-def create_demo_organization(owner_password: str) -> Organization:
-    """Create the 'demo' organization with its people, levels and approvals."""
+def create_demo_organization(password: str) -> Organization:
+    """Create the 'demo' organization with its people, levels and approvals.
+
+    Everyone signs in with ``password``: it is a demo, to try each role's dashboard.
+    """
     organization = auth.create_organization(
         "Demo Inc.",
         slug="demo",
         owner_email="owner@demo.example",
         owner_name="Olivia Owner",
-        owner_password=owner_password,
+        owner_password=password,
     )
     owner = auth.owner_of(organization)
     people: dict[str, User] = {"owner@demo.example": owner}
     for email, name, role in MEMBERS:
         people[email] = auth.add_member(
-            owner, email=email, name=name, role=role.value, password=secrets.token_urlsafe(12)
+            owner, email=email, name=name, role=role.value, password=password
         )
 
     def as_(email: str) -> Actor:

@@ -6,6 +6,7 @@ import enum
 from datetime import datetime
 from functools import partial
 
+from flask_login import UserMixin
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -45,7 +46,9 @@ class Organization(db.Model):
     members: Mapped[list[User]] = relationship(back_populates="organization")
 
 
-class User(db.Model):
+class User(UserMixin, db.Model):
+    """A member of an organization; Flask-Login's user for the dashboard."""
+
     __tablename__ = "users"
     __table_args__ = (
         # Exactly one owner per organization: the service creates it with the organization,

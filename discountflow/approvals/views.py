@@ -1,0 +1,345 @@
+"""The dashboard's approvals: the inbox, lists, an approval's page, the request form, actions,
+and Settings → Approval levels and Organization.
+
+Views are thin: a form, one service call, a page. What a person may do is what
+``services.allowed_actions`` says; a forged request is refused by the action itself anyway.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from ..auth.services import get_organization, member_names
+from ..auth.views import dashboard_actor
+from ..errors import DomainError, InvalidParameter
+from ..pagination import PageRequest
+from . import services
+from .forms import (
+    CURRENCY_CHOICES,
+    MAX_LINES,
+    ApprovalForm,
+    CommentForm,
+    LevelForm,
+    SettingsForm,
+    approval_input,
+    fill_from,
+    line_items_of,
+    to_minor_units,
+    to_percent,
+    validated,
+)
+from .models import ApprovalStatus
+from .schemas import (
+    ApprovalCreate,
+    ApprovalListQuery,
+    ApprovalUpdate,
+    LevelCreate,
+    LevelUpdate,
+    LineItemInput,
+    SettingsUpdate,
+)
+
+bp = Blueprint("approvals", __name__, template_folder="templates")
+
+PAGE_SIZE = 20
+ACTIONS = {
+    "submit": "submitted",
+    "approve": "approved",
+    "reject": "rejected",
+    "request_changes": "sent back for changes",
+    "recall": "recalled to draft",
+    "cancel": "canceled",
+}
+NEEDS_COMMENT = {"reject", "request_changes"}
+
+
+@bp.before_request
+@login_required
+def _signed_in() -> None:
+    """Every page here is for signed-in members."""
+
+
+def _names_for(views) -> dict[str, str]:
+    return member_names(dashboard_actor(), (view.approval.requested_by_id for view in views))
+
+
+def _list_page(title: str, query: dict, template: str = "approvals/list.html", **extra):
+    actor = dashboard_actor()
+    query = {"limit": PAGE_SIZE, **query}
+    for cursor in ("starting_after", "ending_before"):
+        if request.args.get(cursor):
+            query[cursor] = request.args[cursor]
+    parsed = validated(ApprovalListQuery, query)
+    views, has_more = services.list_approvals(actor, parsed, parsed.page())
+    if parsed.ending_before is not None:  # went back: older pages exist, newer ones if more
+        newer, older = has_more, True
+    else:
+        newer, older = parsed.starting_after is not None, has_more
+    return render_template(
+        template,
+        title=title,
+        views=views,
+        names=_names_for(views),
+        newer=views[0].approval.id if views and newer else None,
+        older=views[-1].approval.id if views and older else None,
+        **extra,
+    )
+
+
+@bp.get("/inbox")
+def inbox():
+    """Approvals awaiting my decision."""
+    return _list_page(
+        "Awaiting my decision",
+        {"awaiting_decision_by": current_user.id},
+        is_approver=current_user.approval_level_id is not None,
+        inbox=True,
+    )
+
+
+@bp.get("/approvals")
+def index():
+    """All the approvals I may see, filtered by status and customer."""
+    statuses = [status for status in request.args.getlist("status") if status]
+    customer = request.args.get("customer", "").strip()
+    query: dict = {"status": statuses}
+    if customer:
+        query["customer"] = customer
+    return _list_page(
+        "Approvals",
+        query,
+        statuses=[status.value for status in ApprovalStatus],
+        chosen=set(statuses),
+        customer=customer,
+        filters={"status": statuses, "customer": customer} if customer else {"status": statuses},
+    )
+
+
+def _render_form(form: ApprovalForm, view=None, status: int = 200):
+    if not form.line_items.entries or not form.line_items.entries[-1].form.is_blank():
+        if len(form.line_items.entries) < MAX_LINES:
+            form.line_items.append_entry()
+    return render_template("approvals/form.html", form=form, view=view), status
+
+
+@bp.route("/approvals/new", methods=["GET", "POST"])
+def new():
+    """Ask for a discount: save a draft, or submit at once."""
+    form = ApprovalForm()
+    if request.method == "POST" and request.form.get("action") == "add_line":
+        return _render_form(form)
+    if form.validate_on_submit():
+        try:
+            data = validated(
+                ApprovalCreate,
+                {**approval_input(form), "submit": request.form.get("action") == "submit"},
+            )
+            view = services.create_approval(dashboard_actor(), data)
+        except DomainError as error:
+            flash(error.message, "error")
+            return _render_form(form, status=400)
+        flash(f"Request {ACTIONS['submit'] if data.submit else 'saved as a draft'}.", "info")
+        return redirect(url_for("approvals.show", approval_id=view.approval.id), 303)
+    return _render_form(form, status=400 if form.errors else 200)
+
+
+@bp.route("/approvals/<approval_id>/edit", methods=["GET", "POST"])
+def edit(approval_id: str):
+    """Edit a draft or a request sent back for changes; save, or save and resubmit."""
+    actor = dashboard_actor()
+    view = services.get_approval(actor, approval_id)
+    if "edit" not in services.allowed_actions(actor, view):
+        abort(404 if request.method == "GET" else 403)
+    form = ApprovalForm()
+    if request.method == "GET":
+        fill_from(form, view)
+        return _render_form(form, view)
+    if request.form.get("action") == "add_line":
+        return _render_form(form, view)
+    if form.validate_on_submit():
+        try:
+            data = validated(ApprovalUpdate, approval_input(form))
+            services.update_approval(actor, approval_id, data)
+            if request.form.get("action") == "submit":
+                services.submit(actor, approval_id)
+        except DomainError as error:
+            flash(error.message, "error")
+            return _render_form(form, view, 400)
+        flash(
+            "Request resubmitted." if request.form.get("action") == "submit" else "Saved.", "info"
+        )
+        return redirect(url_for("approvals.show", approval_id=approval_id), 303)
+    return _render_form(form, view, 400)
+
+
+@bp.post("/approvals/preview")
+def preview():
+    """The route the request being typed would take (the form's live preview)."""
+    form = ApprovalForm()
+    try:
+        items = [validated(LineItemInput, item) for item in line_items_of(form)]
+        route = services.preview_route(dashboard_actor(), form.currency.data, items)
+    except DomainError as error:
+        return render_template("approvals/_route.html", route=None, problem=error.message)
+    return render_template("approvals/_route.html", route=route, problem=None)
+
+
+@bp.get("/approvals/<approval_id>")
+def show(approval_id: str):
+    """An approval: line items, totals, steps, decisions, comments and its audit trail."""
+    actor = dashboard_actor()
+    view = services.get_approval(actor, approval_id)
+    everything = PageRequest(100)
+    decisions, _ = services.list_decisions(actor, approval_id, everything)
+    comments, _ = services.list_comments(actor, approval_id, everything)
+    events, _ = services.list_approval_events(actor, approval_id, everything)
+    people = [view.approval.requested_by_id]
+    people += [step.decided_by_id for step in view.steps]
+    people += [row.actor_user_id for row in (*decisions, *comments, *events)]
+    return render_template(
+        "approvals/show.html",
+        view=view,
+        allowed=services.allowed_actions(actor, view),
+        decisions=decisions[::-1],
+        comments=comments[::-1],
+        events=events[::-1],
+        names=member_names(actor, people),
+        comment_form=CommentForm(),
+        needs_comment=NEEDS_COMMENT,
+    )
+
+
+@bp.post("/approvals/<approval_id>/actions/<action>")
+def act(approval_id: str, action: str):
+    """Approve, reject, request changes, submit, recall or cancel (the service decides who may)."""
+    if action not in ACTIONS:
+        abort(404)
+    form = CommentForm()
+    if not form.validate():
+        abort(400)
+    comment = (form.comment.data or "").strip() or None
+    actor = dashboard_actor()
+    if action in NEEDS_COMMENT and comment is None:
+        raise InvalidParameter("Say why in a comment.", param="comment")
+    if action in ("approve", "reject", "request_changes", "cancel"):
+        getattr(services, action)(actor, approval_id, comment)
+    else:
+        getattr(services, action)(actor, approval_id)
+    flash(f"The request was {ACTIONS[action]}.", "info")
+    return redirect(url_for("approvals.show", approval_id=approval_id), 303)
+
+
+@bp.post("/approvals/<approval_id>/delete")
+def delete(approval_id: str):
+    """Delete a draft."""
+    CommentForm()
+    services.delete_approval(dashboard_actor(), approval_id)
+    flash("The draft was deleted.", "info")
+    return redirect(url_for("approvals.index"), 303)
+
+
+@bp.post("/approvals/<approval_id>/comments")
+def comment(approval_id: str):
+    form = CommentForm()
+    text = (form.comment.data or "").strip() if form.validate() else ""
+    if not text:
+        raise InvalidParameter("Write something to comment.", param="comment")
+    services.add_comment(dashboard_actor(), approval_id, text)
+    return redirect(url_for("approvals.show", approval_id=approval_id) + "#comments", 303)
+
+
+# --- Settings → Approval levels and Organization (owner and admins) ----------------------------
+
+
+def _level_input(form: LevelForm) -> dict:
+    data = {
+        "name": form.name.data,
+        "rank": form.rank.data,
+        "max_discount_percent": to_percent(form.max_discount_percent.data, "largest discount"),
+        "max_discount_amount": None,
+    }
+    if (form.cap_amount.data or "").strip():
+        currency = form.cap_currency.data
+        data["max_discount_amount"] = {
+            "amount": to_minor_units(form.cap_amount.data, currency, "amount cap"),
+            "currency": currency,
+        }
+    return data
+
+
+@bp.route("/settings/approval-levels", methods=["GET", "POST"])
+def levels():
+    """The organization's approval levels; add one."""
+    actor = dashboard_actor()
+    actor.require_manager("manage approval levels")
+    form = LevelForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            services.create_level(actor, validated(LevelCreate, _level_input(form)))
+        except DomainError as error:
+            flash(error.message, "error")
+            status = 400
+        else:
+            flash(f"Level {form.name.data!r} added.", "info")
+            return redirect(url_for("approvals.levels"), 303)
+    elif form.errors:
+        status = 400
+    found, _ = services.list_levels(actor, PageRequest(100))
+    ordered = sorted(found, key=lambda level: level.rank)
+    return render_template(
+        "approvals/levels.html", form=form, levels=ordered, currencies=CURRENCY_CHOICES
+    ), status
+
+
+@bp.post("/settings/approval-levels/<level_id>")
+def update_level(level_id: str):
+    actor = dashboard_actor()
+    form = LevelForm()
+    if not form.validate():
+        abort(400)
+    services.update_level(actor, level_id, validated(LevelUpdate, _level_input(form)))
+    flash(f"Level {form.name.data!r} saved.", "info")
+    return redirect(url_for("approvals.levels"), 303)
+
+
+@bp.post("/settings/approval-levels/<level_id>/delete")
+def delete_level(level_id: str):
+    CommentForm()
+    services.delete_level(dashboard_actor(), level_id)
+    flash("The level was deleted.", "info")
+    return redirect(url_for("approvals.levels"), 303)
+
+
+@bp.route("/settings/organization", methods=["GET", "POST"])
+def settings():
+    """The auto-approve threshold and how long an approved price stays valid."""
+    actor = dashboard_actor()
+    actor.require_manager("change the organization's settings")
+    organization = get_organization(actor)
+    form = SettingsForm()
+    if request.method == "GET":
+        form.name.data = organization.name
+        form.auto_approve_threshold_percent.data = (
+            f"{organization.auto_approve_threshold_bps / 100:g}"
+        )
+        form.default_validity_days.data = organization.default_validity_days
+    elif form.validate_on_submit():
+        try:
+            data = {
+                "name": form.name.data,
+                "auto_approve_threshold_percent": to_percent(
+                    form.auto_approve_threshold_percent.data, "auto-approve threshold"
+                ),
+                "default_validity_days": form.default_validity_days.data,
+            }
+            services.update_settings(actor, validated(SettingsUpdate, data))
+        except DomainError as error:
+            flash(error.message, "error")
+            return render_template("approvals/settings.html", form=form), 400
+        flash("Settings saved.", "info")
+        return redirect(url_for("approvals.settings"), 303)
+    else:
+        return render_template("approvals/settings.html", form=form), 400
+    return render_template("approvals/settings.html", form=form)

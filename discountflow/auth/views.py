@@ -1,0 +1,296 @@
+"""The dashboard's sign-in, Settings → API Keys (the owner's only) and Settings → Members.
+
+Views are thin: a form, one service call, a page. Every rule (who may manage keys or members,
+what a key slot shows) lives in ``services.py`` and is the API's too.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user, login_required, login_user, logout_user
+
+from ..errors import DomainError
+from ..extensions import limiter
+from ..pagination import PageRequest
+from . import services
+from .forms import (
+    GRACE_CHOICES,
+    SLOTS,
+    KeyForm,
+    LevelAssignmentForm,
+    MemberForm,
+    RoleForm,
+    RollKeyForm,
+    SignInForm,
+    SignOutForm,
+    choices,
+)
+from .services import Actor, Surface
+
+bp = Blueprint("auth", __name__, template_folder="templates")
+
+SIGN_IN_FAILED = "The email or password is incorrect."
+KEY_NONCE = "api_key_form"
+
+
+def dashboard_actor() -> Actor:
+    """The signed-in member, acting from the dashboard."""
+    return Actor.for_user(current_user, Surface.DASHBOARD)
+
+
+# --- signing in --------------------------------------------------------------------------------
+
+
+def safe_next(target: str | None) -> str | None:
+    """Return ``target`` if it is a path on this site, else ``None`` (no open redirect)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or any(ord(ch) < 32 for ch in target):
+        return None
+    return target
+
+
+def _failed_sign_in(response) -> bool:
+    return response.status_code != 303  # a sign-in that worked redirects
+
+
+def _account() -> str:
+    return "account:" + request.form.get("email", "").strip().lower()[:254]
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+@limiter.limit(
+    lambda: current_app.config["SIGN_IN_LIMIT_PER_ADDRESS"],
+    methods=["POST"],
+    deduct_when=_failed_sign_in,
+    scope="sign-in-address",
+)
+@limiter.limit(
+    lambda: current_app.config["SIGN_IN_LIMIT_PER_ACCOUNT"],
+    key_func=_account,
+    methods=["POST"],
+    deduct_when=_failed_sign_in,
+    scope="sign-in-account",
+)
+def sign_in():
+    """Sign in with email and password; one message for every failure."""
+    form = SignInForm()
+    if form.validate_on_submit():
+        user = services.check_sign_in(form.email.data, form.password.data)
+        if user is not None:
+            target = safe_next(form.next.data) or url_for("approvals.inbox")
+            session.clear()  # a fresh session: nothing from before signing in carries over
+            login_user(user)
+            session.permanent = True
+            return redirect(target, 303)
+        flash(SIGN_IN_FAILED, "error")
+        return render_template("auth/sign_in.html", form=form), 401
+    if request.method == "GET":
+        form.next.data = safe_next(request.args.get("next"))
+    return render_template("auth/sign_in.html", form=form), 400 if form.errors else 200
+
+
+@bp.post("/sign-out")
+def sign_out():
+    """Sign out and forget the session."""
+    SignOutForm()  # the CSRF token was checked before the view
+    logout_user()
+    session.clear()
+    flash("You are signed out.", "info")
+    return redirect(url_for("auth.sign_in"), 303)
+
+
+# --- Settings → API Keys (the owner only) ------------------------------------------------------
+
+
+def _owner_only() -> None:
+    """The tab does not exist for anyone but the owner: 404, as for any unknown page."""
+    if not current_user.is_owner:
+        abort(404)
+
+
+def _fresh_nonce() -> str:
+    nonce = secrets.token_urlsafe(16)
+    session[KEY_NONCE] = nonce
+    return nonce
+
+
+def _consume_nonce(form: KeyForm) -> bool:
+    """A key form works once: resubmitting it (reload, back) must not issue or show a key."""
+    expected = session.pop(KEY_NONCE, None)
+    return expected is not None and secrets.compare_digest(expected, form.nonce.data or "")
+
+
+@bp.get("/settings/api-keys")
+@login_required
+def api_keys():
+    """The API tab: each slot's status, last use, dates, last four; generate, roll, revoke."""
+    _owner_only()
+    slots = services.key_slots(current_user)
+    nonce = _fresh_nonce()
+    return render_template(
+        "auth/api_keys.html",
+        slots=slots,
+        nonce=nonce,
+        key_form=KeyForm(),
+        roll_form=RollKeyForm(),
+        grace_choices=GRACE_CHOICES,
+        environment=current_app.config["DISCOUNTFLOW_ENV"],
+    )
+
+
+def _reveal(api_key, key: str, previous: str):
+    """Show a new key once. The page is not stored, and nothing in its URL repeats it."""
+    response = current_app.make_response(
+        render_template("auth/api_key_created.html", api_key=api_key, key=key, previous=previous)
+    )
+    response.headers["Cache-Control"] = "no-store, max-age=0"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+def _used_form_again():
+    flash("That form was already used. A key is shown only once and is not shown again.", "info")
+    return redirect(url_for("auth.api_keys"), 303)
+
+
+@bp.post("/settings/api-keys/generate")
+@login_required
+def generate_key():
+    """Generate a slot's key; the slot's previous key stops working at once."""
+    _owner_only()
+    form = KeyForm()
+    if not form.validate() or not _consume_nonce(form):
+        return _used_form_again()
+    api_key, key = services.generate_key(current_user, read_only=form.slot.data == "read_only")
+    return _reveal(api_key, key, "Any previous key of this slot stopped working.")
+
+
+@bp.post("/settings/api-keys/roll")
+@login_required
+def roll_key():
+    """Issue a new key and keep the current one working for a grace period."""
+    _owner_only()
+    form = RollKeyForm()
+    if not form.validate() or not _consume_nonce(form):
+        return _used_form_again()
+    grace = timedelta(hours=int(form.grace_hours.data))
+    api_key, key = services.roll_key(
+        current_user, read_only=form.slot.data == "read_only", grace=grace
+    )
+    label = dict(GRACE_CHOICES)[form.grace_hours.data]
+    return _reveal(api_key, key, f"The previous key keeps working for {label}, then stops.")
+
+
+@bp.get("/settings/api-keys/revoke")
+@login_required
+def confirm_revoke():
+    """Ask before revoking: it is permanent."""
+    _owner_only()
+    form = KeyForm(slot=request.args.get("slot", "full"))
+    if form.slot.data not in dict(SLOTS):
+        abort(404)
+    return render_template("auth/api_key_revoke.html", form=form)
+
+
+@bp.post("/settings/api-keys/revoke")
+@login_required
+def revoke_key():
+    """Revoke a slot's keys at once, permanently."""
+    _owner_only()
+    form = KeyForm()
+    if not form.validate():
+        abort(400)
+    services.revoke_key(current_user, read_only=form.slot.data == "read_only")
+    flash("The API key was revoked. Requests with it now get the authentication error.", "info")
+    return redirect(url_for("auth.api_keys"), 303)
+
+
+# --- Settings → Members (owner and admins) -----------------------------------------------------
+
+
+def _level_choices(actor: Actor) -> list[tuple[str, str]]:
+    from ..approvals.services import list_levels
+
+    levels, _ = list_levels(actor, PageRequest(100))
+    ordered = sorted(levels, key=lambda level: level.rank)
+    return [("", "Not an approver")] + [(level.id, level.name) for level in ordered]
+
+
+@bp.route("/settings/members", methods=["GET", "POST"])
+@login_required
+def members():
+    """List members; add one with a role and an initial password."""
+    actor = dashboard_actor()
+    actor.require_manager("manage members")
+    form = MemberForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            services.add_member(
+                current_user,
+                email=form.email.data,
+                password=form.password.data,
+                role=form.role.data,
+                name=form.name.data or "",
+            )
+        except DomainError as error:
+            flash(error.message, "error")
+            status = 400
+        else:
+            flash(f"{form.email.data} was added. Give them their initial password.", "info")
+            return redirect(url_for("auth.members"), 303)
+    elif form.errors:
+        status = 400
+    people, _ = services.list_members(actor, PageRequest(100))
+    levels = _level_choices(actor)
+    return render_template(
+        "auth/members.html",
+        form=form,
+        members=sorted(people, key=lambda member: member.created_at),
+        levels=levels,
+        level_names=dict(levels),
+        role_form=RoleForm,
+        level_form=LevelAssignmentForm,
+    ), status
+
+
+@bp.post("/settings/members/<member_id>/role")
+@login_required
+def change_role(member_id: str):
+    form = RoleForm()
+    if not form.validate():
+        abort(400)
+    member = services.set_member_role(dashboard_actor(), member_id, form.role.data)
+    flash(f"{member.email} is now {member.role}.", "info")
+    return redirect(url_for("auth.members"), 303)
+
+
+@bp.post("/settings/members/<member_id>/level")
+@login_required
+def change_level(member_id: str):
+    from ..approvals.services import assign_level
+
+    actor = dashboard_actor()
+    form = LevelAssignmentForm()
+    form.approval_level.choices = choices(_level_choices(actor))
+    if not form.validate():
+        abort(400)
+    member = assign_level(actor, member_id, form.approval_level.data or None)
+    flash(f"{member.email}'s approval level was changed.", "info")
+    return redirect(url_for("auth.members"), 303)
