@@ -79,6 +79,7 @@ def test_a_member_submits_an_approver_approves_the_requester_sees_it(app, world)
 
     page = rep.get(f"/approvals/{approval_id}")
     assert 'data-testid="status">Approved<' in page.text
+    assert "a month from now" in page.text  # valid for 30 days
     assert "Max" in page.text or "manager@acme.example" in page.text  # who decided
     event = _row(app, Decision, approval_id=approval_id)
     assert (event.actor_user_id, event.surface, event.api_key_id) == (

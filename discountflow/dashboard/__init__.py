@@ -88,12 +88,7 @@ def timeago(value: datetime | None, never: str = "Never") -> Markup:
     if value is None:
         return Markup("<span>{}</span>").format(never)
     value = value.astimezone(UTC)
-    now = utcnow()
-    text = (
-        humanize.naturaltime(now - value)
-        if value <= now
-        else humanize.naturaltime(value - now, future=True)
-    )
+    text = humanize.naturaltime(value, when=utcnow())  # "3 minutes ago", "in a month"
     exact = value.strftime("%Y-%m-%d %H:%M:%S UTC")
     return Markup('<time datetime="{}" title="{}">{}</time>').format(
         value.isoformat(timespec="seconds").replace("+00:00", "Z"), exact, text
