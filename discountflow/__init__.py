@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from sqlalchemy import event
+
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -25,10 +28,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         configure_sqlite_connection,
         forget_changes,
     )
-    from .extensions import db, limiter
+    from .extensions import db, limiter, migrate
     from .revisions import OrganizationRevisions, counters_path
 
     db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", configure_sqlite_connection)

@@ -66,9 +66,16 @@ def _echo_key(key: str) -> None:
 @click.command("init-db")
 @with_appcontext
 def init_db_command() -> None:
-    """Create the database tables that do not exist yet."""
-    db.create_all()
+    """Create or upgrade the database schema (the same as ``flask db upgrade``)."""
+    upgrade_schema()
     click.echo("Database ready.")
+
+
+def upgrade_schema() -> None:
+    """Run the migrations up to the newest (adopting a database made before migrations)."""
+    from flask_migrate import upgrade
+
+    upgrade()
 
 
 @click.command("create-org")
@@ -191,7 +198,7 @@ def demo_command() -> None:
     """Create a demo organization (once) and print a fresh staging key and a curl to try."""
     from .approvals.demo import create_demo_organization
 
-    db.create_all()
+    upgrade_schema()
     organization = db.session.execute(
         select(Organization).where(Organization.slug == "demo")
     ).scalar_one_or_none()

@@ -114,8 +114,9 @@ def database_url(url: str | None, instance_path: Path) -> str:
     if not url:
         instance_path.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{instance_path / 'discountflow.sqlite'}"
-    if url.startswith("postgres://"):
-        return "postgresql://" + url[len("postgres://") :]
+    for scheme in ("postgres://", "postgresql://"):  # Heroku's form; psycopg 3 as the driver
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
     return url
 
 

@@ -6,6 +6,7 @@ import flask_limiter
 from flask import request
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
+from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
@@ -43,3 +44,4 @@ db = SQLAlchemy(model_class=Base)
 limiter = Limiter(key_func=get_remote_address)
 csrf = CSRFProtect()
 login_manager = LoginManager()
+migrate = Migrate()

@@ -97,5 +97,9 @@ def test_invalid_values_are_refused(environ, name, value):
 
 
 def test_heroku_database_url_is_accepted():
-    assert database_url("postgres://u:p@h:5432/d", Path("/x")) == "postgresql://u:p@h:5432/d"
-    assert database_url("postgresql://u@h/d", Path("/x")) == "postgresql://u@h/d"
+    # Heroku's scheme, and the plain one, get the driver we ship (psycopg 3)
+    assert (
+        database_url("postgres://u:p@h:5432/d", Path("/x")) == "postgresql+psycopg://u:p@h:5432/d"
+    )
+    assert database_url("postgresql://u@h/d", Path("/x")) == "postgresql+psycopg://u@h/d"
+    assert database_url("postgresql+psycopg2://u@h/d", Path("/x")) == "postgresql+psycopg2://u@h/d"

@@ -1,0 +1,149 @@
+"""Migrations (Flask-Migrate) own the schema: they build exactly the models' schema, on SQLite
+and PostgreSQL, upgrade a database holding data without losing any, and adopt a database that
+the first releases created without them."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from flask_migrate import upgrade
+from sqlalchemy import inspect, select, text
+
+from discountflow.approvals.models import Approval
+from discountflow.auth.models import Organization
+from discountflow.extensions import db
+
+from .conftest import make_app
+from .servers import fresh_postgres_database
+
+HEAD = "0003"
+
+
+def _app_on(tmp_path, database: str):
+    # No create_all: the migrations alone build the schema.
+    from discountflow import create_app
+
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test",
+            "SQLALCHEMY_DATABASE_URI": database,
+            "BCRYPT_ROUNDS": 4,
+            "DISCOUNTFLOW_ENV": "staging",
+        }
+    )
+    _APPS.append(app)
+    return app
+
+
+_APPS: list = []  # the apps a test built, whose pooled connections it must close
+
+
+def _dispose_all() -> None:
+    while _APPS:
+        with _APPS.pop().app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _close_connections():
+    yield
+    _dispose_all()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'migrated.sqlite'}"
+        return
+    with fresh_postgres_database() as url:
+        yield url
+        _dispose_all()  # before the database is dropped
+
+
+def _drift(app) -> list:
+    with app.app_context(), db.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return compare_metadata(context, db.metadata)
+
+
+def _version(app) -> str:
+    with app.app_context():
+        return db.session.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+
+
+def test_the_migrations_build_exactly_the_models_schema(tmp_path, database):
+    app = _app_on(tmp_path, database)
+    with app.app_context():
+        upgrade()
+    assert _drift(app) == []
+    assert _version(app) == HEAD
+    with app.app_context():
+        upgrade()  # running it again changes nothing
+    assert _version(app) == HEAD
+
+
+def test_upgrading_a_database_holding_data_loses_nothing(tmp_path, database):
+    app = _app_on(tmp_path, database)
+    with app.app_context():
+        upgrade(revision="0001")  # the first release's schema, with its data
+        db.session.execute(
+            text(
+                "INSERT INTO organizations (id, name, slug, created_at) "
+                "VALUES ('org_1', 'Acme', 'acme', CURRENT_TIMESTAMP)"
+            )
+        )
+        db.session.execute(
+            text(
+                "INSERT INTO users (id, organization_id, email, name, password_hash, role, "
+                "created_at) VALUES ('usr_1', 'org_1', 'o@acme.example', 'Olive', 'x', 'owner', "
+                "CURRENT_TIMESTAMP)"
+            )
+        )
+        db.session.execute(
+            text(
+                "INSERT INTO approvals (id, organization_id, requested_by_id, title, customer, "
+                "currency, status, created_at, updated_at) VALUES ('apr_1', 'org_1', NULL, "
+                "'Deal', 'Initech', 'USD', 'draft', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        db.session.commit()
+        upgrade()
+        organization = db.session.get(Organization, "org_1")
+        assert (organization.name, organization.auto_approve_threshold_bps) == ("Acme", 500)
+        assert organization.default_validity_days == 30
+        approval = db.session.execute(select(Approval)).scalar_one()
+        assert (approval.id, approval.title, approval.requested_by_id) == ("apr_1", "Deal", "usr_1")
+        assert (approval.amount, approval.metadata_, approval.round) == (0, {}, 0)
+        assert [member.email for member in organization.members] == ["o@acme.example"]
+    assert _drift(app) == []
+
+
+def test_a_database_created_before_migrations_is_adopted(tmp_path):
+    """The first releases' ``init-db`` ran create_all: such a database is stamped, then upgraded."""
+    app = _app_on(tmp_path, f"sqlite:///{tmp_path / 'old.sqlite'}")
+    with app.app_context():
+        upgrade(revision="0002")  # the tables the last release's create_all made…
+        db.session.execute(text("DROP TABLE alembic_version"))  # …which it did not version
+        db.session.execute(
+            text(
+                "INSERT INTO organizations (id, name, slug, created_at, updated_at, "
+                "auto_approve_threshold_bps, default_validity_days) VALUES "
+                "('org_1', 'Acme', 'acme', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 700, 10)"
+            )
+        )
+        db.session.commit()
+        upgrade()
+        indexes = {index["name"] for index in inspect(db.engine).get_indexes("approvals")}
+        assert "ix_approvals_organization_status_valid" in indexes
+        assert db.session.get(Organization, "org_1").auto_approve_threshold_bps == 700
+    assert _version(app) == HEAD
+
+
+def test_a_database_made_by_create_all_today_is_adopted_at_the_head(tmp_path):
+    app = make_app(tmp_path)  # create_all, as the test suite does
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["init-db"])
+    assert result.exit_code == 0, result.output
+    assert _version(app) == HEAD
