@@ -68,6 +68,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     register_error_handlers(app)
 
+    from . import operations
+
+    operations.init_app(app)
+
     from .cli import register_cli
 
     register_cli(app)

@@ -29,6 +29,7 @@ from .auth.api import bp as auth_bp
 from .auth.services import authenticate
 from .errors import InvalidParameter, RateLimited, ReadOnlyKey, is_api_request
 from .extensions import limiter
+from .ratelimit import STORAGE_ERRORS, storage_unavailable
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 bp.register_blueprint(auth_bp)
@@ -56,8 +57,12 @@ def _limit_api_key(key_id: str) -> None:
         return
     item = _api_rate_limit()
     strategy = limiter.limiter
-    allowed = strategy.hit(item, RATE_LIMIT_SCOPE, key_id)
-    reset_at, remaining = strategy.get_window_stats(item, RATE_LIMIT_SCOPE, key_id)
+    try:
+        allowed = strategy.hit(item, RATE_LIMIT_SCOPE, key_id)
+        reset_at, remaining = strategy.get_window_stats(item, RATE_LIMIT_SCOPE, key_id)
+    except STORAGE_ERRORS as error:  # fail open (see ratelimit.py), with a log line
+        storage_unavailable(error)
+        return
     g.rate_limit = RateLimitWindow(item.amount, remaining, math.ceil(reset_at))
     if not allowed:
         raise RateLimited(retry_after=math.ceil(reset_at - time.time()))

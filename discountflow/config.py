@@ -26,6 +26,8 @@ DEFAULTS: dict[str, Any] = {
     "LAST_USED_RESOLUTION_SECONDS": 60,
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "PAGE_CACHE_MB": 32,  # rendered pages of approvals remembered per process; 0 turns it off
+    "ACCESS_LOG": True,  # one JSON line per request on stdout
+    "TRUSTED_PROXY_COUNT": 0,  # proxies in front whose X-Forwarded-* headers are trusted
     # The dashboard's session cookie (SESSION_COOKIE_SECURE follows the environment, below).
     "SESSION_COOKIE_NAME": "discountflow_session",
     "SESSION_COOKIE_HTTPONLY": True,
@@ -48,6 +50,15 @@ DEFAULTS: dict[str, Any] = {
     "RATELIMIT_FAIL_ON_FIRST_BREACH": True,
 }
 
+
+def _boolean(text: str) -> bool:
+    if text.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
 # Environment variable → config key, and how to read its text.
 _ENVIRONMENT_VARIABLES: dict[str, tuple[str, Any]] = {
     "DISCOUNTFLOW_ENV": ("DISCOUNTFLOW_ENV", str),
@@ -58,6 +69,8 @@ _ENVIRONMENT_VARIABLES: dict[str, tuple[str, Any]] = {
     "AUTH_FAILURE_LIMIT": ("AUTH_FAILURE_LIMIT", str),
     "BCRYPT_ROUNDS": ("BCRYPT_ROUNDS", int),
     "PAGE_CACHE_MB": ("PAGE_CACHE_MB", int),
+    "ACCESS_LOG": ("ACCESS_LOG", _boolean),
+    "TRUSTED_PROXY_COUNT": ("TRUSTED_PROXY_COUNT", int),
     "SESSION_LIFETIME_SECONDS": ("PERMANENT_SESSION_LIFETIME", int),
     "SIGN_IN_LIMIT_PER_ADDRESS": ("SIGN_IN_LIMIT_PER_ADDRESS", str),
     "SIGN_IN_LIMIT_PER_ACCOUNT": ("SIGN_IN_LIMIT_PER_ACCOUNT", str),

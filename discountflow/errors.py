@@ -113,7 +113,7 @@ def error_response(
     return response
 
 
-def _html_error(status: int, message: str, base: Response | None = None) -> Response:
+def html_error(status: int, message: str, base: Response | None = None) -> Response:
     """The dashboard's error page (people get pages; only the API gets the JSON shape)."""
     from .dashboard.views import error_page
 
@@ -130,7 +130,7 @@ def _html_error(status: int, message: str, base: Response | None = None) -> Resp
 def _handle_domain_error(error: DomainError) -> Response:
     db.session.rollback()  # a refusal leaves nothing half-done behind
     if not is_api_request():
-        return _html_error(error.status, error.message)
+        return html_error(error.status, error.message)
     response = error_response(error.status, error.code, error.message, param=error.param)
     if isinstance(error, RateLimited):
         response.headers["Retry-After"] = str(error.retry_after)
@@ -149,7 +149,7 @@ def _handle_http_exception(error: HTTPException) -> Response | HTTPException:
             404: "There is no such page.",
             429: "Too many attempts. Wait a moment, then try again.",
         }
-        return _html_error(
+        return html_error(
             error.code, messages.get(error.code, error.description), error.get_response()
         )
     code, message = _HTTP_ERRORS.get(error.code or 500, ("api_error", error.description or ""))
@@ -167,7 +167,7 @@ def _handle_internal_error(error: InternalServerError) -> Response | InternalSer
     if original is not None:
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=original)
     if not is_api_request():
-        return _html_error(500, "The server could not finish this. Nothing was changed.")
+        return html_error(500, "The server could not finish this. Nothing was changed.")
     code, message = _HTTP_ERRORS[500]
     return error_response(500, code, message)
 

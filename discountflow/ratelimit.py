@@ -1,4 +1,5 @@
-"""Keep the in-process (``memory://``) rate-limit storage cheap under load.
+"""Keep the in-process (``memory://``) rate-limit storage cheap under load; say what happens
+when a shared storage (Redis) is down.
 
 limits' ``MemoryStorage`` removes expired entries from a ``threading.Timer`` that it starts anew,
 10 ms after the previous one ended, whenever a hit finds no timer alive: under steady traffic
@@ -10,10 +11,12 @@ unchanged (expired entries are ignored when counting, only their memory waits up
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
 
+from limits.errors import StorageError
 from limits.storage import MemoryStorage
 
 SWEEP_INTERVAL = 1.0
@@ -41,3 +44,39 @@ def sweep_from_one_thread(storage: object) -> None:
         sweeper.start()
         # MemoryStorage starts a new timer only when its ``timer`` is not alive; this one is.
         storage.timer = sweeper
+
+
+# --- when the shared storage is down ------------------------------------------------------------
+#
+# Decided: the API fails open. Should Redis stop answering, API requests are served without
+# their per-key limit (and without the failed-authentication budget: keys carry 128 random bits,
+# so guessing them gains nothing from the pause), and a warning is logged at most every 10
+# seconds. The dashboard's sign-in fails closed (503): its limits are what stands between a
+# password and a guesser. /readyz reports the storage as unreachable either way.
+
+log = logging.getLogger(__name__)
+WARN_EVERY = 10.0
+_last_warning = 0.0
+
+
+def _storage_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [OSError, StorageError]
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:  # pragma: no cover - limits[redis] brings it
+        pass
+    else:
+        errors.append(RedisError)
+    return tuple(errors)
+
+
+STORAGE_ERRORS = _storage_errors()
+
+
+def storage_unavailable(error: BaseException) -> None:
+    """Note (at most every ``WARN_EVERY`` seconds) that the limit storage failed a request."""
+    global _last_warning
+    now = time.monotonic()
+    if now - _last_warning >= WARN_EVERY:
+        _last_warning = now
+        log.warning("rate-limit storage unreachable, serving the API without limits: %r", error)

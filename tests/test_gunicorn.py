@@ -63,34 +63,42 @@ def start_gunicorn(tmp_path, *extra, environ=None):
     }
     env.pop("WEB_CONCURRENCY", None)
     port = free_port()
+    # Output goes to a file: a pipe nobody reads would fill up with the access log and stall
+    # the server.
+    output = open(tmp_path / f"gunicorn-{port}.log", "w+")  # noqa: SIM115 - closed by stop()
     process = subprocess.Popen(
         [GUNICORN, "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}", *extra, "app:app"],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    process.output = output
     return process, port
 
 
 def stop(process) -> None:
     process.terminate()
     process.wait(10)
-    process.stdout.close()
+    process.output.close()
+
+
+def output_of(process) -> str:
+    with open(process.output.name) as output:
+        return output.read()
 
 
 def wait_for_line(process, needle, timeout=20.0):
     deadline = time.monotonic() + timeout
-    seen = []
     while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
+        seen = output_of(process)
+        if needle in seen:
+            return seen
+        if process.poll() is not None:
             break
-        seen.append(line)
-        if needle in line:
-            return "".join(seen)
-    raise AssertionError(f"{needle!r} not seen in:\n{''.join(seen)}")
+        time.sleep(0.05)
+    raise AssertionError(f"{needle!r} not seen in:\n{output_of(process)}")
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ from ..errors import (
 )
 from ..extensions import db, limiter
 from ..pagination import PageRequest, paginate
+from ..ratelimit import STORAGE_ERRORS, storage_unavailable
 from .keys import MAX_KEY_BYTES, build_key, parse_key
 from .models import ApiKey, Organization, Role, User
 from .verification import KeyCache
@@ -590,14 +591,22 @@ def _check_failure_budget(client_ip: str) -> None:
     if not limiter.enabled:  # RATELIMIT_ENABLED = False turns every limit off
         return
     item = _failure_limit()
-    if not limiter.limiter.test(item, "auth-failures", client_ip):
+    try:
+        if limiter.limiter.test(item, "auth-failures", client_ip):
+            return
         reset_at, _ = limiter.limiter.get_window_stats(item, "auth-failures", client_ip)
-        raise TooManyFailedAuthentications(retry_after=int(reset_at - time.time()))
+    except STORAGE_ERRORS as error:  # fail open (see ratelimit.py)
+        storage_unavailable(error)
+        return
+    raise TooManyFailedAuthentications(retry_after=int(reset_at - time.time()))
 
 
 def _refuse(client_ip: str) -> NoReturn:
     if limiter.enabled:
-        limiter.limiter.hit(_failure_limit(), "auth-failures", client_ip)
+        try:
+            limiter.limiter.hit(_failure_limit(), "auth-failures", client_ip)
+        except STORAGE_ERRORS as error:  # fail open (see ratelimit.py)
+            storage_unavailable(error)
     raise InvalidApiKey()
 
 

@@ -66,7 +66,9 @@ def safe_next(target: str | None) -> str | None:
 
 
 def _failed_sign_in(response) -> bool:
-    return response.status_code != 303  # a sign-in that worked redirects
+    """Count refused attempts only: not a sign-in that worked (303), nor a refusal by the limit
+    itself (429) or an outage (503)."""
+    return response.status_code in (400, 401)
 
 
 def _account() -> str:

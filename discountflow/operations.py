@@ -1,0 +1,151 @@
+"""Running the service: health checks, request ids, the access log, proxies, and outages.
+
+* ``/healthz`` answers while the process is alive; ``/readyz`` when the database and the
+  rate-limit storage answer too. Neither needs a key or counts against a limit.
+* Every response carries a ``Request-Id`` (the client's own, when it sent a sane one).
+* One JSON line per request goes to stdout (``discountflow.access``): request id, method, path
+  (never the query string), status, duration, client address, and the API key's public lookup
+  id — never a key.
+* ``TRUSTED_PROXY_COUNT`` proxies in front (Heroku's router is one) are trusted for the client
+  address and scheme (Werkzeug's ``ProxyFix``), so per-address limits see the client.
+* A database that does not answer gets ``503`` in the documented error shape, and the service
+  recovers by itself when it is back (the broken connection is dropped from the pool).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import sys
+import time
+
+from flask import Blueprint, Flask, current_app, g, jsonify, request
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .errors import error_response, html_error, is_api_request
+from .extensions import db, limiter
+from .ratelimit import STORAGE_ERRORS
+
+bp = Blueprint("operations", __name__)
+access_log = logging.getLogger("discountflow.access")
+log = logging.getLogger(__name__)
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+RETRY_AFTER_SECONDS = 5
+
+
+@bp.get("/healthz")
+@limiter.exempt
+def healthz():
+    """The process is alive."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+@limiter.exempt
+def readyz():
+    """The database and the rate-limit storage answer."""
+    checks = {"database": "ok", "rate_limit_storage": "ok"}
+    try:
+        db.session.execute(text("SELECT 1"))
+        db.session.rollback()
+    except (OperationalError, DBAPIError) as error:
+        db.session.rollback()
+        checks["database"] = "unreachable"
+        log.warning("readiness: database unreachable: %s", error.__class__.__name__)
+    try:
+        if limiter.enabled and not limiter.storage.check():
+            checks["rate_limit_storage"] = "unreachable"
+    except STORAGE_ERRORS:
+        checks["rate_limit_storage"] = "unreachable"
+    ready = all(state == "ok" for state in checks.values())
+    response = jsonify(status="ready" if ready else "unavailable", **checks)
+    response.status_code = 200 if ready else 503
+    return response
+
+
+def _start() -> None:
+    g.started = time.perf_counter()
+    offered = request.headers.get("Request-Id") or request.headers.get("X-Request-Id")
+    g.request_id = offered if offered and REQUEST_ID.fullmatch(offered) else _new_request_id()
+
+
+def _new_request_id() -> str:
+    return f"req_{secrets.token_hex(12)}"
+
+
+def _finish(response):
+    request_id = g.get("request_id") or _new_request_id()
+    response.headers["Request-Id"] = request_id
+    if current_app.config["ACCESS_LOG"]:
+        api_key = g.get("api_key")
+        started = g.get("started")
+        access_log.info(
+            json.dumps(
+                {
+                    "request_id": request_id,
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2)
+                    if started
+                    else None,
+                    "remote_addr": request.remote_addr,
+                    "api_key": api_key.key_id if api_key is not None else None,
+                },
+                separators=(",", ":"),
+            )
+        )
+    return response
+
+
+def _database_unavailable(error: Exception):
+    """The database did not answer (or refused the connection): 503, try again shortly."""
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - the connection is already gone
+        db.session.remove()
+    log.error("database unavailable on %s %s: %s", request.method, request.path, error)
+    message = "The database is not reachable just now. Try again shortly."
+    return _unavailable(message)
+
+
+def _storage_unavailable(error: Exception):
+    """The rate-limit storage did not answer where its limits are required (sign-in)."""
+    log.error("rate-limit storage unavailable on %s %s: %r", request.method, request.path, error)
+    return _unavailable(
+        "Sign-in is paused: its attempt limits cannot be checked. Try again shortly."
+    )
+
+
+def _unavailable(message: str):
+    if is_api_request():
+        response = error_response(503, "service_unavailable", message)
+    else:
+        response = html_error(503, message)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Register the health checks, request ids, the access log, proxies and outage answers."""
+    proxies = int(app.config["TRUSTED_PROXY_COUNT"])
+    if proxies > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+    if app.config["ACCESS_LOG"] and not access_log.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access_log.addHandler(handler)
+        access_log.setLevel(logging.INFO)
+    app.register_blueprint(bp)
+    app.before_request_funcs.setdefault(None, []).insert(0, _start)
+    app.after_request(_finish)
+    for error in (OperationalError, InterfaceError):  # refused, dropped, or locked too long
+        app.register_error_handler(error, _database_unavailable)
+    for error in STORAGE_ERRORS:
+        if error is not OSError:
+            app.register_error_handler(error, _storage_unavailable)

@@ -1,0 +1,144 @@
+"""Health checks, request ids, the access log, trusted proxies, and a rate-limit storage that
+is down (the API fails open with a log line; the dashboard's sign-in fails closed)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from .conftest import bearer, make_app
+from .dashboard import sign_in
+
+DOWN_REDIS = "redis://127.0.0.1:9/0"  # the discard port: nothing answers there
+
+
+def access_lines(caplog) -> list[dict]:
+    return [
+        json.loads(record.getMessage())
+        for record in caplog.records
+        if record.name == "discountflow.access"
+    ]
+
+
+def test_healthz_needs_no_key_and_is_never_limited(app):
+    client = app.test_client()
+    for _ in range(30):
+        response = client.get("/healthz")
+        assert response.status_code == 200
+        assert response.get_json() == {"status": "ok"}
+
+
+def test_readyz_checks_the_database_and_the_storage(app):
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "status": "ready",
+        "database": "ok",
+        "rate_limit_storage": "ok",
+    }
+
+
+def test_readyz_says_which_dependency_is_down(tmp_path):
+    app = make_app(tmp_path, RATELIMIT_STORAGE_URI=DOWN_REDIS)
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json() == {
+        "status": "unavailable",
+        "database": "ok",
+        "rate_limit_storage": "unreachable",
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status"),
+    [
+        ("/v2/me", "key", 200),
+        ("/v2/me", None, 401),
+        ("/v2/nowhere", "key", 404),
+        ("/sign-in", None, 200),
+        ("/healthz", None, 200),
+    ],
+)
+def test_every_response_has_a_request_id(client, key, path, headers, status):
+    response = client.get(path, headers=bearer(key) if headers else {})
+    assert response.status_code == status
+    assert response.headers["Request-Id"].startswith("req_")
+    assert len(response.headers["Request-Id"]) == 28
+
+
+def test_a_sane_request_id_from_the_client_is_kept(client, key):
+    kept = client.get("/v2/me", headers={**bearer(key), "Request-Id": "lb-1234.abc"})
+    assert kept.headers["Request-Id"] == "lb-1234.abc"
+    forwarded = client.get("/healthz", headers={"X-Request-Id": "edge:42"})
+    assert forwarded.headers["Request-Id"] == "edge:42"
+    for insane in ("with space", "x" * 200, "new\\nline", "ünicode"):
+        replaced = client.get("/healthz", headers={"Request-Id": insane})
+        assert replaced.headers["Request-Id"].startswith("req_"), insane
+
+
+def test_the_access_log_is_one_json_line_per_request_without_secrets(client, key, caplog):
+    caplog.set_level(logging.INFO, logger="discountflow.access")
+    response = client.get("/v2/approvals?limit=3&customer=secret-ish", headers=bearer(key))
+    client.get("/v2/me", headers=bearer(key + "x"))
+    lines = access_lines(caplog)
+    assert len(lines) == 2
+    ok, refused = lines
+    assert ok["request_id"] == response.headers["Request-Id"]
+    assert (ok["method"], ok["path"], ok["status"]) == ("GET", "/v2/approvals", 200)
+    assert ok["api_key"] == "key_" + key.split("_")[2]  # the public lookup id
+    assert isinstance(ok["duration_ms"], float) and ok["remote_addr"] == "127.0.0.1"
+    assert (refused["status"], refused["api_key"]) == (401, None)
+    text = caplog.text
+    assert key not in text and key.split("_")[3] not in text  # never a key, nor its secret
+    assert "secret-ish" not in text  # never the query string
+
+
+def test_trusted_proxies_give_the_client_address(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="discountflow.access")
+    forwarded = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+    plain = make_app(tmp_path).test_client()
+    plain.get("/healthz", headers=forwarded)
+    behind = make_app(tmp_path, TRUSTED_PROXY_COUNT=1).test_client()
+    behind.get("/healthz", headers=forwarded)
+    assert [line["remote_addr"] for line in access_lines(caplog)] == [
+        "127.0.0.1",
+        "203.0.113.7",
+    ]
+
+
+def test_the_access_log_can_be_turned_off(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="discountflow.access")
+    make_app(tmp_path, ACCESS_LOG=False).test_client().get("/healthz")
+    assert access_lines(caplog) == []
+
+
+def test_the_api_fails_open_when_the_limit_storage_is_down(tmp_path, caplog):
+    from .conftest import create_org, generate_key
+
+    app = make_app(tmp_path, RATELIMIT_STORAGE_URI=DOWN_REDIS)
+    _, owner = create_org(app)
+    key = generate_key(app, owner)
+    client = app.test_client()
+    caplog.set_level(logging.WARNING, logger="discountflow.ratelimit")
+    for _ in range(3):
+        response = client.get("/v2/me", headers=bearer(key))
+        assert response.status_code == 200
+        assert "X-RateLimit-Limit" not in response.headers  # nothing was counted
+    refused = client.get("/v2/me", headers=bearer("sk_test_nope"))
+    assert refused.status_code == 401  # authentication still holds
+    warnings = [r for r in caplog.records if r.name == "discountflow.ratelimit"]
+    assert len(warnings) == 1  # one line, not one per request
+    assert "serving the API without limits" in warnings[0].getMessage()
+
+
+def test_sign_in_fails_closed_when_the_limit_storage_is_down(tmp_path):
+    from .conftest import create_org
+
+    app = make_app(tmp_path, RATELIMIT_STORAGE_URI=DOWN_REDIS)
+    create_org(app)
+    response = sign_in(app.test_client(), "owner@acme.example")
+    assert response.status_code == 503
+    assert "Sign-in is paused" in response.text
+    assert response.headers["Retry-After"] == "5"
