@@ -1,7 +1,15 @@
-"""Fixtures in flaskr's style: a fresh app and database per test, a client, a CLI runner."""
+"""Fixtures in flaskr's style: a fresh app and database per test, a client, a CLI runner.
+
+``TEST_DATABASE=postgresql`` runs the whole suite on PostgreSQL (``tests/servers.py`` says
+where): each test gets its own database, copied from a template that holds the schema. Tests
+that are about SQLite itself are marked ``sqlite_only`` and skip there. Without a server the
+run skips, except under ``CI``, where it fails.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from datetime import datetime, timedelta
 
 import pytest
@@ -15,27 +23,93 @@ from discountflow.extensions import db
 PASSWORD = "correct horse battery"
 
 
+ON_POSTGRESQL = os.environ.get("TEST_DATABASE", "sqlite") == "postgresql"
+_APPS: list = []  # apps built by the current test (their pools are closed after it)
+_DATABASES: dict[str, str] = {}  # tmp_path → the PostgreSQL database of the current test
+
+
+def database_url_for(tmp_path, databases: dict[str, str] | None = None) -> str:
+    """The database of the test that owns ``tmp_path`` (every app it builds shares it)."""
+    if not ON_POSTGRESQL:
+        return f"sqlite:///{tmp_path / 'test.sqlite'}"
+    databases = _DATABASES if databases is None else databases
+    key = str(tmp_path)
+    if key not in databases:
+        from .servers import copy_of_template
+
+        name = "discountflow_t_" + hashlib.sha1(key.encode()).hexdigest()[:16]
+        databases[key] = copy_of_template(name)
+    return databases[key]
+
+
+def make_lasting_app(tmp_path, **overrides):
+    """An app for a module-scoped fixture: ``release_app`` closes it (and drops its database)."""
+    lasting: dict[str, str] = {}
+    app = _build_app(database_url_for(tmp_path, lasting), overrides)
+    app.extensions["tests.databases"] = lasting
+    return app
+
+
+def release_app(app) -> None:
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    if app.extensions.get("tests.databases"):
+        from .servers import drop_database
+
+        for url in app.extensions["tests.databases"].values():
+            drop_database(url)
+
+
 def make_app(tmp_path, **overrides):
+    app = _build_app(database_url_for(tmp_path), overrides)
+    _APPS.append(app)
+    return app
+
+
+def _build_app(database_url: str, overrides: dict):
     config = {
         "TESTING": True,
         "SECRET_KEY": "test-secret",
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'test.sqlite'}",
+        "SQLALCHEMY_DATABASE_URI": database_url,
         "BCRYPT_ROUNDS": 4,
         "DISCOUNTFLOW_ENV": "staging",
     }
     config.update(overrides)
     app = create_app(config)
-    with app.app_context():
-        db.create_all()
+    if not ON_POSTGRESQL or not config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        with app.app_context():
+            db.create_all()
     return app
+
+
+@pytest.fixture(autouse=True)
+def _close_databases():
+    """After each test: close the pools of its apps, drop its PostgreSQL database."""
+    yield
+    while _APPS:
+        with _APPS.pop().app_context():
+            db.session.remove()
+            db.engine.dispose()
+    if _DATABASES:
+        from .servers import drop_database
+
+        for url in _DATABASES.values():
+            drop_database(url)
+        _DATABASES.clear()
+
+
+def pytest_collection_modifyitems(config, items):
+    if ON_POSTGRESQL:
+        skip = pytest.mark.skip(reason="about SQLite itself (TEST_DATABASE=postgresql)")
+        for item in items:
+            if "sqlite_only" in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture
 def app(tmp_path):
-    app = make_app(tmp_path)
-    yield app
-    with app.app_context():
-        db.engine.dispose()
+    return make_app(tmp_path)
 
 
 @pytest.fixture

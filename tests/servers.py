@@ -67,3 +67,44 @@ def require_redis() -> str:
     finally:
         client.close()
     return REDIS_URL
+
+
+TEMPLATE = "discountflow_template"
+_template_ready = False
+
+
+def copy_of_template(name: str) -> str:
+    """A new database ``name`` holding the models' schema (copied from a template built once
+    per run by ``create_all``); returns its URL."""
+    global _template_ready
+    base = make_url(require_postgres())
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            if not _template_ready:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)'))
+                connection.execute(text(f'CREATE DATABASE "{TEMPLATE}"'))
+                template = create_engine(base.set(database=TEMPLATE))
+                import discountflow.approvals.models  # noqa: F401 - every table
+                import discountflow.auth.models  # noqa: F401
+                import discountflow.idempotency  # noqa: F401
+                from discountflow.extensions import db
+
+                db.metadata.create_all(template)
+                template.dispose()
+                _template_ready = True
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"'))
+    finally:
+        admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(url: str) -> None:
+    target = make_url(url)
+    admin = create_engine(make_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+    finally:
+        admin.dispose()

@@ -707,4 +707,3 @@ def test_two_approvers_deciding_at_once_produce_one_decision(tmp_path, attempt):
         assert count == 1
         status = services.get_approval(world.actor("rep"), approval_id).status
         assert status == {"manager": "approved", "manager2": "rejected"}[winners[0]]
-        db.engine.dispose()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import create_org, generate_key, make_app
+from .conftest import create_org, database_url_for, generate_key, make_app
 
 ROOT = Path(__file__).resolve().parents[1]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
@@ -55,7 +55,7 @@ def free_port() -> int:
 def start_gunicorn(tmp_path, *extra, environ=None):
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'test.sqlite'}",
+        "DATABASE_URL": database_url_for(tmp_path),
         "SECRET_KEY": "test-secret",
         "BCRYPT_ROUNDS": "4",
         "RATELIMIT_STORAGE_URI": "memory://",

@@ -44,7 +44,7 @@ from discountflow.auth.models import Organization, User
 from discountflow.errors import INVALID_API_KEY_MESSAGE
 from discountflow.extensions import db
 
-from .conftest import bearer, make_app
+from .conftest import bearer, make_lasting_app, release_app
 
 # Generated requests per operation and generation mode (schemathesis adds a few boundary cases
 # of its own): 27 operations × 2 modes × 50 run in about half a minute on two cores.
@@ -75,7 +75,7 @@ REAL_IDS: dict[str, tuple[str, ...]] = {}
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Iterator[Demo]:
-    app = make_app(
+    app = make_lasting_app(
         tmp_path_factory.mktemp("contract"),
         # The per-key limit (500/min in staging) would turn the fuzzing into a stream of 429s,
         # and the refusals that `ignored_auth` and the 401 test provoke count against the
@@ -107,8 +107,7 @@ def demo(tmp_path_factory) -> Iterator[Demo]:
     REAL_IDS.update(ids)
     yield Demo(app=app, key=key, ids=ids)
     REAL_IDS.clear()
-    with app.app_context():
-        db.engine.dispose()
+    release_app(app)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,8 @@
 """Remembered pages of approvals (approvals/page_cache.py) are never staler than the database.
 
+On PostgreSQL nothing is remembered; the tests of freshness still hold there, those about the
+memory itself are SQLite's.
+
 Every page served from memory must equal the page rendered afresh: after each kind of write,
 whoever wrote it (another process included), when an approval passes its validity, for each
 viewer and each organization.
@@ -11,6 +14,7 @@ import json
 from contextlib import contextmanager
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import event, update
 
 from discountflow.approvals import page_cache, services
@@ -55,6 +59,7 @@ def listed(api, query="limit=100"):
     return response.get_json()
 
 
+@pytest.mark.sqlite_only
 def test_an_unchanged_page_is_served_without_reading_the_database(app, world, api):
     create(world, "rep", 20, submit=True)
     first = listed(api)
@@ -170,6 +175,7 @@ def test_a_page_is_rendered_again_when_an_approval_in_it_passes_its_validity(
     assert [a["id"] for a in listed(api, "status=expired")["data"]] == [approved]
 
 
+@pytest.mark.sqlite_only
 def test_each_viewer_and_each_organization_has_its_own_pages(app, world, client):
     mine = create(world, "rep", 20, submit=True)
     theirs = create(world, "rep2", 20, submit=True)
@@ -195,6 +201,7 @@ def test_a_member_added_later_is_seen_by_the_awaiting_filter(app, world, api):
     assert [a["id"] for a in listed(api, f"awaiting_decision_by={newcomer}")["data"]] == [pending]
 
 
+@pytest.mark.sqlite_only
 def test_a_change_nobody_announced_is_seen_within_max_age(app, world, api, monkeypatch):
     """Should a process die between its commit and its bump, memory still runs out."""
     approval = create(world, "rep", 10)
