@@ -19,7 +19,7 @@ DEFAULT_API_RATE_LIMITS = {"staging": "500 per minute", "production": "1000 per 
 DEFAULTS: dict[str, Any] = {
     "DISCOUNTFLOW_ENV": "staging",
     "SQLALCHEMY_DATABASE_URI": None,  # an SQLite file in the instance folder
-    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": False},
+    "SQLALCHEMY_ENGINE_OPTIONS": {},  # pool_pre_ping is turned on for server databases
     "BCRYPT_ROUNDS": 12,
     "API_RATE_LIMIT": None,  # per API key; by environment unless overridden
     "AUTH_FAILURE_LIMIT": "20 per minute",  # failed API authentications per client IP
@@ -115,6 +115,13 @@ def _finish(app: Flask) -> None:
     config["SQLALCHEMY_DATABASE_URI"] = database_url(
         config["SQLALCHEMY_DATABASE_URI"], Path(app.instance_path)
     )
+    if not config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # A server database may restart under us: test a pooled connection before using it,
+        # so the first request after an outage does not fail on a dead connection.
+        config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+            "pool_pre_ping": True,
+            **config["SQLALCHEMY_ENGINE_OPTIONS"],
+        }
     if not config.get("SECRET_KEY"):
         if environment == "production":
             raise ConfigurationError("SECRET_KEY must be set in production")

@@ -53,15 +53,15 @@ def free_port() -> int:
 
 
 def start_gunicorn(tmp_path, *extra, environ=None):
+    inherited = {name: value for name, value in os.environ.items() if name != "WEB_CONCURRENCY"}
     env = {
-        **os.environ,
+        **inherited,
         "DATABASE_URL": database_url_for(tmp_path),
         "SECRET_KEY": "test-secret",
         "BCRYPT_ROUNDS": "4",
         "RATELIMIT_STORAGE_URI": "memory://",
         **(environ or {}),
     }
-    env.pop("WEB_CONCURRENCY", None)
     port = free_port()
     # Output goes to a file: a pipe nobody reads would fill up with the access log and stall
     # the server.

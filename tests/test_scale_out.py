@@ -1,0 +1,212 @@
+"""Scale-out for real: gunicorn worker processes sharing Redis, two instances sharing PostgreSQL
+and Redis, and a database that goes away and comes back."""
+
+from __future__ import annotations
+
+import http.client
+import http.cookiejar
+import re
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from .conftest import PASSWORD, bearer, create_org, generate_key, make_app
+from .servers import TcpProxy, fresh_postgres_database, require_redis
+from .test_gunicorn import start_gunicorn, stop, wait_for_line
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def redis_url():
+    import redis
+
+    url = require_redis()
+    client = redis.Redis.from_url(url)
+    client.flushdb()  # the test database of Redis: counts start from nothing
+    yield url
+    client.flushdb()
+    client.close()
+
+
+def wait_until_serving(process, port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+        finally:
+            connection.close()
+        assert process.poll() is None, "gunicorn exited"
+    raise AssertionError("gunicorn did not start serving")
+
+
+def worker_count(process, expected: int, timeout: float = 20.0) -> int:
+    """The master's worker processes, once ``expected`` have booted (or the time is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True)
+        count = len(out.stdout.split())
+        if count >= expected or time.monotonic() > deadline:
+            return count
+        time.sleep(0.1)
+
+
+def statuses(port: int, key: str, count: int, threads: int = 12) -> list[int]:
+    def send(batch: int) -> list[int]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        seen = []
+        for _ in range(batch):
+            connection.request("GET", "/v2/me", headers=bearer(key))
+            response = connection.getresponse()
+            response.read()
+            seen.append(response.status)
+            if response.getheader("Connection", "").lower() == "close":
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.close()
+        return seen
+
+    batches = [count // threads + (1 if n < count % threads else 0) for n in range(threads)]
+    with ThreadPoolExecutor(threads) as pool:
+        return [status for result in pool.map(send, batches) for status in result]
+
+
+def test_four_workers_on_redis_admit_exactly_the_staging_limit(tmp_path, redis_url):
+    app = make_app(tmp_path)
+    _, owner = create_org(app)
+    key = generate_key(app, owner)
+    process, port = start_gunicorn(
+        tmp_path, environ={"RATELIMIT_STORAGE_URI": redis_url, "WEB_CONCURRENCY": "4"}
+    )
+    try:
+        wait_until_serving(process, port)
+        assert worker_count(process, 4) == 4
+        seen = statuses(port, key, 600)
+    finally:
+        stop(process)
+    assert seen.count(200) == 500, {status: seen.count(status) for status in set(seen)}
+    assert seen.count(429) == 100
+
+
+def test_the_memory_storage_warns_when_started_with_several_workers(tmp_path):
+    process, _ = start_gunicorn(tmp_path, "-w", "3")
+    try:
+        output = wait_for_line(process, "WARNING: 3 worker processes")
+    finally:
+        stop(process)
+    assert "each process counts rate limits on its own" in output
+
+
+class Dashboard:
+    """A person using one instance's dashboard over HTTP (cookies and CSRF tokens included)."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        cookies = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
+
+    def get(self, path: str) -> str:
+        with self.opener.open(self.base + path, timeout=10) as response:
+            return response.read().decode()
+
+    def post(self, path: str, data: dict, token_from: str) -> str:
+        page = self.get(token_from)
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+        nonce = re.search(r'name="nonce" value="([^"]+)"', page)
+        fields = {"csrf_token": token, **data}
+        if nonce:
+            fields["nonce"] = nonce.group(1)
+        body = urllib.parse.urlencode(fields).encode()
+        with self.opener.open(self.base + path, data=body, timeout=10) as response:
+            return response.read().decode()
+
+
+def me(port: int, key: str) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/v2/me", headers=bearer(key))
+    status = connection.getresponse().status
+    connection.close()
+    return status
+
+
+def test_a_key_changed_through_one_instance_is_refused_by_the_other(tmp_path, redis_url):
+    with fresh_postgres_database() as database:
+        app = make_app(tmp_path, SQLALCHEMY_DATABASE_URI=database)
+        _, owner = create_org(app)
+        key = generate_key(app, owner)
+        environ = {"DATABASE_URL": database, "RATELIMIT_STORAGE_URI": redis_url}
+        first, first_port = start_gunicorn(tmp_path, environ=environ)
+        second, second_port = start_gunicorn(tmp_path, environ=environ)
+        try:
+            wait_until_serving(first, first_port)
+            wait_until_serving(second, second_port)
+            assert me(first_port, key) == 200 and me(second_port, key) == 200  # both know it
+            owner_on_first = Dashboard(first_port)
+            owner_on_first.post(
+                "/sign-in",
+                {"email": "owner@acme.example", "password": PASSWORD},
+                token_from="/sign-in",
+            )
+            page = owner_on_first.post(
+                "/settings/api-keys/generate", {"slot": "full"}, token_from="/settings/api-keys"
+            )
+            new_key = re.search(r'value="(sk_test_[^"]+)"', page).group(1)
+            assert me(second_port, key) == 401  # generated through the first: the old key ends
+            assert me(second_port, new_key) == 200
+            owner_on_first.post(
+                "/settings/api-keys/revoke", {"slot": "full"}, token_from="/settings/api-keys"
+            )
+            assert me(second_port, new_key) == 401  # revoked through the first
+            assert me(first_port, new_key) == 401
+        finally:
+            stop(first)
+            stop(second)
+
+
+def test_the_api_answers_503_while_the_database_is_down_and_recovers_by_itself(tmp_path):
+    with fresh_postgres_database() as database:
+        url = make_url(database)
+        proxy = TcpProxy(url.host, url.port or 5432)
+        proxy.start()
+        through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
+            hide_password=False
+        )
+        app = make_app(tmp_path, SQLALCHEMY_DATABASE_URI=through_proxy)
+        from discountflow.extensions import db
+
+        with app.app_context():
+            db.create_all()
+        _, owner = create_org(app)
+        key = generate_key(app, owner)
+        client = app.test_client()
+        assert client.get("/v2/approvals", headers=bearer(key)).status_code == 200
+
+        proxy.stop()
+        down = client.get("/v2/approvals", headers=bearer(key))
+        assert down.status_code == 503
+        assert down.get_json() == {
+            "error": "service_unavailable",
+            "message": "The database is not reachable just now. Try again shortly.",
+        }
+        assert down.headers["Retry-After"] == "5"
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.get_json()["database"] == "unreachable"
+        assert client.get("/healthz").status_code == 200  # the process itself is fine
+
+        proxy.start()
+        assert client.get("/v2/approvals", headers=bearer(key)).status_code == 200
+        assert client.get("/readyz").status_code == 200
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        proxy.stop()
