@@ -78,6 +78,20 @@ def upgrade_schema() -> None:
     upgrade()
 
 
+@click.command("backup")
+@with_appcontext
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+def backup_command(path: str) -> None:
+    """Copy the SQLite database to PATH while the service runs (a consistent online copy)."""
+    from .database import backup_sqlite
+
+    url = db.engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        raise click.ClickException("backup copies an SQLite file; use pg_dump for PostgreSQL.")
+    size = backup_sqlite(url.database, path)
+    click.echo(f"Backed up {url.database} to {path} ({size:,} bytes).")
+
+
 @click.command("create-org")
 @with_appcontext
 @click.argument("name")
@@ -238,7 +252,13 @@ def expire_command() -> None:
 
 def register_cli(app: Flask) -> None:
     """Register the commands on the app's ``flask`` CLI."""
-    for command in (init_db_command, create_org_command, add_member_command, demo_command):
+    for command in (
+        init_db_command,
+        backup_command,
+        create_org_command,
+        add_member_command,
+        demo_command,
+    ):
         app.cli.add_command(command)
     app.cli.add_command(keys_cli)
     app.cli.add_command(approvals_cli)

@@ -137,3 +137,29 @@ def announce_changes(session) -> None:
 def forget_changes(session) -> None:
     """After a rollback: nothing was changed."""
     session.info.pop(_CHANGED, None)
+
+
+def backup_sqlite(database_path: str, target: str, *, pages_per_step: int = 1024) -> int:
+    """Copy a live SQLite database to ``target`` with SQLite's online backup API; return its size.
+
+    The copy is consistent (one snapshot, even while the service writes) and is checked with
+    ``PRAGMA integrity_check`` before it replaces anything at ``target``.
+    """
+    import os
+    import sqlite3
+
+    draft = f"{target}.partial"
+    source = sqlite3.connect(database_path)
+    copy = sqlite3.connect(draft)
+    try:
+        source.execute("PRAGMA busy_timeout=5000")
+        source.backup(copy, pages=pages_per_step)
+        (verdict,) = copy.execute("PRAGMA integrity_check").fetchone()
+        if verdict != "ok":
+            raise RuntimeError(f"the copy failed its integrity check: {verdict}")
+        copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+    finally:
+        copy.close()
+        source.close()
+    os.replace(draft, target)
+    return os.path.getsize(target)
