@@ -37,7 +37,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", configure_sqlite_connection)
             event.listen(db.engine, "begin", begin_sqlite_transaction)
-        app.extensions["discountflow.key_revision"] = KeyRevision(db.engine)
+        app.extensions["discountflow.key_revision"] = KeyRevision(
+            db.engine, app.config["RATELIMIT_STORAGE_URI"], app.config["RATELIMIT_KEY_PREFIX"]
+        )
         app.extensions["discountflow.organization_revisions"] = OrganizationRevisions(
             counters_path(db.engine, "-orgrev")
         )

@@ -210,3 +210,29 @@ def test_the_api_answers_503_while_the_database_is_down_and_recovers_by_itself(t
             db.session.remove()
             db.engine.dispose()
         proxy.stop()
+
+
+def test_on_postgresql_with_redis_a_known_key_costs_no_query_until_keys_change(tmp_path, redis_url):
+    from sqlalchemy import event
+
+    from discountflow.auth import services as auth
+    from discountflow.auth.models import User
+    from discountflow.extensions import db
+
+    with fresh_postgres_database() as database:
+        settings = {"SQLALCHEMY_DATABASE_URI": database, "RATELIMIT_STORAGE_URI": redis_url}
+        app = make_app(tmp_path, **settings)
+        other = make_app(tmp_path, **settings)  # another process, as far as memory goes
+        _, owner = create_org(app)
+        key = generate_key(app, owner)
+        client = app.test_client()
+        assert client.get("/v2/me", headers=bearer(key)).status_code == 200  # read and verified
+        statements: list[str] = []
+        with app.app_context():
+            engine = db.engine
+        event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        assert client.get("/v2/me", headers=bearer(key)).status_code == 200
+        assert not [s for s in statements if "api_keys" in s]  # remembered: no query
+        with other.app_context():
+            auth.revoke_key(db.session.get(User, owner))  # bumps the revision in Redis
+        assert client.get("/v2/me", headers=bearer(key)).status_code == 401  # the very next one

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
@@ -32,22 +33,55 @@ from sqlalchemy.engine import Engine
 
 from ..revisions import SharedCounters, counters_path
 
+log = logging.getLogger(__name__)
+
 MAX_AGE = 10.0  # seconds a remembered row is trusted without reading it again
 
 
 class KeyRevision:
-    """The revision of API keys: one counter shared by the processes on this host."""
+    """The revision of API keys, shared by every process that may remember keys.
 
-    def __init__(self, engine: Engine) -> None:
+    On an SQLite file: a counter in a memory-mapped file beside it (every process on the box).
+    Elsewhere (PostgreSQL), with a Redis rate-limit storage: a counter in Redis, which every
+    process on every host reads (one round trip, far cheaper than reading the key's row through
+    a pooled database connection). Otherwise there is none, and every request reads the row.
+    Should Redis not answer, ``current`` is ``None``: rows are read, never trusted blindly.
+    """
+
+    def __init__(self, engine: Engine, storage_uri: str = "", prefix: str = "discountflow") -> None:
         self._counter = SharedCounters(counters_path(engine, "-keyrev"))
+        self._redis = None
+        self._redis_key = f"{prefix}:key-revision"
+        if self._counter.path is None and storage_uri.startswith(("redis://", "rediss://")):
+            import redis
+
+            self._redis = redis.Redis.from_url(
+                storage_uri, socket_timeout=0.5, socket_connect_timeout=0.5
+            )
 
     def current(self) -> int | None:
         """Return the current revision, or ``None`` where there is no shared counter."""
-        return self._counter.read()
+        if self._redis is None:
+            return self._counter.read()
+        try:
+            return int(self._redis.get(self._redis_key) or 0)
+        except Exception as error:  # noqa: BLE001 - any failure: trust nothing remembered
+            log.warning(
+                "key revision unreadable in Redis, reading keys from the database: %r", error
+            )
+            return None
 
     def bump(self) -> None:
         """Advance the revision; call after committing a change to API keys."""
-        self._counter.bump()
+        if self._redis is None:
+            self._counter.bump()
+            return
+        try:
+            self._redis.incr(self._redis_key)
+        except Exception as error:  # noqa: BLE001
+            # Other processes read rows while Redis is down, and stop trusting what they
+            # remember after MAX_AGE in any case.
+            log.error("could not bump the key revision in Redis: %r", error)
 
 
 class KeyCache:
