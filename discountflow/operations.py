@@ -23,7 +23,7 @@ import time
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .errors import error_response, html_error, is_api_request
@@ -122,6 +122,16 @@ def _storage_unavailable(error: Exception):
     )
 
 
+def _unusable_value(error: DataError):
+    """A value the database cannot take (such as text with NUL in a URL): 400, never a 500."""
+    db.session.rollback()
+    log.info("refused a value the database cannot use on %s %s", request.method, request.path)
+    message = "The request contains a value that cannot be used here."
+    if is_api_request():
+        return error_response(400, "parameter_invalid", message)
+    return html_error(400, message)
+
+
 def _unavailable(message: str):
     if is_api_request():
         response = error_response(503, "service_unavailable", message)
@@ -146,6 +156,7 @@ def init_app(app: Flask) -> None:
     app.after_request(_finish)
     for error in (OperationalError, InterfaceError):  # refused, dropped, or locked too long
         app.register_error_handler(error, _database_unavailable)
+    app.register_error_handler(DataError, _unusable_value)
     for error in STORAGE_ERRORS:
         if error is not OSError:
             app.register_error_handler(error, _storage_unavailable)

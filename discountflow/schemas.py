@@ -103,7 +103,10 @@ def _in_utc(value: datetime) -> datetime:
 # An RFC 3339 time with its offset, as a UTC datetime.
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_in_utc)]
 
-ObjectId = Annotated[StrictStr, StringConstraints(max_length=OBJECT_ID_MAX)]
+# No control characters (PostgreSQL cannot even compare text holding NUL).
+ObjectId = Annotated[
+    StrictStr, StringConstraints(max_length=OBJECT_ID_MAX, pattern=r"^[^\x00-\x1f\x7f]*$")
+]
 
 # A percentage, 0–100, as a JSON number; kept in basis points, so rounded to two decimals.
 Percent = Annotated[float, Field(strict=True, ge=0, le=100, allow_inf_nan=False)]

@@ -142,3 +142,19 @@ def test_sign_in_fails_closed_when_the_limit_storage_is_down(tmp_path):
     assert response.status_code == 503
     assert "Sign-in is paused" in response.text
     assert response.headers["Retry-After"] == "5"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v2/approvals?starting_after=%00",
+        "/v2/events?ending_before=%00&limit=1",
+        "/v2/approvals/apr_%00",
+        "/v2/approval_levels/%00x",
+        "/v2/members/%00",
+    ],
+)
+def test_nul_bytes_in_ids_get_a_4xx_on_every_database(api, path):
+    response = api("GET", path)
+    assert 400 <= response.status_code < 500, response.get_data(as_text=True)
+    assert set(response.get_json()) >= {"error", "message"}
