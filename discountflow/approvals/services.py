@@ -297,6 +297,21 @@ def _bps(numerator: int, denominator: int) -> int:
     return round(percent_of(numerator, denominator) * 100)
 
 
+def _levels_by_rank(organization_id: str) -> list[ApprovalLevel]:
+    return list(
+        db.session.execute(
+            select(ApprovalLevel)
+            .where(ApprovalLevel.organization_id == organization_id)
+            .order_by(ApprovalLevel.rank)
+        ).scalars()
+    )
+
+
+def levels_by_rank(actor: Actor) -> list[ApprovalLevel]:
+    """Return every approval level of the organization, rank 1 first."""
+    return _levels_by_rank(actor.organization_id)
+
+
 def route_for(organization: Organization, approval: Approval) -> Route:
     """Compute the route of a submit now: deterministic, from the line items and the levels."""
     discount = _largest_discount(approval.line_items)
@@ -304,13 +319,7 @@ def route_for(organization: Organization, approval: Approval) -> Route:
     display = _bps(*discount)
     if _covers(threshold, discount):
         return Route(True, display, threshold, None, [])
-    levels = list(
-        db.session.execute(
-            select(ApprovalLevel)
-            .where(ApprovalLevel.organization_id == organization.id)
-            .order_by(ApprovalLevel.rank)
-        ).scalars()
-    )
+    levels = _levels_by_rank(organization.id)
     if not levels:
         raise Conflict(
             "This discount needs approval, and the organization has no approval levels yet."

@@ -12,7 +12,7 @@ from flask_login import current_user, login_required
 
 from ..auth.services import get_organization, member_names
 from ..auth.views import dashboard_actor
-from ..errors import DomainError, InvalidParameter
+from ..errors import DomainError
 from ..pagination import PageRequest
 from . import services
 from .forms import (
@@ -34,6 +34,8 @@ from .schemas import (
     ApprovalCreate,
     ApprovalListQuery,
     ApprovalUpdate,
+    CommentInput,
+    DecisionInput,
     LevelCreate,
     LevelUpdate,
     LineItemInput,
@@ -51,7 +53,6 @@ ACTIONS = {
     "recall": "recalled to draft",
     "cancel": "canceled",
 }
-NEEDS_COMMENT = {"reject", "request_changes"}
 
 
 @bp.before_request
@@ -206,7 +207,6 @@ def show(approval_id: str):
         events=events[::-1],
         names=member_names(actor, people),
         comment_form=CommentForm(),
-        needs_comment=NEEDS_COMMENT,
     )
 
 
@@ -218,10 +218,10 @@ def act(approval_id: str, action: str):
     form = CommentForm()
     if not form.validate():
         abort(400)
-    comment = (form.comment.data or "").strip() or None
+    text = (form.comment.data or "").strip()
+    # The API's own rules for a comment's text; whether one is required is the service's.
+    comment = validated(DecisionInput, {"comment": text} if text else {}).comment
     actor = dashboard_actor()
-    if action in NEEDS_COMMENT and comment is None:
-        raise InvalidParameter("Say why in a comment.", param="comment")
     if action in ("approve", "reject", "request_changes", "cancel"):
         getattr(services, action)(actor, approval_id, comment)
     else:
@@ -242,10 +242,10 @@ def delete(approval_id: str):
 @bp.post("/approvals/<approval_id>/comments")
 def comment(approval_id: str):
     form = CommentForm()
-    text = (form.comment.data or "").strip() if form.validate() else ""
-    if not text:
-        raise InvalidParameter("Write something to comment.", param="comment")
-    services.add_comment(dashboard_actor(), approval_id, text)
+    if not form.validate():
+        abort(400)
+    data = validated(CommentInput, {"body": (form.comment.data or "").strip()})
+    services.add_comment(dashboard_actor(), approval_id, data.body)
     return redirect(url_for("approvals.show", approval_id=approval_id) + "#comments", 303)
 
 
@@ -286,10 +286,11 @@ def levels():
             return redirect(url_for("approvals.levels"), 303)
     elif form.errors:
         status = 400
-    found, _ = services.list_levels(actor, PageRequest(100))
-    ordered = sorted(found, key=lambda level: level.rank)
     return render_template(
-        "approvals/levels.html", form=form, levels=ordered, currencies=CURRENCY_CHOICES
+        "approvals/levels.html",
+        form=form,
+        levels=services.levels_by_rank(actor),
+        currencies=CURRENCY_CHOICES,
     ), status
 
 

@@ -227,11 +227,9 @@ def revoke_key():
 
 
 def _level_choices(actor: Actor) -> list[tuple[str, str]]:
-    from ..approvals.services import list_levels
+    from ..approvals.services import levels_by_rank
 
-    levels, _ = list_levels(actor, PageRequest(100))
-    ordered = sorted(levels, key=lambda level: level.rank)
-    return [("", "Not an approver")] + [(level.id, level.name) for level in ordered]
+    return [("", "Not an approver")] + [(level.id, level.name) for level in levels_by_rank(actor)]
 
 
 @bp.route("/settings/members", methods=["GET", "POST"])
