@@ -1,8 +1,11 @@
-"""The ``/v2`` JSON API: authentication, the per-key rate limit and the read-only rule.
+"""The ``/v2`` request pipeline: authentication, the per-key rate limit, the early read-only
+refusal, JSON bodies and idempotent POSTs — for every request whose path is below ``/v2``.
 
-Each feature's ``api.py`` blueprint is registered under the ``v2`` blueprint, and every request
-whose path is below ``/v2`` is authenticated — unknown routes included — so no endpoint can miss
-authentication, the rate limit or the read-only rule.
+Each feature registers its own ``api.py`` blueprint (``url_prefix="/v2"``). The hooks here run
+for every request below ``/v2`` — unknown routes included — so no endpoint can miss
+authentication or the rate limit. The request's :class:`~discountflow.actors.Actor` is the key's
+(``current_actor``); the services refuse a read-only key's writes themselves, and this pipeline
+refuses a read-only key's POST, PATCH, PUT and DELETE early, before any body is read.
 
 The per-key limit is counted in Flask-Limiter's storage with its configured strategy (moving
 window: no burst at window edges), shared by every worker when the storage is Redis. It is
@@ -17,23 +20,18 @@ import math
 import time
 from dataclasses import dataclass
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, request
 from flask.sessions import SecureCookieSessionInterface
 from limits import RateLimitItem
 from limits import parse as parse_limit
 from werkzeug.exceptions import BadRequest
 
 from . import idempotency, openapi
-from .approvals.api import bp as approvals_bp
-from .auth.api import bp as auth_bp
-from .auth.services import authenticate
+from .actors import Actor, Surface
+from .auth.services import ApiKeyPrincipal, authenticate
 from .errors import InvalidParameter, RateLimited, ReadOnlyKey, is_api_request
 from .extensions import limiter
 from .ratelimit import STORAGE_ERRORS, storage_unavailable
-
-bp = Blueprint("v2", __name__, url_prefix="/v2")
-bp.register_blueprint(auth_bp)
-bp.register_blueprint(approvals_bp)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 BODY_METHODS = frozenset({"POST", "PATCH", "PUT"})
@@ -47,15 +45,29 @@ class RateLimitWindow:
     reset_at: int  # epoch seconds when the oldest request in the window leaves it
 
 
-def _api_rate_limit() -> RateLimitItem:
-    return current_app.extensions["discountflow.api_rate_limit"]
+_RATE_LIMIT = "discountflow.api_rate_limit"
+
+
+def api_rate_limit() -> RateLimitItem:
+    """The per-key limit of this deployment (500 a minute on staging, 1,000 on production)."""
+    return current_app.extensions[_RATE_LIMIT]
+
+
+def current_api_key() -> ApiKeyPrincipal:
+    """The API key that authenticated the current request."""
+    return g.api_key
+
+
+def current_actor() -> Actor:
+    """The actor of the current API request: its key, with the owner's authority."""
+    return g.actor
 
 
 def _limit_api_key(key_id: str) -> None:
     """Count one request against the key's budget; refuse with 429 when it is spent."""
     if not limiter.enabled:  # RATELIMIT_ENABLED = False turns every limit off
         return
-    item = _api_rate_limit()
+    item = api_rate_limit()
     strategy = limiter.limiter
     try:
         allowed = strategy.hit(item, RATE_LIMIT_SCOPE, key_id)
@@ -88,6 +100,12 @@ def _authenticate() -> Response | None:
     g.api_key = principal = authenticate(
         request.headers.get("Authorization"), client_ip=request.remote_addr or ""
     )
+    g.actor = Actor.for_api_key(
+        principal.organization_id,
+        principal.key_id,
+        read_only=principal.read_only,
+        surface=Surface.API,
+    )
     _limit_api_key(principal.key_id)
     if principal.read_only and request.method not in SAFE_METHODS:
         raise ReadOnlyKey()
@@ -116,10 +134,9 @@ class SessionInterface(SecureCookieSessionInterface):
 
 
 def init_app(app: Flask) -> None:
-    """Register the /v2 blueprints, the API hooks and the per-key rate limit."""
-    app.extensions["discountflow.api_rate_limit"] = parse_limit(app.config["API_RATE_LIMIT"])
+    """Install the /v2 pipeline, the per-key rate limit and the OpenAPI document."""
+    app.extensions[_RATE_LIMIT] = parse_limit(app.config["API_RATE_LIMIT"])
     app.session_interface = SessionInterface()
-    app.register_blueprint(bp)
     openapi.init_app(app)
     app.before_request(_authenticate)
     app.after_request(_add_rate_limit_headers)

@@ -1,4 +1,5 @@
-"""Column types, ids and clocks shared by every feature's models."""
+"""The database: column types, ids and clocks every feature's models share, SQLite's settings,
+write transactions, and which organizations a transaction changed."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import secrets
 import string
 from datetime import UTC, datetime
 
-from flask import current_app, has_app_context
-from sqlalchemy import DateTime
+from flask import Flask, current_app, has_app_context
+from sqlalchemy import DateTime, event
 from sqlalchemy.types import TypeDecorator
+
+from .extensions import db
+from .revisions import OrganizationRevisions, counters_path
 
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
 
@@ -100,8 +104,6 @@ def begin_write(organization_id: str | None = None) -> None:
     ``organization_id`` names the organization whose data the transaction changes (or
     ``EVERY_ORGANIZATION``): what processes remember of it is retired when it commits.
     """
-    from .extensions import db
-
     if db.session().in_transaction():
         db.session.commit()
     db.session.connection(execution_options={WRITE_TRANSACTION: True})
@@ -117,8 +119,6 @@ _CHANGED = "discountflow.changed_organizations"
 
 def mark_changed(organization_id: str) -> None:
     """Record that the session's transaction changes this organization's data."""
-    from .extensions import db
-
     db.session.info.setdefault(_CHANGED, set()).add(organization_id)
 
 
@@ -127,7 +127,7 @@ def announce_changes(session) -> None:
     changed = session.info.pop(_CHANGED, None)
     if not changed or not has_app_context():
         return
-    revisions = current_app.extensions["discountflow.organization_revisions"]
+    revisions = organization_revisions()
     if EVERY_ORGANIZATION in changed:
         revisions.bump_all()
     else:
@@ -137,6 +137,28 @@ def announce_changes(session) -> None:
 def forget_changes(session) -> None:
     """After a rollback: nothing was changed."""
     session.info.pop(_CHANGED, None)
+
+
+_REVISIONS = "discountflow.organization_revisions"
+
+
+def organization_revisions() -> OrganizationRevisions:
+    """The current app's per-organization revisions (see :mod:`discountflow.revisions`)."""
+    return current_app.extensions[_REVISIONS]
+
+
+def init_app(app: Flask) -> None:
+    """Set SQLite up on every connection, and announce committed changes to other processes."""
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", configure_sqlite_connection)
+        event.listen(engine, "begin", begin_sqlite_transaction)
+    app.extensions[_REVISIONS] = OrganizationRevisions(counters_path(engine, "-orgrev"))
+    # db.session is one for every app in the process: listen once.
+    if not event.contains(db.session, "after_commit", announce_changes):
+        event.listen(db.session, "after_commit", announce_changes)
+        event.listen(db.session, "after_rollback", forget_changes)
 
 
 def backup_sqlite(database_path: str, target: str, *, pages_per_step: int = 1024) -> int:

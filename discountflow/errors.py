@@ -1,15 +1,16 @@
-"""Domain errors raised by services, and the handlers that turn every API error into one shape.
+"""Domain errors raised by services, and the one place that answers every error.
 
 Every error on an API path answers ``{"error": "<code>", "message": "<text>"}`` (plus ``param``
 where one input is at fault), the shape the public Authentication page documents. Elsewhere
-(the dashboard) the same errors are pages in the dashboard's layout.
+(the dashboard) the same errors are the page ``templates/errors/error.html``. Which of the two
+a request gets is decided once, in :func:`answer`. This module imports no surface.
 """
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, make_response, request
+from flask import Flask, Response, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -43,7 +44,7 @@ class InvalidApiKey(DomainError):
 
 class ReadOnlyKey(DomainError):
     status, code = 403, "read_only_key"
-    message = "This API key is read-only: it may only make GET, HEAD and OPTIONS requests."
+    message = "This API key is read-only: it can read, but not change anything."
 
 
 class PermissionDenied(DomainError):
@@ -95,85 +96,111 @@ def is_api_request() -> bool:
     return request.path == "/v2" or request.path.startswith("/v2/")
 
 
-def error_response(
-    status: int, code: str, message: str, *, param: str | None = None, base: Response | None = None
+_TITLES = {
+    400: "Bad request",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Not possible now",
+    429: "Too many attempts",
+    500: "Something went wrong",
+    503: "Unavailable",
+}
+# Headers an error answer keeps from the response it replaces.
+_KEPT_HEADERS = (
+    "Allow",
+    "Retry-After",
+    "WWW-Authenticate",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+)
+
+
+def answer(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    param: str | None = None,
+    base: Response | None = None,
+    page_message: str | None = None,
 ) -> Response:
-    """Build the documented JSON error, keeping the headers of ``base`` (Allow, Retry-After…)."""
-    body = {"error": code, "message": message}
-    if param is not None:
-        body["param"] = param
-    response = jsonify(body)
+    """Answer an error: the documented JSON on the API, a page of the dashboard elsewhere.
+
+    Headers of ``base`` (``Allow``, ``Retry-After`` …) are kept; a 401 says ``Bearer``.
+    """
+    if is_api_request():
+        body = {"error": code, "message": message}
+        if param is not None:
+            body["param"] = param
+        response = jsonify(body)
+        if status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+    else:
+        page = render_template(
+            "errors/error.html",
+            status=status,
+            title=_TITLES.get(status, "Error"),
+            message=page_message or message,
+        )
+        response = make_response(page)
     response.status_code = status
     if base is not None:
-        for name, value in base.headers.items():
-            if name.lower() not in ("content-type", "content-length"):
-                response.headers.add(name, value)
-    if status == 401:
-        response.headers["WWW-Authenticate"] = "Bearer"
-    return response
-
-
-def html_error(status: int, message: str, base: Response | None = None) -> Response:
-    """The dashboard's error page (people get pages; only the API gets the JSON shape)."""
-    from .dashboard.views import error_page
-
-    titles = {400: "Bad request", 403: "Not allowed", 404: "Not found", 409: "Not possible now"}
-    titles |= {429: "Too many attempts", 500: "Something went wrong"}
-    response = make_response(error_page(status, titles.get(status, "Error"), message), status)
-    if base is not None:
-        for name in ("Retry-After", "Allow"):
-            if name in base.headers:
+        for name in _KEPT_HEADERS:
+            if name in base.headers and name not in response.headers:
                 response.headers[name] = base.headers[name]
     return response
 
 
 def _handle_domain_error(error: DomainError) -> Response:
     db.session.rollback()  # a refusal leaves nothing half-done behind
-    if not is_api_request():
-        return html_error(error.status, error.message)
-    response = error_response(error.status, error.code, error.message, param=error.param)
+    response = answer(error.status, error.code, error.message, param=error.param)
     if isinstance(error, RateLimited):
         response.headers["Retry-After"] = str(error.retry_after)
     return response
 
 
+# What people are told, instead of Werkzeug's description, for some HTTP errors.
+_PAGE_MESSAGES = {
+    404: "There is no such page.",
+    429: "Too many attempts. Wait a moment, then try again.",
+}
+_CSRF_MESSAGE = (
+    "The form was not accepted: its security token is missing or does not match. "
+    "Go back, reload the page and try again."
+)
+
+
 def _handle_http_exception(error: HTTPException) -> Response | HTTPException:
-    if not is_api_request():
-        if error.code is None or error.code < 400 or request.path.startswith("/static/"):
-            return error
-        messages = {
-            400: "The form was not accepted: its security token is missing or does not match. "
-            "Go back, reload the page and try again."
-            if isinstance(error, CSRFError)
-            else error.description,
-            404: "There is no such page.",
-            429: "Too many attempts. Wait a moment, then try again.",
-        }
-        return html_error(
-            error.code, messages.get(error.code, error.description), error.get_response()
-        )
-    code, message = _HTTP_ERRORS.get(error.code or 500, ("api_error", error.description or ""))
+    if error.code is None or error.code < 400 or request.path.startswith("/static/"):
+        return error
+    code, message = _HTTP_ERRORS.get(error.code, ("api_error", error.description or ""))
     if error.code == 404:
         message = f"Unrecognized request URL ({request.method} {request.path})."
     elif error.code == 405:
         message = f"{request.method} is not allowed on {request.path}."
-    return error_response(error.code or 500, code, message, base=error.get_response())
+    page_message = (
+        _CSRF_MESSAGE
+        if isinstance(error, CSRFError)
+        else _PAGE_MESSAGES.get(error.code, error.description)
+    )
+    return answer(error.code, code, message, base=error.get_response(), page_message=page_message)
 
 
-def _handle_internal_error(error: InternalServerError) -> Response | InternalServerError:
+def _handle_internal_error(error: InternalServerError) -> Response:
     # The session may hold half a unit of work: throw it away before anything else runs.
     db.session.rollback()
     original = getattr(error, "original_exception", None)
     if original is not None:
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=original)
-    if not is_api_request():
-        return html_error(500, "The server could not finish this. Nothing was changed.")
     code, message = _HTTP_ERRORS[500]
-    return error_response(500, code, message)
+    return answer(
+        500, code, message, page_message="The server could not finish this. Nothing was changed."
+    )
 
 
-def register_error_handlers(app: Flask) -> None:
-    """Answer every API error in the documented JSON shape."""
+def init_app(app: Flask) -> None:
+    """Answer every error: the documented JSON shape on the API, a page elsewhere."""
     app.register_error_handler(DomainError, _handle_domain_error)
     app.register_error_handler(InternalServerError, _handle_internal_error)
     app.register_error_handler(HTTPException, _handle_http_exception)

@@ -13,6 +13,7 @@ import functools
 from typing import Any
 
 from flask import Flask, current_app, make_response
+from flask import Response as FlaskResponse
 from flask_swagger_ui import get_swaggerui_blueprint
 from pydantic import BaseModel
 from spectree import Response, SecurityScheme, SpecTree
@@ -55,26 +56,36 @@ def _refuse_invalid_request(request, response, error, instance, model_adapter) -
     raise InvalidParameter(message, param=param) from error
 
 
+def respond(result: Any) -> FlaskResponse:
+    """A view's answer as a response: an ``Out`` model (or ``(model, status)``) as its JSON."""
+    status = 200
+    if isinstance(result, tuple):
+        result, status = result
+    if isinstance(result, BaseModel):
+        return FlaskResponse(result.model_dump_json(), status=status, mimetype="application/json")
+    return make_response(result, status)
+
+
 class _FlaskPlugin(FlaskPlugin):
     """SpecTree's Flask plugin, minus checking every response against its model at runtime.
 
-    That check (and, even when skipped, SpecTree's walk over the whole payload looking for
-    pydantic instances) costs more than building a page of approvals and would turn a mismatch
-    into a 500; the schemathesis suite checks every operation's responses against the contract
-    instead. Views return plain dicts, so Flask's own response handling is all they need.
+    Views answer their resource's ``Out`` model, which is validated as it is built (``of``),
+    so SpecTree's second check (and, even when skipped, its walk over the whole payload looking
+    for pydantic instances) would only cost time; the schemathesis suite checks every
+    operation's responses against the contract as well.
     """
 
     def validate(
         self, func, query, json, form, headers, cookies, resp, *hooks_and_options, **kwargs
     ):
         if query is None and json is None:  # nothing to validate: GET /v2/me, /v2/approvals/{id}…
-            return make_response(func(**kwargs))  # Flask passes the path parameters by name
+            return respond(func(**kwargs))  # Flask passes the path parameters by name
         return super().validate(
             func, query, json, form, headers, cookies, resp, *hooks_and_options, **kwargs
         )
 
     def validate_response(self, resp, resp_model, skip_validation, force_resp_serialize):
-        return make_response(resp), None
+        return respond(resp), None
 
     def request_validation(self, request, query, json, form, headers, cookies):
         # Only what the views declare: a query and a JSON body. (SpecTree's own version also

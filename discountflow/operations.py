@@ -26,7 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .errors import error_response, html_error, is_api_request
+from .errors import answer
 from .extensions import db, limiter
 from .ratelimit import STORAGE_ERRORS
 
@@ -127,16 +127,11 @@ def _unusable_value(error: DataError):
     db.session.rollback()
     log.info("refused a value the database cannot use on %s %s", request.method, request.path)
     message = "The request contains a value that cannot be used here."
-    if is_api_request():
-        return error_response(400, "parameter_invalid", message)
-    return html_error(400, message)
+    return answer(400, "parameter_invalid", message)
 
 
 def _unavailable(message: str):
-    if is_api_request():
-        response = error_response(503, "service_unavailable", message)
-    else:
-        response = html_error(503, message)
+    response = answer(503, "service_unavailable", message)
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 

@@ -36,6 +36,13 @@ class PageRequest:
             )
 
 
+def page_of(model: Any, page: PageRequest, scope: Any, *filters: Any) -> tuple[list[Any], bool]:
+    """Return one page of ``model`` objects within ``scope`` (an organization, an approval)
+    that match ``filters``, newest first, and whether more follow."""
+    rows, has_more = paginate(select(model).where(scope, *filters), model, page, scope=scope)
+    return [row[0] for row in rows], has_more
+
+
 def paginate(
     statement: Select, table: Any, page: PageRequest, *, scope: Any
 ) -> tuple[list[Any], bool]:

@@ -16,8 +16,11 @@ import threading
 import time
 import weakref
 
+from flask import Flask
 from limits.errors import StorageError
 from limits.storage import MemoryStorage
+
+from .extensions import limiter
 
 SWEEP_INTERVAL = 1.0
 
@@ -35,6 +38,12 @@ class _Sweeper(threading.Thread):
                 return
             storage._MemoryStorage__expire_events()
             del storage
+
+
+def init_app(app: Flask) -> None:
+    """Give the in-process storage one lasting sweeper (Flask-Limiter is bound already)."""
+    if limiter.enabled:
+        sweep_from_one_thread(limiter.storage)
 
 
 def sweep_from_one_thread(storage: object) -> None:

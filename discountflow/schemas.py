@@ -1,7 +1,9 @@
-"""Shapes shared by every API resource: errors, lists, paging and percentages.
+"""Shapes shared by every API resource: errors, lists, paging, times, percentages and actors.
 
 The pydantic models in each feature's ``schemas.py`` validate what comes in and describe what
-goes out; the OpenAPI document at ``/v2/openapi.json`` is generated from them.
+goes out: one ``Out`` model per resource, built by its ``of()`` from what the services return.
+REST answers with it, the OpenAPI document at ``/v2/openapi.json`` is generated from it, and
+GraphQL serves the same objects.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
 from pydantic import (
     AfterValidator,
@@ -18,10 +20,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     StrictStr,
     StringConstraints,
+    WithJsonSchema,
 )
 
+from .database import rfc3339
 from .pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
 
 OBJECT_ID_MAX = 32
@@ -157,9 +162,74 @@ class Error(BaseModel):
     param: str | None = Field(None, description="The input at fault, when one is.")
 
 
-class ListOf(BaseModel):
-    """A page of objects, newest first; each feature narrows ``data``."""
+# --- output ------------------------------------------------------------------------------------
+
+# A stored UTC time, answered as RFC 3339 to the second: ``2026-01-31T09:30:00Z``.
+Time = Annotated[
+    AwareDatetime,
+    PlainSerializer(rfc3339, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+class Out(BaseModel):
+    """A resource as every surface answers it.
+
+    ``of(source)`` builds it from what a service returned: each field is read from the source's
+    attribute of the same name, or of the name ``sources`` gives it (``created`` ←
+    ``created_at``); a field that is itself an ``Out`` model the source has no attribute for
+    is built from the same source (the ``actor`` columns of a decision); keyword arguments give
+    the fields that are computed; ``object`` is the resource's one type name. The model
+    validates what it is given, so a shape that drifts from the document fails loudly instead
+    of answering something else.
+    """
+
+    sources: ClassVar[dict[str, str]] = {"created": "created_at", "updated": "updated_at"}
+
+    @classmethod
+    def of(cls, source: Any, **values: Any) -> Self:
+        for name, field in cls.model_fields.items():
+            if name in values:
+                continue
+            attribute = cls.sources.get(name, name)
+            if name == "object":
+                (values[name],) = get_args(field.annotation)
+            elif hasattr(source, attribute):
+                values[name] = getattr(source, attribute)
+            elif isinstance(field.annotation, type) and issubclass(field.annotation, Out):
+                values[name] = field.annotation.of(source)
+            else:
+                raise AttributeError(f"{cls.__name__}.{name}: the source has no {attribute!r}")
+        return cls.model_validate(values)
+
+
+class ActorOut(Out):
+    type: Literal["user", "api_key", "system"]
+    user: str | None = Field(description="The member, or the owner whose authority a key uses.")
+    api_key: str | None = Field(description="The public id of the key that acted, if one did.")
+    surface: Literal["api", "graphql", "dashboard", "cli", "system"]
+
+    # The actor columns of a decision, comment or event.
+    sources = {"type": "actor_type", "user": "actor_user_id", "api_key": "api_key_id"}
+
+
+class ListOf(Out):
+    """A page of objects, newest first; each feature narrows ``data`` to its ``Out`` model."""
 
     object: Literal["list"]
     data: list[Any]
     has_more: bool = Field(description="Whether more objects follow this page.")
+
+    @classmethod
+    def page(cls, items: list[Any], has_more: bool) -> Self:
+        """A page of what a service listed, each item shaped by the list's ``Out`` model."""
+        (item,) = get_args(cls.model_fields["data"].annotation)
+        shape = item.of if isinstance(item, type) and issubclass(item, Out) else None
+        data = [shape(each) for each in items] if shape else items
+        return cls.model_validate({"object": "list", "data": data, "has_more": has_more})
+
+
+class DeletedOut(BaseModel):
+    object: str
+    id: str
+    deleted: Literal[True]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from discountflow.approvals import services
+from discountflow.actors import Actor, Surface
+from discountflow.approvals import levels, services
 from discountflow.approvals.schemas import ApprovalCreate, LevelCreate
-from discountflow.auth.models import User
-from discountflow.auth.services import Actor, Surface
 from discountflow.extensions import db
+from discountflow.organizations import services as organizations
+from discountflow.organizations.models import User
+from discountflow.organizations.schemas import MemberUpdate
 
 from .conftest import add_member, create_org, generate_key
 
@@ -40,15 +42,24 @@ def build_world(app, slug: str = "acme") -> World:
         admin = world.actor("admin")
         holders = {"Manager": ("manager", "manager2"), "VP": ("vp",), "CFO": ("cfo",)}
         for name, rank, percent in LEVELS:
-            level = services.create_level(
+            level = levels.create_level(
                 admin, LevelCreate(name=name, rank=rank, max_discount_percent=percent)
             )
             world.levels[name] = level.id
             for holder in holders[name]:
-                services.assign_level(admin, world.people[holder], level.id)
+                organizations.update_member(
+                    admin, world.people[holder], MemberUpdate(approval_level=level.id)
+                )
     world.key = generate_key(app, owner_id)
     world.read_only_key = generate_key(app, owner_id, read_only=True)
     return world
+
+
+def set_level(world: World, member_id: str, level_id: str | None) -> None:
+    """Make a member an approver at a level (or none), as the world's admin."""
+    with world.app.app_context():
+        update = MemberUpdate(approval_level=level_id)
+        organizations.update_member(world.actor("admin"), member_id, update)
 
 
 def request_body(*discounts: float, currency: str = "USD", **fields) -> dict:

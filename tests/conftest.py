@@ -15,10 +15,12 @@ from datetime import datetime, timedelta
 import pytest
 
 from discountflow import create_app
+from discountflow.actors import Actor
 from discountflow.auth import services as auth
-from discountflow.auth.models import Organization, User
 from discountflow.database import utcnow
 from discountflow.extensions import db
+from discountflow.organizations import services as organizations
+from discountflow.organizations.models import Organization, User
 
 PASSWORD = "correct horse battery"
 
@@ -144,21 +146,28 @@ def clock(monkeypatch):
 def create_org(app, slug: str = "acme") -> tuple[str, str]:
     """Create an organization with its owner; return (organization id, owner id)."""
     with app.app_context():
-        organization = auth.create_organization(
+        organization = organizations.create_organization(
             slug.title(), slug=slug, owner_email=f"owner@{slug}.example", owner_password=PASSWORD
         )
-        return organization.id, auth.owner_of(organization).id
+        return organization.id, Actor.for_cli(organization).person_id
+
+
+def owner_actor(organization_id: str) -> Actor:
+    """The owner of an organization, acting through the CLI (call inside an app context)."""
+    return Actor.for_cli(db.session.get(Organization, organization_id))
 
 
 def add_member(app, organization_id: str, email: str, role: str = "member") -> str:
     with app.app_context():
-        owner = auth.owner_of(db.session.get(Organization, organization_id))
-        return auth.add_member(owner, email=email, password=PASSWORD, role=role).id
+        owner = owner_actor(organization_id)
+        return organizations.add_member(owner, email=email, password=PASSWORD, role=role).id
 
 
 def generate_key(app, user_id: str, **options) -> str:
+    """A new key of the organization whose owner is ``user_id``."""
     with app.app_context():
-        return auth.generate_key(db.session.get(User, user_id), **options)[1]
+        owner = db.session.get(User, user_id)
+        return auth.generate_key(owner_actor(owner.organization_id), **options)[1]
 
 
 @pytest.fixture

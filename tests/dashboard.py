@@ -29,6 +29,7 @@ def post_form(client, path: str, data: dict | None = None, *, token_from: str = 
     return client.post(path, data={"csrf_token": csrf_token(client, token_from), **(data or {})})
 
 
-def nav_links(page) -> list[str]:
-    nav = re.search(r'<nav aria-label="Main">(.*?)</nav>', page.text, re.S)
+def nav_links(page, label: str = "Main") -> list[str]:
+    """The link texts of a page's navigation: the main one, or ``label="Settings"`` (its tabs)."""
+    nav = re.search(rf'<nav aria-label="{label}"[^>]*>(.*?)</nav>', page.text, re.S)
     return re.findall(r">([^<]+)</a>", nav.group(1)) if nav else []

@@ -8,13 +8,15 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from discountflow.actors import Actor, Surface
 from discountflow.auth import services as auth
 from discountflow.auth.keys import parse_key
-from discountflow.auth.models import ApiKey, User
+from discountflow.auth.models import ApiKey
 from discountflow.errors import Conflict, InvalidParameter, NotFound, PermissionDenied
 from discountflow.extensions import db
+from discountflow.organizations.models import User
 
-from .conftest import add_member, bearer, generate_key
+from .conftest import add_member, bearer, generate_key, owner_actor
 
 
 def status(client, key):
@@ -22,7 +24,7 @@ def status(client, key):
 
 
 def owner(app, org):
-    return db.session.get(User, org[1])
+    return owner_actor(org[0])
 
 
 def test_generate_invalidates_the_previous_key_at_once(app, client, org):
@@ -137,7 +139,7 @@ def test_only_the_owner_manages_keys(app, org, role):
     generate_key(app, org[1])
     user_id = add_member(app, org[0], f"{role}@acme.example", role=role)
     with app.app_context():
-        user = db.session.get(User, user_id)
+        user = Actor.for_user(db.session.get(User, user_id), Surface.DASHBOARD)
         for attempt in (
             lambda: auth.generate_key(user),
             lambda: auth.roll_key(user, grace=timedelta(hours=1)),
@@ -152,8 +154,9 @@ def test_an_api_key_cannot_manage_keys(app, client, key):
     client.get("/v2/me", headers=bearer(key))
     with app.test_request_context(headers=bearer(key)):
         principal = auth.authenticate(f"Bearer {key}", client_ip="127.0.0.1")
+        actor = Actor.for_api_key(principal.organization_id, principal.key_id, read_only=False)
         with pytest.raises(PermissionDenied):
-            auth.generate_key(principal)
+            auth.generate_key(actor)
 
 
 def test_keys_are_stored_only_as_bcrypt_hashes(app, org):
@@ -196,5 +199,5 @@ def test_changes_reach_another_process_on_its_next_request(tmp_path):
     assert status(second.test_client(), key) == 401
     assert status(second.test_client(), replacement) == 200
     with first.app_context():
-        auth.revoke_key(db.session.get(User, owner_id))
+        auth.revoke_key(owner_actor(db.session.get(User, owner_id).organization_id))
     assert status(second.test_client(), replacement) == 401

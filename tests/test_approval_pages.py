@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from discountflow.approvals import services
-from discountflow.approvals.api import approval_json
-from discountflow.approvals.schemas import ApprovalListQuery, ApprovalUpdate
+from discountflow.approvals import queries, services
+from discountflow.approvals.schemas import ApprovalListQuery, ApprovalOut, ApprovalUpdate
 from discountflow.pagination import PageRequest
 
 from .approvals_world import act, create, request_body
@@ -49,8 +48,8 @@ def approvals(world, api):
 
 def _python_shaped(world, query: ApprovalListQuery) -> list[dict]:
     with world.app.app_context():
-        views, _ = services.list_approvals(world.actor("owner"), query, PageRequest(100))
-        return [approval_json(view) for view in views]
+        views, _ = queries.list_approvals(world.actor("owner"), query, PageRequest(100))
+        return [ApprovalOut.of(view).model_dump(mode="json") for view in views]
 
 
 def test_sqlite_pages_match_the_python_shaping(api, world, approvals):
@@ -81,7 +80,7 @@ def test_sqlite_pages_show_expiry_and_paginate(api, world, approvals, monkeypatc
     from discountflow.database import utcnow
 
     monkeypatch.setattr(
-        "discountflow.approvals.services.utcnow", lambda: utcnow() + timedelta(days=31)
+        "discountflow.approvals.queries.utcnow", lambda: utcnow() + timedelta(days=31)
     )
     page = api("GET", "/v2/approvals?limit=100").get_json()
     assert "expired" in {a["status"] for a in page["data"]}

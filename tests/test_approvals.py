@@ -7,13 +7,14 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from discountflow.approvals import services
-from discountflow.approvals.models import Decision, Event
+from discountflow.approvals import levels, queries, services
+from discountflow.approvals.models import Decision
 from discountflow.approvals.schemas import ApprovalUpdate
+from discountflow.audit.models import Event
 from discountflow.errors import InvalidStateTransition, NotFound, PermissionDenied
 from discountflow.extensions import db
 
-from .approvals_world import act, build_world, create, request_body
+from .approvals_world import act, build_world, create, request_body, set_level
 from .conftest import bearer, make_app
 
 # --- totals ------------------------------------------------------------------------------------
@@ -344,7 +345,7 @@ def test_only_drafts_can_be_deleted(world, status):
         if status == "draft":
             services.delete_approval(world.actor("rep"), approval_id)
             with pytest.raises(NotFound):
-                services.get_approval(world.actor("rep"), approval_id)
+                queries.get_approval(world.actor("rep"), approval_id)
         else:
             with pytest.raises(InvalidStateTransition):
                 services.delete_approval(world.actor("rep"), approval_id)
@@ -371,7 +372,7 @@ def test_full_journey_with_changes_and_resubmit(world):
     assert act(world, "rep", "submit", approval_id) == "pending"  # a new round: Manager only
     assert act(world, "manager2", "approve", approval_id) == "approved"
     with world.app.app_context():
-        view = services.get_approval(world.actor("rep"), approval_id)
+        view = queries.get_approval(world.actor("rep"), approval_id)
         assert [(s.level_name, s.status) for s in view.steps] == [("Manager", "approved")]
         decisions = db.session.execute(
             select(Decision.type).where(Decision.approval_id == approval_id)
@@ -399,7 +400,7 @@ def test_any_rejection_rejects_the_whole_approval(world):
     act(world, "manager", "approve", approval_id)
     assert act(world, "vp", "reject", approval_id, "Too deep.") == "rejected"
     with world.app.app_context():
-        view = services.get_approval(world.actor("rep"), approval_id)
+        view = queries.get_approval(world.actor("rep"), approval_id)
         assert [s.status for s in view.steps] == ["approved", "rejected", "canceled"]
         assert view.approval.awaiting_level_id is None
 
@@ -451,8 +452,7 @@ def test_api_key_decides_with_the_owners_authority(api, world, client):
     assert response.status_code == 403
     assert response.get_json()["error"] == "permission_denied"
     # Give the owner the manager's level: now the key may decide, recorded as the key.
-    with world.app.app_context():
-        services.assign_level(world.actor("admin"), world.people["owner"], world.levels["Manager"])
+    set_level(world, world.people["owner"], world.levels["Manager"])
     response = api("POST", f"/v2/approvals/{approval_id}/approve", json={"comment": "ok"})
     assert response.status_code == 200
     assert response.get_json()["status"] == "approved"
@@ -532,7 +532,7 @@ def test_members_see_their_own_approvals_approvers_and_admins_see_all(world):
         from discountflow.pagination import PageRequest
 
         def visible(who):
-            views, _ = services.list_approvals(
+            views, _ = queries.list_approvals(
                 world.actor(who), ApprovalListQuery(), PageRequest(100)
             )
             return {view.approval.id for view in views}
@@ -555,19 +555,22 @@ def test_editing_someone_elses_request(world):
 
 @pytest.mark.parametrize("who", ["rep", "manager"])
 def test_only_owner_and_admins_manage_levels_and_settings(world, who):
-    from discountflow.approvals.schemas import LevelCreate, SettingsUpdate
+    from discountflow.approvals.schemas import LevelCreate
+    from discountflow.audit.services import list_events
+    from discountflow.organizations.schemas import OrganizationUpdate
+    from discountflow.organizations.services import update_organization
     from discountflow.pagination import PageRequest
 
     with world.app.app_context():
         actor = world.actor(who)
         with pytest.raises(PermissionDenied):
-            services.create_level(actor, LevelCreate(name="X", rank=9, max_discount_percent=60))
+            levels.create_level(actor, LevelCreate(name="X", rank=9, max_discount_percent=60))
         with pytest.raises(PermissionDenied):
-            services.delete_level(actor, world.levels["CFO"])
+            levels.delete_level(actor, world.levels["CFO"])
         with pytest.raises(PermissionDenied):
-            services.update_settings(actor, SettingsUpdate(default_validity_days=3))
+            update_organization(actor, OrganizationUpdate(default_validity_days=3))
         with pytest.raises(PermissionDenied):
-            services.list_events(actor, PageRequest())
+            list_events(actor, PageRequest())
 
 
 def test_every_write_records_the_key_as_the_actor(api, client, world):
@@ -637,6 +640,7 @@ def later(monkeypatch):
         return utcnow() + offset[0]
 
     monkeypatch.setattr("discountflow.approvals.services.utcnow", now)
+    monkeypatch.setattr("discountflow.approvals.queries.utcnow", now)
 
     def advance(**delta):
         offset[0] += timedelta(**delta)
@@ -705,5 +709,5 @@ def test_two_approvers_deciding_at_once_produce_one_decision(tmp_path, attempt):
             select(func.count()).select_from(Decision).where(Decision.approval_id == approval_id)
         ).scalar_one()
         assert count == 1
-        status = services.get_approval(world.actor("rep"), approval_id).status
+        status = queries.get_approval(world.actor("rep"), approval_id).status
         assert status == {"manager": "approved", "manager2": "rejected"}[winners[0]]

@@ -8,10 +8,10 @@ from sqlalchemy import event
 
 from discountflow.auth import services as auth
 from discountflow.auth.keys import build_key, checksum, parse_key
-from discountflow.auth.models import ApiKey, User
+from discountflow.auth.models import ApiKey
 from discountflow.extensions import db
 
-from .conftest import add_member, bearer, create_org, generate_key, make_app
+from .conftest import add_member, bearer, create_org, generate_key, make_app, owner_actor
 
 INVALID = {"error": "invalid_api_key", "message": "The provided API key is invalid or expired."}
 
@@ -125,7 +125,7 @@ def test_key_in_form_or_cookie_is_never_accepted(client, key):
 def test_revoked_key(app, client, key, org):
     assert client.get("/v2/me", headers=bearer(key)).status_code == 200
     with app.app_context():
-        auth.revoke_key(db.session.get(User, org[1]))
+        auth.revoke_key(owner_actor(org[0]))
     assert_invalid_key(client.get("/v2/me", headers=bearer(key)))
 
 
@@ -344,7 +344,7 @@ def test_malformed_unknown_and_revoked_keys_never_run_bcrypt(app, client, key, o
     assert_invalid_key(client.get("/v2/me", headers=bearer(unknown)))
     assert_invalid_key(client.get("/v2/me", headers=bearer("sk_test_nope")))
     with app.app_context():
-        auth.revoke_key(db.session.get(User, org[1]))
+        auth.revoke_key(owner_actor(org[0]))
     assert_invalid_key(client.get("/v2/me", headers=bearer(key)))
     assert bcrypt_checks == []
 

@@ -104,7 +104,9 @@ def screenshot(page, name: str) -> None:
 
 def test_the_owner_generates_copies_uses_and_revokes_a_key(person, served):
     page = person("owner")
-    page.get_by_role("link", name="API Keys").click()
+    # The documented path: Settings → API Keys.
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Settings").click()
+    page.get_by_role("navigation", name="Settings").get_by_role("link", name="API Keys").click()
     full = page.locator("section.key-slot").first
     assert full.get_by_test_id("status-full").inner_text() == "Active"  # the world's key
     full.get_by_role("button", name="Generate API Key").click()
@@ -147,9 +149,11 @@ def test_the_owner_generates_copies_uses_and_revokes_a_key(person, served):
 
 def test_an_admin_sees_no_api_tab_and_its_url_is_not_found(person, served):
     page = person("admin")
-    navigation = page.get_by_role("navigation", name="Main")
-    assert navigation.get_by_role("link", name="Approval levels").count() == 1
-    assert navigation.get_by_role("link", name="API Keys").count() == 0
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Settings").click()
+    tabs = page.get_by_role("navigation", name="Settings")
+    assert tabs.get_by_role("link", name="Approval levels").count() == 1
+    assert tabs.get_by_role("link", name="API Keys").count() == 0
+    assert page.get_by_role("link", name="API Keys").count() == 0
     response = page.goto("/settings/api-keys")
     assert response.status == 404
     assert page.get_by_role("heading", name="Not found").count() == 1

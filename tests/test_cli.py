@@ -7,8 +7,8 @@ import re
 from sqlalchemy import select
 
 from discountflow.approvals.models import Approval
-from discountflow.auth.models import Organization, User
 from discountflow.extensions import db
+from discountflow.organizations.models import Organization, User
 
 from .conftest import PASSWORD, bearer
 

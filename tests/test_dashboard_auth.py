@@ -179,10 +179,14 @@ def test_the_api_needs_no_csrf_token(api):
 
 def test_only_the_owner_sees_the_api_keys_tab(client, world):
     sign_in(client, "owner@acme.example")
-    assert "API Keys" in nav_links(client.get("/inbox"))
+    assert "Settings" in nav_links(client.get("/inbox"))
+    owner_tabs = nav_links(client.get("/settings", follow_redirects=True), "Settings")
+    assert owner_tabs == ["General", "Members", "Approval levels", "Audit", "API Keys"]
     for who in ("admin", "manager", "rep"):
         other = client.application.test_client()
         sign_in(other, f"{who}@acme.example")
+        settings = other.get("/settings", follow_redirects=True)
+        assert "API Keys" not in nav_links(settings, "Settings"), who
         assert "API Keys" not in nav_links(other.get("/inbox")), who
         assert other.get("/settings/api-keys").status_code == 404, who
         assert other.get("/settings/api-keys/revoke?slot=full").status_code == 404, who

@@ -11,13 +11,13 @@ from flask_migrate import upgrade
 from sqlalchemy import inspect, select, text
 
 from discountflow.approvals.models import Approval
-from discountflow.auth.models import Organization
 from discountflow.extensions import db
+from discountflow.organizations.models import Organization
 
 from .conftest import make_app
 from .servers import fresh_postgres_database
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 def _app_on(tmp_path, database: str):
@@ -147,3 +147,55 @@ def test_a_database_made_by_create_all_today_is_adopted_at_the_head(tmp_path):
     result = runner.invoke(args=["init-db"])
     assert result.exit_code == 0, result.output
     assert _version(app) == HEAD
+
+
+def test_four_eyes_holds_for_rounds_open_before_the_upgrade(tmp_path, database):
+    """0004 reads the audit trail: who created, edited or submitted each undecided approval's
+    current round (since its last request for changes or recall) may not decide it."""
+    app = _app_on(tmp_path, database)
+    with app.app_context():
+        upgrade(revision="0003")
+        statements = [
+            "INSERT INTO organizations (id, name, slug, created_at, updated_at, "
+            "auto_approve_threshold_bps, default_validity_days) VALUES "
+            "('org_1', 'Acme', 'acme', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 500, 30)",
+        ]
+        for user in ("usr_owner", "usr_rep", "usr_admin", "usr_old"):
+            statements.append(
+                "INSERT INTO users (id, organization_id, email, name, password_hash, role, "
+                f"created_at) VALUES ('{user}', 'org_1', '{user}@acme.example', '', 'x', "
+                f"'{'owner' if user == 'usr_owner' else 'member'}', CURRENT_TIMESTAMP)"
+            )
+        for approval, status in (("apr_open", "pending"), ("apr_done", "approved")):
+            statements.append(
+                "INSERT INTO approvals (id, organization_id, requested_by_id, title, customer, "
+                "deal_reference, currency, justification, metadata, status, list_amount, amount, "
+                "max_line_discount_bps, round, created_at, updated_at) VALUES "
+                f"('{approval}', 'org_1', 'usr_rep', 'Deal', 'Initech', '', 'USD', '', '{{}}', "
+                f"'{status}', 0, 0, 0, 2, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        trail = [  # (approval, type, actor): the old round ends with the request for changes
+            ("apr_open", "approval.created", "usr_rep"),
+            ("apr_open", "approval.updated", "usr_old"),
+            ("apr_open", "approval.submitted", "usr_rep"),
+            ("apr_open", "approval.changes_requested", "usr_owner"),
+            ("apr_open", "approval.updated", "usr_admin"),
+            ("apr_open", "approval.submitted", "usr_rep"),
+            ("apr_done", "approval.updated", "usr_admin"),
+        ]
+        for number, (approval, kind, actor) in enumerate(trail):
+            statements.append(
+                "INSERT INTO events (id, organization_id, approval_id, type, actor_type, "
+                "actor_user_id, api_key_id, surface, data, created_at) VALUES "
+                f"('evt_{number}', 'org_1', '{approval}', '{kind}', 'user', '{actor}', NULL, "
+                f"'api', '{{}}', '2026-01-01 00:00:0{number}')"
+            )
+        for statement in statements:
+            db.session.execute(text(statement))
+        db.session.commit()
+        upgrade()
+        rows = db.session.execute(
+            text("SELECT approval_id, user_id FROM approval_participants ORDER BY user_id")
+        ).all()
+        assert [tuple(row) for row in rows] == [("apr_open", "usr_admin"), ("apr_open", "usr_rep")]
+    assert _drift(app) == []

@@ -38,11 +38,12 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy import select
 
 from discountflow import create_app
-from discountflow.approvals.models import Approval, ApprovalLevel, Comment, Decision, Event
+from discountflow.approvals.models import Approval, ApprovalLevel, Comment, Decision
+from discountflow.audit.models import Event
 from discountflow.auth.keys import CHECKSUM_LENGTH, checksum
-from discountflow.auth.models import Organization, User
 from discountflow.errors import INVALID_API_KEY_MESSAGE
 from discountflow.extensions import db
+from discountflow.organizations.models import Organization, User
 
 from .conftest import bearer, make_lasting_app, release_app
 

@@ -17,14 +17,17 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, update
 
-from discountflow.approvals import page_cache, services
-from discountflow.approvals.api import approval_json
+from discountflow.approvals import page_cache, queries, services
 from discountflow.approvals.models import Approval
-from discountflow.approvals.schemas import ApprovalListQuery, ApprovalUpdate
+from discountflow.approvals.schemas import (
+    ApprovalList,
+    ApprovalListQuery,
+    ApprovalUpdate,
+)
 from discountflow.database import utcnow
 from discountflow.extensions import db
 
-from .approvals_world import act, build_world, create, request_body
+from .approvals_world import act, build_world, create, request_body, set_level
 from .conftest import add_member, bearer, make_app
 
 
@@ -49,8 +52,8 @@ def fresh(world, who="owner", **query) -> dict:
     """The page as the Python shaping renders it now, from the database, remembering nothing."""
     with world.app.app_context():
         parsed = ApprovalListQuery.model_validate(query)
-        views, has_more = services.list_approvals(world.actor(who), parsed, parsed.page())
-        return {"object": "list", "data": [approval_json(v) for v in views], "has_more": has_more}
+        views, has_more = queries.list_approvals(world.actor(who), parsed, parsed.page())
+        return ApprovalList.page(views, has_more).model_dump(mode="json")
 
 
 def listed(api, query="limit=100"):
@@ -121,11 +124,9 @@ def test_every_kind_of_write_is_seen_on_the_next_request(world, api, client):
     act(world, "owner", "submit", created)
     check_awaiting([created])
     # a member's approval level decides what awaits them
-    with world.app.app_context():
-        services.assign_level(world.actor("admin"), world.people["manager"], None)
+    set_level(world, world.people["manager"], None)
     check_awaiting([])
-    with world.app.app_context():
-        services.assign_level(world.actor("admin"), world.people["manager"], world.levels["VP"])
+    set_level(world, world.people["manager"], world.levels["VP"])
     check_awaiting([])
     act(world, "manager2", "approve", created)
     check_awaiting([created])
@@ -139,9 +140,9 @@ def test_a_write_by_another_process_is_seen_on_the_next_request(tmp_path, world,
     other = make_app(tmp_path)  # the same file: its own page cache, the same revisions
     assert listed(api)["data"] == []
     with other.app_context():
+        from discountflow.actors import Actor, Surface
         from discountflow.approvals.schemas import ApprovalCreate
-        from discountflow.auth.models import User
-        from discountflow.auth.services import Actor, Surface
+        from discountflow.organizations.models import User
 
         rep = Actor.for_user(db.session.get(User, world.people["rep"]), Surface.DASHBOARD)
         made = services.create_approval(
@@ -166,7 +167,7 @@ def test_a_page_is_rendered_again_when_an_approval_in_it_passes_its_validity(
     assert [a["id"] for a in listed(api, "status=approved")["data"]] == [approved]
     assert listed(api, "status=expired")["data"] == []
     later = utcnow() + timedelta(days=31)
-    monkeypatch.setattr("discountflow.approvals.services.utcnow", lambda: later)
+    monkeypatch.setattr("discountflow.approvals.queries.utcnow", lambda: later)
     assert [(a["id"], a["status"]) for a in listed(api)["data"]] == [
         (other, "pending"),
         (approved, "expired"),
@@ -182,7 +183,7 @@ def test_each_viewer_and_each_organization_has_its_own_pages(app, world, client)
     query = ApprovalListQuery(limit=10)
     with app.app_context():
         for who, expected in [("rep", [mine]), ("rep2", [theirs]), ("owner", [theirs, mine])]:
-            body = services.approvals_page_json(world.actor(who), query, query.page())
+            body = queries.approvals_page_json(world.actor(who), query, query.page())
             assert [a["id"] for a in json.loads(body)["data"]] == expected, who
     beta = build_world(app, "beta")
     beta_approval = create(beta, "rep", 5, submit=True)
@@ -196,8 +197,7 @@ def test_a_member_added_later_is_seen_by_the_awaiting_filter(app, world, api):
     pending = create(world, "rep", 10, submit=True)
     newcomer = add_member(app, world.organization_id, "newcomer@acme.example")
     assert listed(api, f"awaiting_decision_by={newcomer}")["data"] == []
-    with app.app_context():
-        services.assign_level(world.actor("admin"), newcomer, world.levels["Manager"])
+    set_level(world, newcomer, world.levels["Manager"])
     assert [a["id"] for a in listed(api, f"awaiting_decision_by={newcomer}")["data"]] == [pending]
 
 

@@ -216,14 +216,15 @@ def test_on_postgresql_with_redis_a_known_key_costs_no_query_until_keys_change(t
     from sqlalchemy import event
 
     from discountflow.auth import services as auth
-    from discountflow.auth.models import User
     from discountflow.extensions import db
+
+    from .conftest import owner_actor
 
     with fresh_postgres_database() as database:
         settings = {"SQLALCHEMY_DATABASE_URI": database, "RATELIMIT_STORAGE_URI": redis_url}
         app = make_app(tmp_path, **settings)
         other = make_app(tmp_path, **settings)  # another process, as far as memory goes
-        _, owner = create_org(app)
+        organization_id, owner = create_org(app)
         key = generate_key(app, owner)
         client = app.test_client()
         assert client.get("/v2/me", headers=bearer(key)).status_code == 200  # read and verified
@@ -234,5 +235,5 @@ def test_on_postgresql_with_redis_a_known_key_costs_no_query_until_keys_change(t
         assert client.get("/v2/me", headers=bearer(key)).status_code == 200
         assert not [s for s in statements if "api_keys" in s]  # remembered: no query
         with other.app_context():
-            auth.revoke_key(db.session.get(User, owner))  # bumps the revision in Redis
+            auth.revoke_key(owner_actor(organization_id))  # bumps the revision in Redis
         assert client.get("/v2/me", headers=bearer(key)).status_code == 401  # the very next one

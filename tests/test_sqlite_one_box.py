@@ -31,8 +31,8 @@ WORKER = textwrap.dedent(
     from discountflow import create_app
     from discountflow.approvals import services
     from discountflow.approvals.schemas import ApprovalCreate
-    from discountflow.auth.models import User
-    from discountflow.auth.services import Actor, Surface
+    from discountflow.actors import Actor, Surface
+    from discountflow.organizations.models import User
     from discountflow.extensions import db
 
     database, user_id, count = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -9,12 +9,13 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
-from ..auth import services as auth
-from ..auth.models import Organization, Role, User
-from ..auth.services import Actor, Surface
+from ..actors import Actor, Surface
 from ..database import utcnow
 from ..extensions import db
-from . import services
+from ..organizations import services as organizations
+from ..organizations.models import Organization, Role, User
+from ..organizations.schemas import MemberUpdate
+from . import levels, services
 from .models import Approval
 from .schemas import ApprovalCreate, LevelCreate
 
@@ -66,17 +67,17 @@ def create_demo_organization(password: str) -> Organization:
 
     Everyone signs in with ``password``: it is a demo, to try each role's dashboard.
     """
-    organization = auth.create_organization(
+    organization = organizations.create_organization(
         "Demo Inc.",
         slug="demo",
         owner_email="owner@demo.example",
         owner_name="Olivia Owner",
         owner_password=password,
     )
-    owner = auth.owner_of(organization)
-    people: dict[str, User] = {"owner@demo.example": owner}
+    owner = Actor.for_cli(organization)
+    people: dict[str, User] = {"owner@demo.example": owner.user}
     for email, name, role in MEMBERS:
-        people[email] = auth.add_member(
+        people[email] = organizations.add_member(
             owner, email=email, name=name, role=role.value, password=password
         )
 
@@ -85,13 +86,13 @@ def create_demo_organization(password: str) -> Organization:
 
     admin = as_("admin@demo.example")
     for name, rank, percent, amount_cap, holder in LEVELS:
-        level = services.create_level(
+        level = levels.create_level(
             admin,
             LevelCreate(
                 name=name, rank=rank, max_discount_percent=percent, max_discount_amount=amount_cap
             ),
         )
-        services.assign_level(admin, people[holder].id, level.id)
+        organizations.update_member(admin, people[holder].id, MemberUpdate(approval_level=level.id))
 
     rep, sam = as_("rep@demo.example"), as_("sam@demo.example")
     manager, vp = as_("manager@demo.example"), as_("vp@demo.example")

@@ -7,11 +7,10 @@ in major units (``1,250.00``) and become integer minor units of the chosen curre
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from flask_wtf import FlaskForm
-from pydantic import ValidationError
 from wtforms import (
     FieldList,
     Form,
@@ -23,9 +22,8 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
-from ..auth.forms import choices
 from ..currencies import MINOR_UNITS
-from ..errors import InvalidParameter
+from ..dashboard.forms import choices, to_minor_units
 
 COMMON_CURRENCIES = ["USD", "EUR", "GBP", "JPY", "CAD", "AUD", "CHF", "SEK", "INR", "BRL"]
 CURRENCY_CHOICES = [(code, code) for code in COMMON_CURRENCIES] + [
@@ -74,44 +72,6 @@ class LevelForm(FlaskForm):
     cap_currency = SelectField("Cap currency", choices=choices(CURRENCY_CHOICES), default="USD")
 
 
-class SettingsForm(FlaskForm):
-    name = StringField("Organization name", validators=[DataRequired(), Length(max=200)])
-    auto_approve_threshold_percent = StringField(
-        "Auto-approve discounts up to (%)", validators=[DataRequired()]
-    )
-    default_validity_days = IntegerField(
-        "An approved price is valid for (days)", validators=[DataRequired()]
-    )
-
-
-def to_minor_units(text: str | None, currency: str, param: str) -> int:
-    """``"1,250.5"`` in USD → ``125050``; refuse what is not an amount of that currency."""
-    cleaned = (text or "").replace(",", "").replace(" ", "").strip()
-    try:
-        amount = Decimal(cleaned)
-    except InvalidOperation as error:
-        message = f"Enter an amount such as 1250.00 for {param}."
-        raise InvalidParameter(message, param=param) from error
-    digits = MINOR_UNITS.get(currency, 2)
-    minor = amount.scaleb(digits)
-    if not amount.is_finite() or minor != minor.to_integral_value():
-        raise InvalidParameter(
-            f"{currency} amounts have at most {digits} decimals ({param}).", param=param
-        )
-    return int(minor)
-
-
-def to_percent(text: str | None, param: str) -> float:
-    try:
-        value = Decimal((text or "").replace("%", "").strip())
-    except InvalidOperation as error:
-        message = f"Enter a percentage such as 12.5 for {param}."
-        raise InvalidParameter(message, param=param) from error
-    if not value.is_finite():
-        raise InvalidParameter(f"Enter a percentage such as 12.5 for {param}.", param=param)
-    return float(value)
-
-
 def line_items_of(form: ApprovalForm) -> list[dict[str, Any]]:
     """The form's non-blank lines in the API's shape (prices in minor units)."""
     currency = form.currency.data
@@ -146,21 +106,6 @@ def approval_input(form: ApprovalForm) -> dict[str, Any]:
         "justification": form.justification.data or "",
         "line_items": line_items_of(form),
     }
-
-
-def validated(model: type, data: dict[str, Any]):
-    """Validate with the API's model; its first complaint becomes a ``parameter_invalid``."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        first = error.errors()[0]
-        location = first["loc"]
-        if location[:1] == ("line_items",) and len(location) >= 3:
-            where = f"line {int(location[1]) + 1}, {str(location[2]).replace('_', ' ')}"
-        else:
-            where = ".".join(str(part) for part in location).replace("_", " ")
-        message = first["msg"].removeprefix("Value error, ")
-        raise InvalidParameter(f"{where}: {message}", param=where) from error
 
 
 def fill_from(form: ApprovalForm, view) -> None:

@@ -1,4 +1,5 @@
-"""Tables for approvals: levels of authority, requests, line items, steps and their history."""
+"""Tables for approvals: levels of authority, requests, line items, steps, decisions, comments
+and who took part in the current round."""
 
 from __future__ import annotations
 
@@ -42,12 +43,6 @@ class DecisionType(enum.StrEnum):
     REJECT = "reject"
     REQUEST_CHANGES = "request_changes"
     AUTO_APPROVE = "auto_approve"
-
-
-class ActorType(enum.StrEnum):
-    USER = "user"
-    API_KEY = "api_key"
-    SYSTEM = "system"
 
 
 def effective_status(status: str, valid_until: datetime | None, now: datetime) -> str:
@@ -122,6 +117,9 @@ class Approval(db.Model):
     )
     steps: Mapped[list[Step]] = relationship(
         order_by="(Step.round, Step.position)", cascade="all, delete-orphan", passive_deletes=True
+    )
+    participants: Mapped[list[Participant]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
     )
 
     @property
@@ -207,25 +205,17 @@ class Comment(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class Event(db.Model):
-    """The append-only audit trail: who did what, through which surface and key.
+class Participant(db.Model):
+    """A member who created, edited or submitted the current round of an approval.
 
-    ``approval_id`` is deliberately not a foreign key: the trail outlives a deleted draft.
+    Four eyes: none of them may decide any step of that round (a key counts as the owner it
+    acts for). The rows of a round are dropped when it ends with changes requested or a recall,
+    so the next round starts with whoever edits and submits it.
     """
 
-    __tablename__ = "events"
-    __table_args__ = (
-        Index("ix_events_organization_created", "organization_id", "created_at", "id"),
-        Index("ix_events_approval_created", "approval_id", "created_at", "id"),
-    )
+    __tablename__ = "approval_participants"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=partial(new_id, "evt"))
-    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
-    approval_id: Mapped[str | None] = mapped_column(String(32))
-    type: Mapped[str] = mapped_column(String(48))
-    actor_type: Mapped[str] = mapped_column(String(16))
-    actor_user_id: Mapped[str | None] = mapped_column(String(32))
-    api_key_id: Mapped[str | None] = mapped_column(String(32))
-    surface: Mapped[str] = mapped_column(String(16))
-    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    approval_id: Mapped[str] = mapped_column(
+        ForeignKey("approvals.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)

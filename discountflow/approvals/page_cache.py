@@ -25,6 +25,8 @@ from collections.abc import Hashable
 from datetime import datetime
 from typing import NamedTuple
 
+from flask import Flask, current_app
+
 MAX_AGE = 10.0  # seconds a page is served without rendering it again
 
 
@@ -84,3 +86,16 @@ class PageCache:
 
     def __len__(self) -> int:
         return len(self._pages)
+
+
+_CACHE = "discountflow.page_cache"
+
+
+def init_app(app: Flask) -> None:
+    """Give each process of the app its memory of pages, ``PAGE_CACHE_MB`` large."""
+    app.extensions[_CACHE] = PageCache(int(app.config["PAGE_CACHE_MB"]) * 1024 * 1024)
+
+
+def page_cache() -> PageCache:
+    """The current app's memory of rendered pages."""
+    return current_app.extensions[_CACHE]

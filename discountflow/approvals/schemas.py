@@ -1,12 +1,11 @@
-"""What the approvals API accepts and returns. Services take the validated inputs."""
+"""What the approvals API accepts and returns: the validated inputs services take, and the one
+shape of each resource (REST, OpenAPI and GraphQL alike)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
-    BaseModel,
     Field,
     StrictBool,
     StringConstraints,
@@ -16,15 +15,20 @@ from pydantic import (
 
 from ..currencies import CURRENCIES
 from ..schemas import (
+    ActorOut,
     Input,
     Integer,
     ListOf,
     ListQuery,
     ObjectId,
+    Out,
     Percent,
+    Time,
     Timestamp,
     optional,
+    percent_of,
     text,
+    to_percent,
 )
 from .models import ApprovalStatus, DecisionType, StepStatus
 
@@ -154,16 +158,6 @@ class LevelUpdate(Input):
     max_discount_amount: AmountCap | None = optional(description="`null` removes the cap.")
 
 
-class SettingsUpdate(Input):
-    name: Title = optional()
-    auto_approve_threshold_percent: Percent = optional(
-        description="Discounts up to this percent are approved at once."
-    )
-    default_validity_days: Integer = optional(
-        ge=1, le=365, description="How long an approved price holds."
-    )
-
-
 class ApprovalListQuery(ListQuery):
     status: list[ApprovalStatus] = Field(
         [], description="Only approvals in these statuses (repeat the parameter)."
@@ -184,14 +178,7 @@ class ApprovalListQuery(ListQuery):
 # --- output ------------------------------------------------------------------------------------
 
 
-class ActorOut(BaseModel):
-    type: Literal["user", "api_key", "system"]
-    user: str | None = Field(description="The member, or the owner whose authority a key uses.")
-    api_key: str | None
-    surface: Literal["api", "dashboard", "cli", "system"]
-
-
-class LineItemOut(BaseModel):
+class LineItemOut(Out):
     object: Literal["line_item"]
     id: str
     sku: str
@@ -204,8 +191,22 @@ class LineItemOut(BaseModel):
     discount_amount: int
     discount_percent: float
 
+    @classmethod
+    def of(cls, item: Any) -> LineItemOut:
+        list_amount = item.quantity * item.unit_list_price
+        amount = item.quantity * item.unit_price
+        return super().of(
+            item,
+            list_amount=list_amount,
+            amount=amount,
+            discount_amount=list_amount - amount,
+            discount_percent=percent_of(
+                item.unit_list_price - item.unit_price, item.unit_list_price
+            ),
+        )
 
-class StepOut(BaseModel):
+
+class StepOut(Out):
     object: Literal["approval_step"]
     id: str
     position: int
@@ -214,10 +215,16 @@ class StepOut(BaseModel):
     level_rank: int
     status: StepStatus
     decided_by: str | None
-    decided: AwareDatetime | None
+    decided: Time | None
+
+    sources = {
+        "approval_level": "approval_level_id",
+        "decided_by": "decided_by_id",
+        "decided": "decided_at",
+    }
 
 
-class ApprovalOut(BaseModel):
+class ApprovalOut(Out):
     object: Literal["approval"]
     id: str
     title: str
@@ -236,24 +243,55 @@ class ApprovalOut(BaseModel):
     required_approval_level: str | None
     awaiting_approval_level: str | None
     steps: list[StepOut] = Field(description="The steps of the current submission.")
-    submitted: AwareDatetime | None
-    decided: AwareDatetime | None
-    valid_until: AwareDatetime | None
+    submitted: Time | None
+    decided: Time | None
+    valid_until: Time | None
     metadata: dict[str, str]
-    created: AwareDatetime
-    updated: AwareDatetime
+    created: Time
+    updated: Time
+
+    sources = Out.sources | {
+        "requested_by": "requested_by_id",
+        "required_approval_level": "required_level_id",
+        "awaiting_approval_level": "awaiting_level_id",
+        "submitted": "submitted_at",
+        "decided": "decided_at",
+        "metadata": "metadata_",
+    }
+
+    @classmethod
+    def of(cls, view: Any) -> ApprovalOut:
+        """An approval with its line items and current steps (a ``queries.ApprovalView``)."""
+        approval = view.approval
+        discount = approval.list_amount - approval.amount
+        return super().of(
+            approval,
+            status=view.status,
+            line_items=[LineItemOut.of(item) for item in view.line_items],
+            steps=[StepOut.of(step) for step in view.steps],
+            discount_amount=discount,
+            discount_percent=percent_of(discount, approval.list_amount),
+            max_line_discount_percent=to_percent(approval.max_line_discount_bps),
+        )
 
 
 class ApprovalList(ListOf):
     data: list[ApprovalOut]
 
 
-class AmountOut(BaseModel):
+class AmountOut(Out):
     amount: int
     currency: str
 
+    @classmethod
+    def cap_of(cls, level: Any) -> AmountOut | None:
+        """A level's amount cap, if it has one."""
+        if level.max_discount_amount is None:
+            return None
+        return cls(amount=level.max_discount_amount, currency=level.max_discount_currency)
 
-class RouteStepOut(BaseModel):
+
+class RouteStepOut(Out):
     position: int
     approval_level: str
     level_name: str
@@ -262,7 +300,7 @@ class RouteStepOut(BaseModel):
     max_discount_amount: AmountOut | None
 
 
-class PreviewOut(BaseModel):
+class PreviewOut(Out):
     object: Literal["approval_route"]
     approval: str
     auto_approve: bool
@@ -271,8 +309,31 @@ class PreviewOut(BaseModel):
     required_approval_level: str | None
     steps: list[RouteStepOut]
 
+    @classmethod
+    def of(cls, approval_id: str, route: Any) -> PreviewOut:
+        """The route (a ``routing.Route``) a submit of this approval would take."""
+        steps = [
+            RouteStepOut(
+                position=position,
+                approval_level=level.id,
+                level_name=level.name,
+                level_rank=level.rank,
+                max_discount_percent=to_percent(level.max_discount_bps),
+                max_discount_amount=AmountOut.cap_of(level),
+            )
+            for position, level in enumerate(route.levels, start=1)
+        ]
+        return super().of(
+            route,
+            approval=approval_id,
+            max_line_discount_percent=to_percent(route.max_line_discount_bps),
+            auto_approve_threshold_percent=to_percent(route.threshold_bps),
+            required_approval_level=route.required.id if route.required else None,
+            steps=steps,
+        )
 
-class DecisionOut(BaseModel):
+
+class DecisionOut(Out):
     object: Literal["decision"]
     id: str
     approval: str
@@ -280,81 +341,48 @@ class DecisionOut(BaseModel):
     type: DecisionType
     comment: str
     actor: ActorOut
-    created: AwareDatetime
+    created: Time
+
+    sources = Out.sources | {"approval": "approval_id", "step": "step_id"}
 
 
 class DecisionList(ListOf):
     data: list[DecisionOut]
 
 
-class CommentOut(BaseModel):
+class CommentOut(Out):
     object: Literal["comment"]
     id: str
     approval: str
     body: str
     actor: ActorOut
-    created: AwareDatetime
+    created: Time
+
+    sources = Out.sources | {"approval": "approval_id"}
 
 
 class CommentList(ListOf):
     data: list[CommentOut]
 
 
-class EventOut(BaseModel):
-    object: Literal["event"]
-    id: str
-    type: str
-    approval: str | None
-    actor: ActorOut
-    data: dict
-    created: AwareDatetime
-
-
-class EventList(ListOf):
-    data: list[EventOut]
-
-
-class LevelOut(BaseModel):
+class LevelOut(Out):
     object: Literal["approval_level"]
     id: str
     name: str
     rank: int
     max_discount_percent: float
     max_discount_amount: AmountOut | None
-    created: AwareDatetime
-    updated: AwareDatetime
+    created: Time
+    updated: Time
+
+    @classmethod
+    def of(cls, level: Any) -> LevelOut:
+        return super().of(
+            level,
+            max_discount_percent=to_percent(level.max_discount_bps),
+            max_discount_amount=AmountOut.cap_of(level),
+        )
 
 
 class LevelList(ListOf):
     data: list[LevelOut]
-
-
-class SettingsOut(BaseModel):
-    object: Literal["organization"]
-    id: str
-    name: str
-    slug: str
-    auto_approve_threshold_percent: float
-    default_validity_days: int
-    created: AwareDatetime
-    updated: AwareDatetime
-
-
-class MemberOut(BaseModel):
-    object: Literal["member"]
-    id: str
-    email: str
-    name: str
-    role: Literal["owner", "admin", "member"]
-    approval_level: str | None
-    created: AwareDatetime
-
-
-class MemberList(ListOf):
-    data: list[MemberOut]
-
-
-class DeletedOut(BaseModel):
-    object: str
-    id: str
-    deleted: Literal[True]

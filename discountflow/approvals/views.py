@@ -1,5 +1,5 @@
 """The dashboard's approvals: the inbox, lists, an approval's page, the request form, actions,
-and Settings → Approval levels and Organization.
+and Settings → Approval levels.
 
 Views are thin: a form, one service call, a page. What a person may do is what
 ``services.allowed_actions`` says; a forged request is refused by the action itself anyway.
@@ -10,24 +10,22 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from ..auth.services import get_organization, member_names
-from ..auth.views import dashboard_actor
+from ..dashboard import current_actor, list_query, pager, save_form
+from ..dashboard.forms import to_minor_units, to_percent, validated
 from ..errors import DomainError
+from ..organizations.services import member_names
 from ..pagination import PageRequest
-from . import services
+from . import levels as approval_levels
+from . import queries, services
 from .forms import (
     CURRENCY_CHOICES,
     MAX_LINES,
     ApprovalForm,
     CommentForm,
     LevelForm,
-    SettingsForm,
     approval_input,
     fill_from,
     line_items_of,
-    to_minor_units,
-    to_percent,
-    validated,
 )
 from .models import ApprovalStatus
 from .schemas import (
@@ -39,7 +37,6 @@ from .schemas import (
     LevelCreate,
     LevelUpdate,
     LineItemInput,
-    SettingsUpdate,
 )
 
 bp = Blueprint("approvals", __name__, template_folder="templates")
@@ -61,29 +58,16 @@ def _signed_in() -> None:
     """Every page here is for signed-in members."""
 
 
-def _names_for(views) -> dict[str, str]:
-    return member_names(dashboard_actor(), (view.approval.requested_by_id for view in views))
-
-
-def _list_page(title: str, query: dict, template: str = "approvals/list.html", **extra):
-    actor = dashboard_actor()
-    query = {"limit": PAGE_SIZE, **query}
-    for cursor in ("starting_after", "ending_before"):
-        if request.args.get(cursor):
-            query[cursor] = request.args[cursor]
-    parsed = validated(ApprovalListQuery, query)
-    views, has_more = services.list_approvals(actor, parsed, parsed.page())
-    if parsed.ending_before is not None:  # went back: older pages exist, newer ones if more
-        newer, older = has_more, True
-    else:
-        newer, older = parsed.starting_after is not None, has_more
+def _list_page(title: str, query: dict, **extra):
+    actor = current_actor()
+    parsed = list_query(ApprovalListQuery, PAGE_SIZE, query)
+    views, has_more = queries.list_approvals(actor, parsed, parsed.page())
     return render_template(
-        template,
+        "approvals/list.html",
         title=title,
         views=views,
-        names=_names_for(views),
-        newer=views[0].approval.id if views and newer else None,
-        older=views[-1].approval.id if views and older else None,
+        names=member_names(actor, (view.approval.requested_by_id for view in views)),
+        **pager([view.approval.id for view in views], parsed, has_more),
         **extra,
     )
 
@@ -136,7 +120,7 @@ def new():
                 ApprovalCreate,
                 {**approval_input(form), "submit": request.form.get("action") == "submit"},
             )
-            view = services.create_approval(dashboard_actor(), data)
+            view = services.create_approval(current_actor(), data)
         except DomainError as error:
             flash(error.message, "error")
             return _render_form(form, status=400)
@@ -148,8 +132,8 @@ def new():
 @bp.route("/approvals/<approval_id>/edit", methods=["GET", "POST"])
 def edit(approval_id: str):
     """Edit a draft or a request sent back for changes; save, or save and resubmit."""
-    actor = dashboard_actor()
-    view = services.get_approval(actor, approval_id)
+    actor = current_actor()
+    view = queries.get_approval(actor, approval_id)
     if "edit" not in services.allowed_actions(actor, view):
         abort(404 if request.method == "GET" else 403)
     form = ApprovalForm()
@@ -161,9 +145,10 @@ def edit(approval_id: str):
     if form.validate_on_submit():
         try:
             data = validated(ApprovalUpdate, approval_input(form))
-            services.update_approval(actor, approval_id, data)
             if request.form.get("action") == "submit":
-                services.submit(actor, approval_id)
+                services.update_and_submit(actor, approval_id, data)
+            else:
+                services.update_approval(actor, approval_id, data)
         except DomainError as error:
             flash(error.message, "error")
             return _render_form(form, view, 400)
@@ -180,7 +165,7 @@ def preview():
     form = ApprovalForm()
     try:
         items = [validated(LineItemInput, item) for item in line_items_of(form)]
-        route = services.preview_route(dashboard_actor(), form.currency.data, items)
+        route = services.preview_route(current_actor(), form.currency.data, items)
     except DomainError as error:
         return render_template("approvals/_route.html", route=None, problem=error.message)
     return render_template("approvals/_route.html", route=route, problem=None)
@@ -189,12 +174,12 @@ def preview():
 @bp.get("/approvals/<approval_id>")
 def show(approval_id: str):
     """An approval: line items, totals, steps, decisions, comments and its audit trail."""
-    actor = dashboard_actor()
-    view = services.get_approval(actor, approval_id)
+    actor = current_actor()
+    view = queries.get_approval(actor, approval_id)
     everything = PageRequest(100)
-    decisions, _ = services.list_decisions(actor, approval_id, everything)
-    comments, _ = services.list_comments(actor, approval_id, everything)
-    events, _ = services.list_approval_events(actor, approval_id, everything)
+    decisions, _ = queries.list_decisions(actor, approval_id, everything)
+    comments, _ = queries.list_comments(actor, approval_id, everything)
+    events, _ = queries.list_approval_events(actor, approval_id, everything)
     people = [view.approval.requested_by_id]
     people += [step.decided_by_id for step in view.steps]
     people += [row.actor_user_id for row in (*decisions, *comments, *events)]
@@ -221,7 +206,7 @@ def act(approval_id: str, action: str):
     text = (form.comment.data or "").strip()
     # The API's own rules for a comment's text; whether one is required is the service's.
     comment = validated(DecisionInput, {"comment": text} if text else {}).comment
-    actor = dashboard_actor()
+    actor = current_actor()
     if action in ("approve", "reject", "request_changes", "cancel"):
         getattr(services, action)(actor, approval_id, comment)
     else:
@@ -234,7 +219,7 @@ def act(approval_id: str, action: str):
 def delete(approval_id: str):
     """Delete a draft."""
     CommentForm()
-    services.delete_approval(dashboard_actor(), approval_id)
+    services.delete_approval(current_actor(), approval_id)
     flash("The draft was deleted.", "info")
     return redirect(url_for("approvals.index"), 303)
 
@@ -245,7 +230,7 @@ def comment(approval_id: str):
     if not form.validate():
         abort(400)
     data = validated(CommentInput, {"body": (form.comment.data or "").strip()})
-    services.add_comment(dashboard_actor(), approval_id, data.body)
+    services.add_comment(current_actor(), approval_id, data.body)
     return redirect(url_for("approvals.show", approval_id=approval_id) + "#comments", 303)
 
 
@@ -271,36 +256,33 @@ def _level_input(form: LevelForm) -> dict:
 @bp.route("/settings/approval-levels", methods=["GET", "POST"])
 def levels():
     """The organization's approval levels; add one."""
-    actor = dashboard_actor()
+    actor = current_actor()
     actor.require_manager("manage approval levels")
     form = LevelForm()
-    status = 200
-    if form.validate_on_submit():
-        try:
-            services.create_level(actor, validated(LevelCreate, _level_input(form)))
-        except DomainError as error:
-            flash(error.message, "error")
-            status = 400
-        else:
-            flash(f"Level {form.name.data!r} added.", "info")
-            return redirect(url_for("approvals.levels"), 303)
-    elif form.errors:
-        status = 400
+    status = save_form(
+        form,
+        lambda: approval_levels.create_level(actor, validated(LevelCreate, _level_input(form))),
+        f"Level {form.name.data!r} added.",
+        "approvals.levels",
+    )
+    if not isinstance(status, int):
+        return status
     return render_template(
         "approvals/levels.html",
+        title="Approval levels",
         form=form,
-        levels=services.levels_by_rank(actor),
+        levels=approval_levels.levels_by_rank(actor),
         currencies=CURRENCY_CHOICES,
     ), status
 
 
 @bp.post("/settings/approval-levels/<level_id>")
 def update_level(level_id: str):
-    actor = dashboard_actor()
+    actor = current_actor()
     form = LevelForm()
     if not form.validate():
         abort(400)
-    services.update_level(actor, level_id, validated(LevelUpdate, _level_input(form)))
+    approval_levels.update_level(actor, level_id, validated(LevelUpdate, _level_input(form)))
     flash(f"Level {form.name.data!r} saved.", "info")
     return redirect(url_for("approvals.levels"), 303)
 
@@ -308,39 +290,6 @@ def update_level(level_id: str):
 @bp.post("/settings/approval-levels/<level_id>/delete")
 def delete_level(level_id: str):
     CommentForm()
-    services.delete_level(dashboard_actor(), level_id)
+    approval_levels.delete_level(current_actor(), level_id)
     flash("The level was deleted.", "info")
     return redirect(url_for("approvals.levels"), 303)
-
-
-@bp.route("/settings/organization", methods=["GET", "POST"])
-def settings():
-    """The auto-approve threshold and how long an approved price stays valid."""
-    actor = dashboard_actor()
-    actor.require_manager("change the organization's settings")
-    organization = get_organization(actor)
-    form = SettingsForm()
-    if request.method == "GET":
-        form.name.data = organization.name
-        form.auto_approve_threshold_percent.data = (
-            f"{organization.auto_approve_threshold_bps / 100:g}"
-        )
-        form.default_validity_days.data = organization.default_validity_days
-    elif form.validate_on_submit():
-        try:
-            data = {
-                "name": form.name.data,
-                "auto_approve_threshold_percent": to_percent(
-                    form.auto_approve_threshold_percent.data, "auto-approve threshold"
-                ),
-                "default_validity_days": form.default_validity_days.data,
-            }
-            services.update_settings(actor, validated(SettingsUpdate, data))
-        except DomainError as error:
-            flash(error.message, "error")
-            return render_template("approvals/settings.html", form=form), 400
-        flash("Settings saved.", "info")
-        return redirect(url_for("approvals.settings"), 303)
-    else:
-        return render_template("approvals/settings.html", form=form), 400
-    return render_template("approvals/settings.html", form=form)

@@ -29,8 +29,10 @@ from collections import OrderedDict
 from datetime import datetime, timedelta
 from typing import Any
 
+from flask import Flask, current_app
 from sqlalchemy.engine import Engine
 
+from ..extensions import db
 from ..revisions import SharedCounters, counters_path
 
 log = logging.getLogger(__name__)
@@ -149,3 +151,34 @@ class KeyCache:
         entries.move_to_end(key)
         while len(entries) > self._max_entries:
             entries.popitem(last=False)
+
+
+# --- wiring ------------------------------------------------------------------------------------
+
+_REVISION = "discountflow.key_revision"
+_CACHE = "discountflow.key_cache"
+
+
+def init_app(app: Flask) -> None:
+    """Give the app its key revision (shared with the other processes) and its key cache."""
+    with app.app_context():
+        engine = db.engine
+    app.extensions[_REVISION] = KeyRevision(
+        engine, app.config["RATELIMIT_STORAGE_URI"], app.config["RATELIMIT_KEY_PREFIX"]
+    )
+    app.extensions[_CACHE] = KeyCache()
+
+
+def key_revision() -> KeyRevision:
+    """The current app's key revision."""
+    return current_app.extensions[_REVISION]
+
+
+def key_cache() -> KeyCache:
+    """The current app's memory of verified and rejected keys."""
+    return current_app.extensions[_CACHE]
+
+
+def announce_key_change() -> None:
+    """Make every process read keys again on its next request; call after the commit."""
+    key_revision().bump()

@@ -1,7 +1,7 @@
-"""The dashboard's sign-in, Settings → API Keys (the owner's only) and Settings → Members.
+"""The dashboard's sign-in and sign-out, and Settings → API Keys (the owner's only).
 
-Views are thin: a form, one service call, a page. Every rule (who may manage keys or members,
-what a key slot shows) lives in ``services.py`` and is the API's too.
+Views are thin: a form, one service call, a page. Every rule (who may manage keys, what a key
+slot shows) lives in ``services.py``.
 """
 
 from __future__ import annotations
@@ -23,33 +23,15 @@ from flask import (
 )
 from flask_login import current_user, login_required, login_user, logout_user
 
-from ..errors import DomainError
+from ..dashboard import current_actor
 from ..extensions import limiter
-from ..pagination import PageRequest
 from . import services
-from .forms import (
-    GRACE_CHOICES,
-    SLOTS,
-    KeyForm,
-    LevelAssignmentForm,
-    MemberForm,
-    RoleForm,
-    RollKeyForm,
-    SignInForm,
-    SignOutForm,
-    choices,
-)
-from .services import Actor, Surface
+from .forms import GRACE_CHOICES, SLOTS, KeyForm, RollKeyForm, SignInForm, SignOutForm
 
 bp = Blueprint("auth", __name__, template_folder="templates")
 
 SIGN_IN_FAILED = "The email or password is incorrect."
 KEY_NONCE = "api_key_form"
-
-
-def dashboard_actor() -> Actor:
-    """The signed-in member, acting from the dashboard."""
-    return Actor.for_user(current_user, Surface.DASHBOARD)
 
 
 # --- signing in --------------------------------------------------------------------------------
@@ -143,10 +125,11 @@ def _consume_nonce(form: KeyForm) -> bool:
 def api_keys():
     """The API tab: each slot's status, last use, dates, last four; generate, roll, revoke."""
     _owner_only()
-    slots = services.key_slots(current_user)
+    slots = services.key_slots(current_actor())
     nonce = _fresh_nonce()
     return render_template(
         "auth/api_keys.html",
+        title="API Keys",
         slots=slots,
         nonce=nonce,
         key_form=KeyForm(),
@@ -179,7 +162,7 @@ def generate_key():
     form = KeyForm()
     if not form.validate() or not _consume_nonce(form):
         return _used_form_again()
-    api_key, key = services.generate_key(current_user, read_only=form.slot.data == "read_only")
+    api_key, key = services.generate_key(current_actor(), read_only=form.slot.data == "read_only")
     return _reveal(api_key, key, "Any previous key of this slot stopped working.")
 
 
@@ -193,7 +176,7 @@ def roll_key():
         return _used_form_again()
     grace = timedelta(hours=int(form.grace_hours.data))
     api_key, key = services.roll_key(
-        current_user, read_only=form.slot.data == "read_only", grace=grace
+        current_actor(), read_only=form.slot.data == "read_only", grace=grace
     )
     label = dict(GRACE_CHOICES)[form.grace_hours.data]
     return _reveal(api_key, key, f"The previous key keeps working for {label}, then stops.")
@@ -218,79 +201,6 @@ def revoke_key():
     form = KeyForm()
     if not form.validate():
         abort(400)
-    services.revoke_key(current_user, read_only=form.slot.data == "read_only")
+    services.revoke_key(current_actor(), read_only=form.slot.data == "read_only")
     flash("The API key was revoked. Requests with it now get the authentication error.", "info")
     return redirect(url_for("auth.api_keys"), 303)
-
-
-# --- Settings → Members (owner and admins) -----------------------------------------------------
-
-
-def _level_choices(actor: Actor) -> list[tuple[str, str]]:
-    from ..approvals.services import levels_by_rank
-
-    return [("", "Not an approver")] + [(level.id, level.name) for level in levels_by_rank(actor)]
-
-
-@bp.route("/settings/members", methods=["GET", "POST"])
-@login_required
-def members():
-    """List members; add one with a role and an initial password."""
-    actor = dashboard_actor()
-    actor.require_manager("manage members")
-    form = MemberForm()
-    status = 200
-    if form.validate_on_submit():
-        try:
-            services.add_member(
-                current_user,
-                email=form.email.data,
-                password=form.password.data,
-                role=form.role.data,
-                name=form.name.data or "",
-            )
-        except DomainError as error:
-            flash(error.message, "error")
-            status = 400
-        else:
-            flash(f"{form.email.data} was added. Give them their initial password.", "info")
-            return redirect(url_for("auth.members"), 303)
-    elif form.errors:
-        status = 400
-    people, _ = services.list_members(actor, PageRequest(100))
-    levels = _level_choices(actor)
-    return render_template(
-        "auth/members.html",
-        form=form,
-        members=sorted(people, key=lambda member: member.created_at),
-        levels=levels,
-        level_names=dict(levels),
-        role_form=RoleForm,
-        level_form=LevelAssignmentForm,
-    ), status
-
-
-@bp.post("/settings/members/<member_id>/role")
-@login_required
-def change_role(member_id: str):
-    form = RoleForm()
-    if not form.validate():
-        abort(400)
-    member = services.set_member_role(dashboard_actor(), member_id, form.role.data)
-    flash(f"{member.email} is now {member.role}.", "info")
-    return redirect(url_for("auth.members"), 303)
-
-
-@bp.post("/settings/members/<member_id>/level")
-@login_required
-def change_level(member_id: str):
-    from ..approvals.services import assign_level
-
-    actor = dashboard_actor()
-    form = LevelAssignmentForm()
-    form.approval_level.choices = choices(_level_choices(actor))
-    if not form.validate():
-        abort(400)
-    member = assign_level(actor, member_id, form.approval_level.data or None)
-    flash(f"{member.email}'s approval level was changed.", "info")
-    return redirect(url_for("auth.members"), 303)

@@ -1,77 +1,77 @@
 """The web dashboard's shell: sign-in sessions, CSRF on every form, the layout and its helpers.
 
-Each feature serves its own pages (``auth/views.py``, ``approvals/views.py``) on the same
-services as the API; this package binds what they share. The dashboard signs people in with
-email and password only: an API key never opens a session (no request loader is installed,
-and ``/v2`` has no session at all, see ``api.SessionInterface``).
+Each feature serves its own pages (``auth/views.py``, ``approvals/views.py`` …) on the same
+services as the API and registers them itself; this package binds what they share and gives
+their views the helpers below. The dashboard signs people in with email and password only: an
+API key never opens a session (no request loader is installed, and ``/v2`` has no session at
+all, see ``api.SessionInterface``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import humanize
-from flask import Flask, request
+from flask import Flask, Response, flash, redirect, request, url_for
 from flask_login import current_user
 from markupsafe import Markup
+from pydantic import BaseModel
 
+from ..actors import Actor, Surface
 from ..currencies import MINOR_UNITS
 from ..database import utcnow
-from ..errors import is_api_request
+from ..errors import DomainError, is_api_request
 from ..extensions import csrf, db, login_manager
+from ..organizations.models import User
 from ..schemas import percent_of
+from .forms import validated
 
 
 def init_app(app: Flask) -> None:
-    """Bind sessions and CSRF, register the dashboard's blueprints and template helpers."""
-    from ..approvals.views import bp as approvals_bp
-    from ..auth.models import User
-    from ..auth.views import bp as auth_bp
-    from .views import bp as dashboard_bp
+    """Bind sessions and CSRF, register the shell's pages and the template helpers."""
+    from .views import bp
 
     login_manager.init_app(app)
     login_manager.login_view = "auth.sign_in"
     login_manager.login_message = "Sign in to continue."
     login_manager.session_protection = "basic"
-
-    @login_manager.user_loader
-    def load_user(user_id: str) -> User | None:
-        return db.session.get(User, user_id)
-
+    login_manager.user_loader(_load_user)
     csrf.init_app(app)
-
-    @app.before_request
-    def protect_forms() -> None:
-        # The Bearer-token API is stateless and takes no cookies: it needs no CSRF token.
-        if not is_api_request():
-            csrf.protect()
-
-    @app.after_request
-    def no_store_for_people(response):
-        # Pages show an organization's data: never keep them in a shared or browser cache.
-        if not is_api_request() and not request.path.startswith("/static/"):
-            response.headers.setdefault("Cache-Control", "no-store")
-            response.headers.setdefault("X-Frame-Options", "DENY")
-            response.headers.setdefault("X-Content-Type-Options", "nosniff")
-            response.headers.setdefault("Referrer-Policy", "same-origin")
-            response.headers.setdefault(
-                "Content-Security-Policy",
-                "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
-                "form-action 'self'; base-uri 'none'",
-            )
-        return response
-
-    app.register_blueprint(dashboard_bp)
-    app.register_blueprint(auth_bp)
-    app.register_blueprint(approvals_bp)
-    app.add_template_filter(timeago)
-    app.add_template_filter(money)
-    app.add_template_filter(percent)
-    app.add_template_filter(humanize_status)
-    app.add_template_filter(major_units)
+    app.before_request(_protect_forms)
+    app.after_request(_no_store_for_people)
+    app.register_blueprint(bp)
+    for template_filter in (timeago, money, percent, humanize_status, major_units):
+        app.add_template_filter(template_filter)
     app.add_template_global(percent_of)
     app.context_processor(_navigation)
+
+
+def _load_user(user_id: str) -> User | None:
+    return db.session.get(User, user_id)
+
+
+def _protect_forms() -> None:
+    # The Bearer-token API is stateless and takes no cookies: it needs no CSRF token.
+    if not is_api_request():
+        csrf.protect()
+
+
+def _no_store_for_people(response):
+    # Pages show an organization's data: never keep them in a shared or browser cache.
+    if not is_api_request() and not request.path.startswith("/static/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+            "form-action 'self'; base-uri 'none'",
+        )
+    return response
 
 
 def _navigation() -> dict:
@@ -81,6 +81,52 @@ def _navigation() -> dict:
         "is_owner": bool(user and user.is_owner),
         "manages": bool(user and user.role in ("owner", "admin")),
     }
+
+
+# --- helpers for the features' views -----------------------------------------------------------
+
+
+def current_actor() -> Actor:
+    """The signed-in member, acting from the dashboard."""
+    return Actor.for_user(current_user, Surface.DASHBOARD)
+
+
+def list_query(model: type[BaseModel], page_size: int, query: dict[str, Any]):
+    """A list query for a page of ``page_size`` rows, with the request's cursors."""
+    query = {"limit": page_size, **query}
+    for cursor in ("starting_after", "ending_before"):
+        if request.args.get(cursor):
+            query[cursor] = request.args[cursor]
+    return validated(model, query)
+
+
+def save_form(form: Any, save: Callable[[], Any], saved: str, endpoint: str) -> Response | int:
+    """Save a posted form: a redirect to ``endpoint`` (flashing ``saved``) when ``save()``
+    worked; otherwise the status to show the form again with (200, or 400 when refused)."""
+    if form.validate_on_submit():
+        try:
+            save()
+        except DomainError as error:
+            flash(error.message, "error")
+            return 400
+        flash(saved, "info")
+        return redirect(url_for(endpoint), 303)
+    return 400 if form.errors or request.method == "POST" else 200
+
+
+def pager(ids: list[str], query: Any, has_more: bool) -> dict[str, str | None]:
+    """The cursors of the pages newer and older than the page of ``ids`` (``None``: none)."""
+    if query.ending_before is not None:  # went back: older pages exist, newer ones if more
+        newer, older = has_more, True
+    else:
+        newer, older = query.starting_after is not None, has_more
+    return {
+        "newer": ids[0] if ids and newer else None,
+        "older": ids[-1] if ids and older else None,
+    }
+
+
+# --- template filters --------------------------------------------------------------------------
 
 
 def timeago(value: datetime | None, never: str = "Never") -> Markup:

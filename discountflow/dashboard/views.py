@@ -1,9 +1,9 @@
-"""The dashboard's front door and its error pages."""
+"""The dashboard's front door and the Settings item of the main navigation."""
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, url_for
-from flask_login import current_user
+from flask import Blueprint, redirect, url_for
+from flask_login import current_user, login_required
 
 bp = Blueprint(
     "dashboard",
@@ -22,6 +22,8 @@ def home():
     return redirect(url_for("auth.sign_in"))
 
 
-def error_page(status: int, title: str, message: str):
-    """An error as a page of the dashboard, in its layout."""
-    return render_template("dashboard/error.html", status=status, title=title, message=message)
+@bp.get("/settings")
+@login_required
+def settings():
+    """Settings opens on its first tab, General (the owner and admins may see it)."""
+    return redirect(url_for("organizations.general"))

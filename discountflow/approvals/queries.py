@@ -1,0 +1,264 @@
+"""Reading approvals: what an actor may see, lists with their filters, one approval with its
+line items and steps, and its history. Nothing here writes or commits a change.
+
+Every query is scoped to the actor's organization (another organization's id is simply not
+found) and to what the actor may see (members: their own approvals).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, exists, false, func, or_, select
+
+from ..actors import Actor
+from ..audit.services import events_of_approval
+from ..database import organization_revisions, utcnow
+from ..errors import NotFound
+from ..extensions import db
+from ..organizations.models import User
+from ..pagination import PageRequest, page_of, paginate
+from . import pages
+from .models import (
+    Approval,
+    ApprovalStatus,
+    Comment,
+    Decision,
+    LineItem,
+    Participant,
+    Step,
+    effective_status,
+)
+from .page_cache import page_cache
+from .schemas import ApprovalListQuery
+
+
+@dataclass(frozen=True)
+class ApprovalView:
+    """An approval with what its page shows: line items and the steps of its current round.
+
+    ``approval``, ``line_items`` and ``steps`` are ORM objects or plain rows with the same
+    attribute names (lists read rows straight from the database, which is much cheaper).
+    """
+
+    approval: Any
+    line_items: list[Any]
+    steps: list[Any]
+    now: datetime = field(default_factory=utcnow)
+
+    @property
+    def status(self) -> str:
+        return effective_status(self.approval.status, self.approval.valid_until, self.now)
+
+
+# Lists read plain rows through Core (much cheaper than ORM objects for a page of twenty
+# approvals with their line items and steps). Rows carry the ORM attribute names, so one set
+# of shaping functions serves rows and objects alike.
+_approvals, _line_items, _steps = Approval.__table__.c, LineItem.__table__.c, Step.__table__.c
+_APPROVAL_COLUMNS = [
+    column.label("metadata_") if column.key == "metadata" else column for column in _approvals
+]
+_LINE_ITEMS_OF = (
+    select(*_line_items)
+    .where(_line_items.approval_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_line_items.approval_id, _line_items.position)
+)
+_STEPS_OF = (
+    select(*_steps)
+    .where(_steps.approval_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_steps.approval_id, _steps.round, _steps.position)
+)
+
+
+def visible_to(actor: Actor):
+    """The condition for the approvals ``actor`` may see (404 for the others)."""
+    scope = _approvals.organization_id == actor.organization_id
+    if actor.sees_all_approvals:
+        return scope
+    return and_(scope, _approvals.requested_by_id == actor.user.id)
+
+
+def _views_of(rows: list[Any], now: datetime) -> list[ApprovalView]:
+    """Attach line items and current steps to approval rows, two queries for the whole page."""
+    if not rows:
+        return []
+    connection = db.session.connection()
+    items: dict[str, list[Any]] = {row.id: [] for row in rows}
+    for item in connection.execute(_LINE_ITEMS_OF, {"ids": list(items)}):
+        items[item.approval_id].append(item)
+    steps: dict[str, list[Any]] = {row.id: [] for row in rows}
+    rounds = {row.id: row.round for row in rows if row.round}
+    if rounds:
+        for step in connection.execute(_STEPS_OF, {"ids": list(rounds)}):
+            if step.round == rounds[step.approval_id]:
+                steps[step.approval_id].append(step)
+    return [ApprovalView(row, items[row.id], steps[row.id], now) for row in rows]
+
+
+def _status_condition(statuses: list[str], now: datetime):
+    """Filter by the status readers see: approved past its validity counts as expired."""
+    status, valid_until = _approvals.status, _approvals.valid_until
+    still_valid = or_(valid_until.is_(None), valid_until > now)
+    conditions = []
+    for wanted in set(statuses):
+        if wanted == ApprovalStatus.APPROVED:
+            conditions.append(and_(status == wanted, still_valid))
+        elif wanted == ApprovalStatus.EXPIRED:
+            conditions.append(status == wanted)
+            conditions.append(and_(status == ApprovalStatus.APPROVED, valid_until <= now))
+        else:
+            conditions.append(status == wanted)
+    return or_(*conditions)
+
+
+def _awaiting_decision_by(actor: Actor, member_id: str):
+    """The condition for pending approvals whose active step this member may decide now."""
+    approver = db.session.execute(
+        select(User.id, User.approval_level_id).where(
+            User.id == member_id, User.organization_id == actor.organization_id
+        )
+    ).one_or_none()
+    level_id = approver.approval_level_id if approver is not None else None
+    if level_id is None:  # not an approver (or not a member): nothing awaits their decision
+        return false()
+    took_part = exists().where(
+        Participant.approval_id == _approvals.id, Participant.user_id == member_id
+    )
+    return and_(
+        _approvals.status == ApprovalStatus.PENDING,
+        _approvals.awaiting_level_id == level_id,
+        _approvals.requested_by_id != member_id,
+        ~took_part,
+    )
+
+
+def _approvals_page_statement(actor: Actor, query: ApprovalListQuery, now: datetime, *columns):
+    """Select ``columns`` of the approvals the actor may see, filtered (not yet paginated)."""
+    statement = select(*columns).select_from(Approval.__table__).where(visible_to(actor))
+    if query.status:
+        statement = statement.where(_status_condition(query.status, now))
+    if query.requested_by is not None:
+        statement = statement.where(_approvals.requested_by_id == query.requested_by)
+    if query.awaiting_decision_by is not None:
+        statement = statement.where(_awaiting_decision_by(actor, query.awaiting_decision_by))
+    if query.customer:
+        pattern = query.customer.lower().replace("\\", "\\\\").replace("%", "\\%")
+        pattern = pattern.replace("_", "\\_")
+        statement = statement.where(
+            func.lower(_approvals.customer).like(f"%{pattern}%", escape="\\")
+        )
+    if query.created_gte is not None:
+        statement = statement.where(_approvals.created_at >= query.created_gte)
+    if query.created_lte is not None:
+        statement = statement.where(_approvals.created_at <= query.created_lte)
+    return statement
+
+
+def list_approvals(
+    actor: Actor, query: ApprovalListQuery, page: PageRequest
+) -> tuple[list[ApprovalView], bool]:
+    """Return one page of the approvals the actor may see, newest first, filtered."""
+    now = utcnow()
+    statement = _approvals_page_statement(actor, query, now, *_APPROVAL_COLUMNS)
+    rows, has_more = paginate(statement, Approval.__table__, page, scope=visible_to(actor))
+    return _views_of(rows, now), has_more
+
+
+def lists_render_in_database() -> bool:
+    """Whether the database renders pages of approvals as JSON itself (SQLite: ``pages.py``)."""
+    return db.engine.dialect.name == "sqlite"
+
+
+_NEXT_EXPIRY = select(func.min(_approvals.valid_until)).where(
+    _approvals.organization_id == bindparam("organization_id"),
+    _approvals.status == ApprovalStatus.APPROVED.value,
+    _approvals.valid_until > bindparam("now", type_=Approval.__table__.c.valid_until.type),
+)
+
+
+def approvals_page_json(actor: Actor, query: ApprovalListQuery, page: PageRequest) -> str:
+    """The JSON body of ``list_approvals``'s page, rendered by the database (``pages.py``).
+
+    The process remembers the page while it is still what the database would give
+    (``page_cache.py``): a poll of an unchanged organization reads nothing. The shape is
+    ``ApprovalList``'s exactly (``tests/test_approval_pages.py``).
+    """
+    now = utcnow()
+    if db.session().in_transaction():
+        # Only the authentication's reads can be open here; the page's snapshot must be taken
+        # after the revision is read, so end that read transaction (it wrote nothing).
+        db.session.rollback()
+    revision = organization_revisions().current(actor.organization_id)
+    cache = page_cache()
+    key = (
+        actor.organization_id,
+        None if actor.sees_all_approvals else actor.user.id,
+        query.model_dump_json(),
+    )
+    if revision is not None and (body := cache.get(key, revision, now)) is not None:
+        return body
+    statement = _approvals_page_statement(actor, query, now, _approvals.id)
+    rows, has_more = paginate(statement, Approval.__table__, page, scope=visible_to(actor))
+    data = ",".join(pages.render(db.session.connection(), [row.id for row in rows], now))
+    body = f'{{"object":"list","data":[{data}],"has_more":{"true" if has_more else "false"}}}'
+    if revision is not None and cache.keeps(body):
+        next_expiry = db.session.execute(
+            _NEXT_EXPIRY, {"organization_id": actor.organization_id, "now": now}
+        ).scalar()
+        cache.put(key, revision, next_expiry, body)
+    return body
+
+
+def load(actor: Actor, approval_id: str, *, for_update: bool = False) -> Approval:
+    """Return an approval the actor may see (locked for update when asked), or 404."""
+    statement = select(Approval).where(Approval.id == approval_id, visible_to(actor))
+    if for_update:
+        statement = statement.with_for_update()
+    approval = db.session.execute(statement).scalar_one_or_none()
+    if approval is None:
+        raise NotFound(f"No such approval: {approval_id!r}.", param="id")
+    return approval
+
+
+def view_of(approval: Approval, now: datetime | None = None) -> ApprovalView:
+    """An approval object with its line items and current steps."""
+    return ApprovalView(
+        approval, list(approval.line_items), approval.current_steps(), now or utcnow()
+    )
+
+
+def get_approval(actor: Actor, approval_id: str) -> ApprovalView:
+    """Return one approval with its line items and current steps."""
+    return view_of(load(actor, approval_id))
+
+
+def participants(approval_id: str) -> set[str]:
+    """The members who created, edited or submitted the approval's current round."""
+    return set(
+        db.session.execute(
+            select(Participant.user_id).where(Participant.approval_id == approval_id)
+        ).scalars()
+    )
+
+
+# --- history -----------------------------------------------------------------------------------
+
+
+def list_decisions(actor: Actor, approval_id: str, page: PageRequest):
+    """Return one page of an approval's decisions, newest first."""
+    load(actor, approval_id)
+    return page_of(Decision, page, Decision.approval_id == approval_id)
+
+
+def list_comments(actor: Actor, approval_id: str, page: PageRequest):
+    """Return one page of an approval's comments, newest first."""
+    load(actor, approval_id)
+    return page_of(Comment, page, Comment.approval_id == approval_id)
+
+
+def list_approval_events(actor: Actor, approval_id: str, page: PageRequest):
+    """Return one page of an approval's audit trail, newest first."""
+    load(actor, approval_id)
+    return events_of_approval(actor.organization_id, approval_id, page)

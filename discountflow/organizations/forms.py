@@ -1,0 +1,36 @@
+"""The dashboard's forms for the organization's settings and its members (Flask-WTF)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import EmailField, IntegerField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Length, Optional
+
+from ..dashboard.forms import choices
+
+ROLES = [("member", "Member"), ("admin", "Admin")]
+
+
+class OrganizationForm(FlaskForm):
+    name = StringField("Organization name", validators=[DataRequired(), Length(max=200)])
+    auto_approve_threshold_percent = StringField(
+        "Auto-approve discounts up to (%)", validators=[DataRequired()]
+    )
+    default_validity_days = IntegerField(
+        "An approved price is valid for (days)", validators=[DataRequired()]
+    )
+
+
+class MemberForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    name = StringField("Name", validators=[Optional(), Length(max=200)])
+    role = SelectField("Role", choices=choices(ROLES))
+    password = PasswordField("Initial password", validators=[DataRequired(), Length(max=200)])
+
+
+class RoleForm(FlaskForm):
+    role = SelectField("Role", choices=choices(ROLES))
+
+
+class LevelAssignmentForm(FlaskForm):
+    approval_level = SelectField("Approval level", choices=[], validate_choice=True)

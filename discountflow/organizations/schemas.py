@@ -1,0 +1,75 @@
+"""What the organization and members API accepts and returns."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ..schemas import (
+    Input,
+    Integer,
+    ListOf,
+    ObjectId,
+    Out,
+    Percent,
+    Time,
+    optional,
+    text,
+    to_percent,
+)
+
+OrganizationName = text(200, min_length=1)
+
+
+class OrganizationUpdate(Input):
+    name: OrganizationName = optional()
+    auto_approve_threshold_percent: Percent = optional(
+        description="Discounts up to this percent are approved at once."
+    )
+    default_validity_days: Integer = optional(
+        ge=1, le=365, description="How long an approved price holds."
+    )
+
+
+class MemberUpdate(Input):
+    """Fields left out stay as they are."""
+
+    role: Literal["admin", "member"] = optional(
+        description="The member's role (the owner's role cannot change)."
+    )
+    approval_level: ObjectId | None = optional(
+        description="The approval level that makes the member an approver; `null`: none."
+    )
+
+
+class OrganizationOut(Out):
+    object: Literal["organization"]
+    id: str
+    name: str
+    slug: str
+    auto_approve_threshold_percent: float
+    default_validity_days: int
+    created: Time
+    updated: Time
+
+    @classmethod
+    def of(cls, organization: Any) -> OrganizationOut:
+        percent = to_percent(organization.auto_approve_threshold_bps)
+        return super().of(organization, auto_approve_threshold_percent=percent)
+
+
+class MemberOut(Out):
+    object: Literal["member"]
+    id: str
+    email: str
+    name: str
+    role: Literal["owner", "admin", "member"]
+    approval_level: str | None = Field(description="The level the member approves at, if any.")
+    created: Time
+
+    sources = Out.sources | {"approval_level": "approval_level_id"}
+
+
+class MemberList(ListOf):
+    data: list[MemberOut]

@@ -1,0 +1,244 @@
+"""Organizations, their settings and their members: the rules every surface shares.
+
+Services take an explicit :class:`~discountflow.actors.Actor`, decide whether it may act, own
+the transaction, record an audit event beside every change and raise
+:class:`~discountflow.errors.DomainError` subclasses on refusal.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+
+from ..actors import Actor, Surface, fetch, writing
+from ..approvals.models import ApprovalLevel
+from ..audit.services import EventLog
+from ..auth.verification import announce_key_change
+from ..database import begin_write, new_id, utcnow
+from ..errors import Conflict, InvalidParameter, NotFound, PermissionDenied
+from ..extensions import db
+from ..hashing import MAX_SECRET_BYTES, hash_secret
+from ..pagination import PageRequest, page_of
+from ..schemas import to_bps
+from .models import Organization, Role, User
+from .schemas import MemberUpdate, OrganizationUpdate
+
+log = logging.getLogger(__name__)
+
+MIN_PASSWORD_LENGTH = 8
+SLUG_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
+EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+MEMBER_ROLES = (Role.ADMIN.value, Role.MEMBER.value)  # the owner is made with the organization
+
+
+def check_password_rules(password: str) -> None:
+    """Refuse a password too short to be one, or too long for bcrypt."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidParameter(
+            f"The password must be at least {MIN_PASSWORD_LENGTH} characters.", param="password"
+        )
+    if len(password.encode()) > MAX_SECRET_BYTES:
+        raise InvalidParameter(
+            f"The password must be at most {MAX_SECRET_BYTES} bytes.", param="password"
+        )
+
+
+def slugify(name: str) -> str:
+    """Return a URL-safe slug for an organization name."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:64].strip("-")
+
+
+def normalize_email(email: str) -> str:
+    """Return an email address as it is stored (trimmed, lowercase), or refuse it."""
+    email = email.strip().lower()
+    if len(email) > 254 or not EMAIL_PATTERN.fullmatch(email):
+        raise InvalidParameter("Enter a valid email address.", param="email")
+    return email
+
+
+def _commit_or_conflict(message: str, *, flush_only: bool = False) -> None:
+    try:
+        db.session.flush() if flush_only else db.session.commit()
+    except IntegrityError as error:
+        db.session.rollback()
+        raise Conflict(message) from error
+
+
+# --- organizations -----------------------------------------------------------------------------
+
+
+def create_organization(
+    name: str,
+    *,
+    owner_email: str,
+    owner_password: str,
+    owner_name: str = "",
+    slug: str = "",
+    surface: Surface = Surface.CLI,
+) -> Organization:
+    """Create an organization together with its one owner (who is recorded as creating it)."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidParameter(
+            "The organization needs a name of 1 to 200 characters.", param="name"
+        )
+    slug = slug or slugify(name)
+    if not SLUG_PATTERN.fullmatch(slug):
+        raise InvalidParameter(
+            "The slug may hold lowercase letters, digits and dashes.", param="slug"
+        )
+    email = normalize_email(owner_email)
+    check_password_rules(owner_password)
+    begin_write()
+    now = utcnow()
+    organization = Organization(
+        id=new_id("org"), name=name, slug=slug, created_at=now, updated_at=now
+    )
+    owner = User(
+        id=new_id("usr"),
+        organization_id=organization.id,
+        email=email,
+        name=owner_name.strip(),
+        password_hash=hash_secret(owner_password),
+        role=Role.OWNER.value,
+        created_at=now,
+    )
+    db.session.add_all([organization, owner])
+    taken = "An organization with this slug, or a user with this email, exists."
+    _commit_or_conflict(taken, flush_only=True)  # the organization first: events refer to it
+    events = EventLog(Actor.for_user(owner, surface), now)
+    events.add("organization.created", name=name, slug=slug)
+    events.add("member.added", member=owner.id, email=email, role=owner.role)
+    db.session.commit()
+    log.info("organization created: %s (%s)", organization.id, slug)
+    return organization
+
+
+def find_organization(reference: str) -> Organization:
+    """Return the organization with this id or slug."""
+    organization = db.session.execute(
+        select(Organization).where(
+            or_(Organization.id == reference, Organization.slug == reference)
+        )
+    ).scalar_one_or_none()
+    if organization is None:
+        raise NotFound(f"No organization with id or slug {reference!r}.")
+    return organization
+
+
+def get_organization(actor: Actor) -> Organization:
+    """Return the actor's organization with its settings."""
+    return db.session.get(Organization, actor.organization_id)
+
+
+def update_organization(actor: Actor, data: OrganizationUpdate) -> Organization:
+    """Change the organization's name, auto-approve threshold or default validity."""
+    writing(actor)
+    actor.require_manager("change the organization's settings")
+    now = utcnow()
+    organization = get_organization(actor)
+    changed = sorted(data.model_fields_set)
+    renamed = "name" in changed and data.name != organization.name
+    if "name" in changed:
+        organization.name = data.name
+    if "auto_approve_threshold_percent" in changed:
+        organization.auto_approve_threshold_bps = to_bps(data.auto_approve_threshold_percent)
+    if "default_validity_days" in changed:
+        organization.default_validity_days = data.default_validity_days
+    organization.updated_at = now
+    EventLog(actor, now).add("organization.updated", fields=changed)
+    db.session.commit()
+    if renamed:
+        # Processes remember each verified key with its organization's name (GET /v2/me):
+        # make them read it again on their next request.
+        announce_key_change()
+    return organization
+
+
+# --- members -----------------------------------------------------------------------------------
+
+
+def add_member(
+    actor: Actor, *, email: str, password: str, role: str = Role.MEMBER.value, name: str = ""
+) -> User:
+    """Add a member to the actor's organization; owners and admins may."""
+    writing(actor)
+    actor.require_manager("add members")
+    if role not in MEMBER_ROLES:
+        raise InvalidParameter("A member's role is admin or member.", param="role")
+    check_password_rules(password)
+    now = utcnow()
+    member = User(
+        id=new_id("usr"),
+        organization_id=actor.organization_id,
+        email=normalize_email(email),
+        name=name.strip(),
+        password_hash=hash_secret(password),
+        role=role,
+        created_at=now,
+    )
+    db.session.add(member)
+    EventLog(actor, now).add("member.added", member=member.id, email=member.email, role=role)
+    _commit_or_conflict("A user with this email exists.")
+    return member
+
+
+def update_member(actor: Actor, member_id: str, data: MemberUpdate) -> User:
+    """Change a member's role or approval level; owners and admins (never the owner's role)."""
+    writing(actor)
+    actor.require_manager("change members")
+    now = utcnow()
+    member = get_member(actor, member_id)
+    events = EventLog(actor, now)
+    changed = data.model_fields_set
+    if "role" in changed and data.role != member.role:
+        if member.is_owner:
+            raise PermissionDenied("The owner's role cannot be changed.")
+        events.add("member.role_changed", member=member.id, previous=member.role, role=data.role)
+        member.role = data.role
+    if "approval_level" in changed and data.approval_level != member.approval_level_id:
+        if data.approval_level is not None:
+            _require_level(actor, data.approval_level)
+        events.add(
+            "member.level_changed",
+            member=member.id,
+            previous=member.approval_level_id,
+            approval_level=data.approval_level,
+        )
+        member.approval_level_id = data.approval_level
+    db.session.commit()
+    return member
+
+
+def _require_level(actor: Actor, level_id: str) -> None:
+    try:
+        fetch(actor, ApprovalLevel, level_id, "approval level")
+    except NotFound as error:
+        raise InvalidParameter(error.message, param="approval_level") from error
+
+
+def list_members(actor: Actor, page: PageRequest) -> tuple[list[User], bool]:
+    """Return one page of the organization's members, newest first."""
+    return page_of(User, page, User.organization_id == actor.organization_id)
+
+
+def get_member(actor: Actor, member_id: str) -> User:
+    """Return one member of the actor's organization."""
+    return fetch(actor, User, member_id, "member")
+
+
+def member_names(actor: Actor, member_ids: Iterable[str | None]) -> dict[str, str]:
+    """Return how each of these members of the actor's organization is shown: name, or email."""
+    wanted = {member_id for member_id in member_ids if member_id}
+    if not wanted:
+        return {}
+    rows = db.session.execute(
+        select(User.id, User.name, User.email).where(
+            User.organization_id == actor.organization_id, User.id.in_(wanted)
+        )
+    )
+    return {row.id: row.name or row.email for row in rows}

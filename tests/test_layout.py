@@ -1,0 +1,185 @@
+"""The house's shape: the import graph rises one way, with no circle, and every feature has the
+same rooms.
+
+Surfaces (REST, GraphQL, the dashboard, the CLI) import services; services import models and
+schemas; everything imports the base (extensions, the database, errors, shared shapes). Nothing
+below imports a surface, and no import — not even one inside a function — closes a circle.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "discountflow"
+FEATURES = ("organizations", "auth", "approvals", "audit")
+
+BASE, MODELS, SCHEMAS, SERVICES, SURFACES, WIRING = range(6)
+LAYER_NAMES = ["base", "models", "schemas", "services", "surfaces", "wiring"]
+
+# Modules by name; a feature's modules by their file name (the same rooms in every feature).
+BASE_MODULES = {
+    "config",
+    "currencies",
+    "database",
+    "errors",
+    "extensions",
+    "hashing",
+    "pagination",
+    "ratelimit",
+    "revisions",
+    "schemas",
+}
+SERVICE_MODULES = {"actors"}
+SURFACE_MODULES = {"api", "cli", "graphql", "idempotency", "openapi", "operations"}
+FEATURE_ROOMS = {
+    "models": MODELS,
+    "schemas": SCHEMAS,
+    "services": SERVICES,
+    "queries": SERVICES,
+    "routing": SERVICES,
+    "levels": SERVICES,
+    "pages": SERVICES,
+    "page_cache": SERVICES,
+    "keys": SERVICES,
+    "verification": SERVICES,
+    "demo": SERVICES,
+    "api": SURFACES,
+    "graphql": SURFACES,
+    "views": SURFACES,
+    "forms": SURFACES,
+    "cli": SURFACES,
+}
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        relative = path.relative_to(PACKAGE.parent).with_suffix("")
+        if "migrations" in relative.parts:
+            continue
+        parts = list(relative.parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def layer(module: str) -> int:
+    parts = module.split(".")[1:]
+    if not parts:
+        return WIRING  # the application factory
+    if parts[0] == "dashboard":
+        return SURFACES  # the dashboard's shell
+    if len(parts) == 1:
+        name = parts[0]
+        if name in FEATURES:
+            return WIRING  # a feature's init_app
+        if name in BASE_MODULES:
+            return BASE
+        if name in SERVICE_MODULES:
+            return SERVICES
+        if name in SURFACE_MODULES:
+            return SURFACES
+        raise AssertionError(f"{module}: say which layer it belongs to (tests/test_layout.py)")
+    if parts[0] in FEATURES and parts[1] in FEATURE_ROOMS:
+        return FEATURE_ROOMS[parts[1]]
+    raise AssertionError(f"{module}: say which layer it belongs to (tests/test_layout.py)")
+
+
+def _imports(module: str, path: Path) -> set[str]:
+    """Every module of the package this one imports, at the top or inside a function."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            names = [f"{source}.{alias.name}" for alias in node.names]
+            names = [name if name in MODULES else source for name in names]
+        else:
+            continue
+        imported |= {name for name in names if name in MODULES and name != module}
+    return imported
+
+
+GRAPH = {module: _imports(module, path) for module, path in MODULES.items()}
+
+
+def test_every_module_has_a_layer():
+    for module in MODULES:
+        layer(module)
+
+
+def test_imports_never_rise():
+    rising = [
+        f"{module} ({LAYER_NAMES[layer(module)]}) imports {target} ({LAYER_NAMES[layer(target)]})"
+        for module, targets in GRAPH.items()
+        for target in targets
+        if layer(target) > layer(module)
+    ]
+    assert rising == []
+
+
+def test_no_import_closes_a_circle():
+    """Tarjan's strongly connected components: every one must be a single module."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for target in GRAPH[module]:
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in on_stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for module in GRAPH:
+        if module not in index:
+            visit(module)
+    assert circles == []
+
+
+@pytest.mark.parametrize("feature", FEATURES)
+def test_each_feature_has_the_same_rooms_and_registers_itself(feature):
+    folder = PACKAGE / feature
+    for room in ("models.py", "schemas.py", "services.py", "api.py", "views.py"):
+        assert (folder / room).exists(), f"{feature} has no {room}"
+    assert (folder / "templates" / feature).is_dir(), f"{feature} has no templates/{feature}/"
+    init = ast.parse((folder / "__init__.py").read_text())
+    assert any(
+        isinstance(node, ast.FunctionDef) and node.name == "init_app" for node in init.body
+    ), f"{feature} registers its own blueprints in init_app"
+
+
+def test_errors_import_no_surface():
+    surfaces = {target for target in GRAPH["discountflow.errors"] if layer(target) >= SURFACES}
+    assert surfaces == set()
