@@ -412,6 +412,8 @@ def test_events_are_filtered_by_type(api, world):
         response = api("GET", f"/v2/events?type={bad}")
         assert response.status_code == 400, bad
         assert response.get_json()["param"] == "type[0]"
+    too_many = api("GET", "/v2/events?" + "&".join(["type=approval.created"] * 21))
+    assert too_many.status_code == 400 and too_many.get_json()["param"] == "type"
 
 
 def test_the_audit_page_is_for_the_owner_and_admins(app, world, client):

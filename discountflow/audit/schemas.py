@@ -17,6 +17,7 @@ EventType = Annotated[
 class EventListQuery(ListQuery):
     type: list[EventType] = Field(
         [],
+        max_length=20,
         description="Only events of these types (repeat the parameter); `api_key.*` matches "
         "every type of a kind.",
     )
