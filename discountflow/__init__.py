@@ -43,6 +43,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         dashboard,
         database,
         errors,
+        graphql,
         operations,
         organizations,
         ratelimit,
@@ -64,6 +65,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     dashboard.init_app(app)  # the dashboard's shell: sessions, CSRF, layout
     for feature in (organizations, auth, approvals, audit):
         feature.init_app(app)  # each registers its API, pages and commands
+    graphql.init_app(app)  # /v2/graphql: every feature's queries and mutations
 
     errors.init_app(app)
     operations.init_app(app)

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from .database import begin_write
+from .database import begin_write, require_usable_id
 from .errors import NotFound, PermissionDenied, ReadOnlyKey
 from .extensions import db
 from .organizations.models import Organization, Role, User
@@ -174,6 +174,7 @@ def writing(actor: Actor) -> None:
 def fetch(actor: Actor, model: Any, object_id: str, noun: str) -> Any:
     """Return the ``model`` row of the actor's organization with this id, or 404 (another
     organization's id is exactly as missing as an unknown one)."""
+    require_usable_id(object_id)
     found = db.session.execute(
         select(model).where(model.id == object_id, model.organization_id == actor.organization_id)
     ).scalar_one_or_none()

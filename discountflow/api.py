@@ -34,6 +34,9 @@ from .extensions import limiter
 from .ratelimit import STORAGE_ERRORS, storage_unavailable
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+GRAPHQL_PATH = "/v2/graphql"
+GRAPHQL_IDE = GRAPHQL_PATH + "/ide"
+GRAPHQL_PUBLIC = frozenset({GRAPHQL_PATH + "/schema.graphql", GRAPHQL_IDE})
 BODY_METHODS = frozenset({"POST", "PATCH", "PUT"})
 RATE_LIMIT_SCOPE = "api-key"
 
@@ -94,19 +97,29 @@ def _check_json_body() -> None:
         raise InvalidParameter("The request body must be a JSON object.")
 
 
+def is_public(path: str) -> bool:
+    """The documents and pages that describe the API are readable without a key."""
+    return openapi.is_public(path) or path in GRAPHQL_PUBLIC or path.startswith(GRAPHQL_IDE + "/")
+
+
 def _authenticate() -> Response | None:
-    if not is_api_request() or openapi.is_public(request.path):
+    if not is_api_request() or is_public(request.path):
         return None
     g.api_key = principal = authenticate(
         request.headers.get("Authorization"), client_ip=request.remote_addr or ""
     )
+    graphql = request.path == GRAPHQL_PATH
     g.actor = Actor.for_api_key(
         principal.organization_id,
         principal.key_id,
         read_only=principal.read_only,
-        surface=Surface.API,
+        surface=Surface.GRAPHQL if graphql else Surface.API,
     )
     _limit_api_key(principal.key_id)
+    if graphql:
+        # The endpoint decides by the operation (a query or a mutation), not the method, and
+        # reads its own body: a read-only key may query over POST.
+        return None
     if principal.read_only and request.method not in SAFE_METHODS:
         raise ReadOnlyKey()
     _check_json_body()

@@ -3,6 +3,7 @@ write transactions, and which organizations a transaction changed."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from flask import Flask, current_app, has_app_context
 from sqlalchemy import DateTime, event
 from sqlalchemy.types import TypeDecorator
 
+from .errors import InvalidParameter
 from .extensions import db
 from .revisions import OrganizationRevisions, counters_path
 
@@ -25,6 +27,17 @@ def utcnow() -> datetime:
 def random_base62(length: int) -> str:
     """Return ``length`` characters drawn uniformly from the base62 alphabet."""
     return "".join(secrets.choice(BASE62) for _ in range(length))
+
+
+_USABLE_ID = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
+
+
+def require_usable_id(object_id: str, param: str = "id") -> str:
+    """Refuse an id no object can have: empty, too long, or with control characters (which
+    PostgreSQL cannot even compare), so every database answers the same 400."""
+    if not isinstance(object_id, str) or not _USABLE_ID.fullmatch(object_id):
+        raise InvalidParameter(f"Invalid {param}: not an object id.", param=param)
+    return object_id
 
 
 def new_id(prefix: str) -> str:
@@ -99,13 +112,15 @@ def begin_write(organization_id: str | None = None) -> None:
 
     Services call this before reading the rows they are about to change, so two requests
     changing the same rows run one after the other. On PostgreSQL the rows are also read
-    ``FOR UPDATE``. Anything the session read before (authentication) is committed first.
+    ``FOR UPDATE``. A transaction the session already had open (authentication's reads) is
+    rolled back, never committed: it wrote nothing of its own, and whatever a refused service
+    left behind in it (a GraphQL request runs several mutations) must not be saved.
 
     ``organization_id`` names the organization whose data the transaction changes (or
     ``EVERY_ORGANIZATION``): what processes remember of it is retired when it commits.
     """
     if db.session().in_transaction():
-        db.session.commit()
+        db.session.rollback()
     db.session.connection(execution_options={WRITE_TRANSACTION: True})
     if organization_id is not None:
         mark_changed(organization_id)

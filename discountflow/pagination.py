@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Select, Table, and_, or_, select
 
+from .database import require_usable_id
 from .errors import InvalidParameter
 from .extensions import db
 
@@ -30,6 +31,9 @@ class PageRequest:
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= MAX_LIMIT:
             raise InvalidParameter(f"limit must be between 1 and {MAX_LIMIT}.", param="limit")
+        for param in ("starting_after", "ending_before"):
+            if getattr(self, param) is not None:
+                require_usable_id(getattr(self, param), param)
         if self.starting_after is not None and self.ending_before is not None:
             raise InvalidParameter(
                 "Send starting_after or ending_before, not both.", param="ending_before"

@@ -172,6 +172,9 @@ Time = Annotated[
 ]
 
 
+_MISSING = object()
+
+
 class Out(BaseModel):
     """A resource as every surface answers it.
 
@@ -192,10 +195,11 @@ class Out(BaseModel):
             if name in values:
                 continue
             attribute = cls.sources.get(name, name)
-            if name == "object":
+            value = getattr(source, attribute, _MISSING)
+            if value is not _MISSING:
+                values[name] = value
+            elif name == "object":
                 (values[name],) = get_args(field.annotation)
-            elif hasattr(source, attribute):
-                values[name] = getattr(source, attribute)
             elif isinstance(field.annotation, type) and issubclass(field.annotation, Out):
                 values[name] = field.annotation.of(source)
             else:

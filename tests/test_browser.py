@@ -205,3 +205,35 @@ def test_a_forged_form_without_its_csrf_token_is_refused(person, served):
     assert "security token" in page.content()
     assert page.get_by_role("heading", name="Bad request").count() == 1
     assert api_status(served.base_url, served.key)[0] == 200  # nothing was generated
+
+
+def test_graphiql_runs_a_query_with_the_key_from_local_files_only(browser, served):
+    context = browser.new_context(base_url=served.base_url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    elsewhere = []
+    page.on(
+        "request",
+        lambda request: None
+        if request.url.startswith(served.base_url) or request.url.startswith("data:")
+        else elsewhere.append(request.url),
+    )
+    answers = []
+    page.on(
+        "response",
+        lambda response: answers.append(response) if response.url.endswith("/v2/graphql") else None,
+    )
+    page.goto("/v2/graphql/ide")
+    page.locator(".graphiql-container").wait_for()
+    # The Headers tab holds the key: put it after "Bearer " in the default headers.
+    headers = page.locator(".graphiql-editor-tool .CodeMirror").last
+    headers.click()
+    page.keyboard.press("Control+End")
+    for _ in range(3):  # back over '"', the line break and '}': just after "Bearer "
+        page.keyboard.press("ArrowLeft")
+    page.keyboard.type(served.key)
+    page.get_by_role("button", name="Execute query (Ctrl-Enter)").click()
+    page.get_by_text('"name": "Acme"').wait_for()
+    screenshot(page, "graphiql.png")
+    assert any(response.status == 200 for response in answers)
+    assert elsewhere == [], elsewhere  # no CDN, no other host
+    context.close()

@@ -33,7 +33,16 @@ BASE_MODULES = {
     "schemas",
 }
 SERVICE_MODULES = {"actors"}
-SURFACE_MODULES = {"api", "cli", "graphql", "idempotency", "openapi", "operations"}
+SURFACE_MODULES = {
+    "api",
+    "cli",
+    "graphql",
+    "graphql_base",
+    "graphql_limits",
+    "idempotency",
+    "openapi",
+    "operations",
+}
 FEATURE_ROOMS = {
     "models": MODELS,
     "schemas": SCHEMAS,

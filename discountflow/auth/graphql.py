@@ -1,0 +1,44 @@
+"""``me`` over GraphQL: the key a request authenticated with, its organization and its limit."""
+
+from __future__ import annotations
+
+import strawberry
+
+from ..api import api_rate_limit, current_api_key
+from .models import Environment
+from .schemas import ApiKeySessionOut
+
+EnvironmentEnum = strawberry.enum(Environment, name="Environment")
+
+
+@strawberry.type(name="OrganizationRef")
+class OrganizationRef:
+    id: strawberry.ID
+    name: str
+    slug: str
+
+
+@strawberry.type
+class RateLimit:
+    limit: int = strawberry.field(description="Requests per window, REST and GraphQL together.")
+    window_seconds: int
+
+
+@strawberry.type(description="The API key of this request.")
+class ApiKeySession:
+    key_id: strawberry.ID
+    organization: OrganizationRef
+    environment: EnvironmentEnum
+    read_only: bool
+    rate_limit: RateLimit
+
+    @strawberry.field(description="The key's id (the same as keyId).")
+    def id(self) -> strawberry.ID:
+        return self.key_id
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The key this request authenticated with.")
+    def me(self) -> ApiKeySession:
+        return ApiKeySessionOut.of(current_api_key(), api_rate_limit())

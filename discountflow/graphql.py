@@ -1,0 +1,400 @@
+"""The GraphQL API at ``/v2/graphql``: the schema assembled from each feature's ``graphql.py``,
+served by Strawberry's Flask view, subclassed to keep REST's contract.
+
+A request passes the ``/v2`` pipeline first, exactly as a REST request does: its key is
+authenticated before anything is parsed (the documented 401), and it counts against the same
+per-key budget (``api.py``). Then this view:
+
+* takes ``POST`` with a JSON object of at most 64 KiB (``GET``: 405; another content type:
+  415; a batch, which is a JSON array: 400; larger: 413) — refusals in REST's error shape;
+* parses the document itself (at most 2,000 tokens, one operation), refuses a mutation from a
+  read-only key with REST's 403 ``read_only_key`` before any resolver runs, and honours
+  ``Idempotency-Key`` on a mutation as REST does on a POST;
+* lets Strawberry validate (the spec's rules and ours: ``graphql_limits.py``) and execute the
+  parsed document, then answers GraphQL's ``{"data", "errors", "extensions"}`` with REST's
+  error codes in ``errors[].extensions.code``, the query's cost in ``extensions.cost``, and
+  the status codes of the GraphQL-over-HTTP specification.
+
+``schema.graphql`` beside this module is the schema as committed (a test fails when the code
+drifts from it); it is served at ``/v2/graphql/schema.graphql``, and GraphiQL, from local
+files, at ``/v2/graphql/ide`` in staging.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Any
+
+import click
+import strawberry
+from flask import Blueprint, Flask, current_app, g, request, send_from_directory
+from flask.cli import with_appcontext
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLObjectType,
+    GraphQLSchema,
+    MaxIntrospectionDepthRule,
+    NoSchemaIntrospectionCustomRule,
+    OperationDefinitionNode,
+    OperationType,
+    Undefined,
+    get_nullable_type,
+    is_leaf_type,
+)
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from strawberry.extensions import SchemaExtension
+from strawberry.flask.views import GraphQLView
+from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext, validate_document
+from strawberry.tools import merge_types
+from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
+
+from . import idempotency
+from .api import GRAPHQL_IDE, GRAPHQL_PATH, current_actor
+from .approvals import graphql as approvals
+from .audit import graphql as audit
+from .auth import graphql as auth
+from .errors import DomainError, InvalidParameter
+from .graphql_base import SCALARS, Context
+from .graphql_limits import Analysis, parse_query
+from .organizations import graphql as organizations
+
+log = logging.getLogger(__name__)
+
+SDL_FILE = Path(__file__).parent / "schema.graphql"
+IDE_FOLDER = Path(__file__).parent / "graphiql"
+MAX_BODY_BYTES = 64 * 1024
+REMEMBERED_QUERY_LENGTH = 8 * 1024  # longer documents are parsed and validated every time
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+UNEXPECTED = "Internal server error"
+
+
+# --- the schema --------------------------------------------------------------------------------
+
+
+class _Schema(strawberry.Schema):
+    def process_errors(self, errors, execution_context=None) -> None:
+        """Log what went wrong unexpectedly (with the request id); refusals are not news."""
+        for error in errors:
+            if _unexpected(error):
+                log.error(
+                    "GraphQL resolver failed (request %s) at %s",
+                    g.get("request_id"),
+                    error.path,
+                    exc_info=error.original_error,
+                )
+
+
+class _RequestLimits(SchemaExtension):
+    """Hand Strawberry the document the view parsed and the errors validating it found: the
+    specification's rules (remembered per document, see ``_spec_errors``) and the limits
+    (counted each time: ``first`` may come from the variables)."""
+
+    def on_parse(self):
+        self.execution_context.graphql_document = self.execution_context.context.document
+        yield
+
+    def on_validate(self):
+        execution = self.execution_context
+        context: Context = execution.context
+        environment = current_app.config["DISCOUNTFLOW_ENV"]
+        rules = (*execution.validation_rules, *_extra_rules(environment))
+        if context.query is not None:
+            errors = list(_spec_errors(environment, context.query, rules))
+        else:  # a document too large to remember
+            errors = validate_document(execution.schema._schema, context.document, rules)
+        analysis = Analysis(execution.schema._schema, context.document, execution.variables)
+        context.limits.append(analysis)
+        # Strawberry validates only when nothing has: these are the document's errors.
+        execution.pre_execution_errors = errors + analysis.refusals()
+        yield
+        if execution.pre_execution_errors:
+            context.refused = True
+
+
+def _extra_rules(environment: str) -> tuple:
+    if environment == "production":
+        return (MaxIntrospectionDepthRule, NoSchemaIntrospectionCustomRule)
+    return (MaxIntrospectionDepthRule,)
+
+
+@lru_cache(maxsize=256)
+def _parsed(query: str) -> DocumentNode:
+    """A document, parsed once per process (integrations send the same few again and again)."""
+    return parse_query(query)
+
+
+@lru_cache(maxsize=256)
+def _spec_errors(environment: str, query: str, rules: tuple) -> tuple[GraphQLError, ...]:
+    """The specification's validation of a remembered document: it depends on nothing else."""
+    return tuple(validate_document(schema(environment)._schema, _parsed(query), rules))
+
+
+def parse_document(query: str) -> tuple[DocumentNode, str | None]:
+    """Parse a request's document; return it, and the text it is remembered by (if small)."""
+    if len(query) > REMEMBERED_QUERY_LENGTH:
+        return parse_query(query), None
+    return _parsed(query), query
+
+
+class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's execution, with a lean path for the plainest fields.
+
+    A field that only reads a scalar or enum attribute of its object (no resolver, no
+    arguments: most fields of a page of approvals) is read and serialized here, without
+    building graphql-core's resolve info. Anything else — a null, a missing attribute, a value
+    that does not serialize, every field with a resolver — takes graphql-core's own path, so
+    errors and nulls are exactly what it makes of them.
+    """
+
+    def execute_field(self, parent_type, source, field_details_list, path, position_context):
+        plain = _plain_leaves(self.schema).get(
+            (parent_type.name, field_details_list[0].node.name.value)
+        )
+        middleware = self.middleware_manager
+        if plain is not None and (middleware is None or not middleware.middlewares):
+            attribute, serialize = plain
+            value = getattr(source, attribute, None)
+            if value is not None:
+                try:
+                    serialized = serialize(value)
+                except Exception:  # noqa: BLE001 - graphql-core says what was wrong, below
+                    serialized = None
+                if serialized is not None and serialized is not Undefined:
+                    return serialized
+        return super().execute_field(
+            parent_type, source, field_details_list, path, position_context
+        )
+
+
+@cache
+def _plain_leaves(graphql_schema: GraphQLSchema) -> dict[tuple[str, str], tuple[str, Any]]:
+    """(type, field) → (the attribute it reads, its type's serializer), for plain leaves."""
+    plain = {}
+    for type_name, graphql_type in graphql_schema.type_map.items():
+        if type_name.startswith("__") or not isinstance(graphql_type, GraphQLObjectType):
+            continue
+        for field_name, field in graphql_type.fields.items():
+            definition = (field.extensions or {}).get("strawberry-definition")
+            leaf = get_nullable_type(field.type)
+            if (
+                definition is not None
+                and definition.is_basic_field
+                and not field.args
+                and is_leaf_type(leaf)
+            ):
+                plain[(type_name, field_name)] = (definition.python_name, leaf.serialize)
+    return plain
+
+
+@cache
+def schema(environment: str = "staging") -> strawberry.Schema:
+    """The schema, built once per process from every feature's queries and mutations.
+
+    In production a mistyped field gets no "did you mean" hint: with introspection off, the
+    schema is not told piece by piece either.
+    """
+    query = merge_types("Query", (auth.Query, organizations.Query, approvals.Query, audit.Query))
+    mutation = merge_types("Mutation", (approvals.Mutation, organizations.Mutation))
+    config = StrawberryConfig(
+        scalar_map=SCALARS, disable_field_suggestions=environment == "production"
+    )
+    return _Schema(
+        query=query,
+        mutation=mutation,
+        extensions=[_RequestLimits],
+        config=config,
+        execution_context_class=_ExecutionContext,
+    )
+
+
+def sdl() -> str:
+    """The schema in the GraphQL schema language, as committed in ``schema.graphql``."""
+    return schema().as_str() + "\n"
+
+
+# --- the endpoint ------------------------------------------------------------------------------
+
+
+def _body() -> dict[str, Any]:
+    """The request's JSON object, within the limits, or a refusal in REST's shape."""
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType("Send the GraphQL request as JSON (application/json).")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise RequestEntityTooLarge()
+    request.max_content_length = MAX_BODY_BYTES  # also bounds a body sent without a length
+    try:
+        body = json.loads(request.get_data(cache=True))
+    except (ValueError, RecursionError) as error:
+        raise InvalidParameter("The request body is not valid JSON.") from error
+    if isinstance(body, list):
+        raise InvalidParameter("Send one operation per request: batching is not supported.")
+    if not isinstance(body, dict):
+        raise InvalidParameter("The request body must be a JSON object.")
+    if not isinstance(body.get("query"), str) or not body["query"].strip():
+        raise InvalidParameter("Send the GraphQL document as a string in query.", param="query")
+    if not isinstance(body.get("variables") or {}, dict):
+        raise InvalidParameter("variables must be a JSON object.", param="variables")
+    if not isinstance(body.get("operationName") or "", str):
+        raise InvalidParameter("operationName must be a string.", param="operationName")
+    return body
+
+
+def _wants_graphql_response() -> bool:
+    """Whether the client asked for the GraphQL-over-HTTP media type (before plain JSON)."""
+    accept = request.accept_mimetypes
+    named = {value for value, quality in accept if quality > 0}
+    return (
+        GRAPHQL_RESPONSE in named
+        and accept.best_match([GRAPHQL_RESPONSE, "application/json"]) == GRAPHQL_RESPONSE
+    )
+
+
+class Endpoint(GraphQLView):
+    """Strawberry's synchronous Flask view, keeping REST's contract (see the module's text)."""
+
+    methods = ["POST"]  # noqa: RUF012 - Flask's own class attribute
+
+    def __init__(self, environment: str) -> None:
+        super().__init__(schema=schema(environment), graphql_ide=None, allow_queries_via_get=False)
+
+    def dispatch_request(self):
+        body = _body()
+        context = Context(actor=current_actor())
+        try:
+            context.document, context.query = parse_document(body["query"])
+        except GraphQLError as error:
+            return self._answer(None, [error], context, status=400)
+        operations = [
+            definition
+            for definition in context.document.definitions
+            if isinstance(definition, OperationDefinitionNode)
+        ]
+        if len(operations) != 1:
+            problem = GraphQLError(
+                "Send exactly one operation per request.",
+                extensions={"code": "parameter_invalid", "param": "query"},
+            )
+            return self._answer(None, [problem], context, status=400)
+        if operations[0].operation is OperationType.MUTATION:
+            context.actor.require_write()  # a read-only key: 403, before any resolver runs
+            replayed = idempotency.begin(context.actor.organization_id, context.actor.api_key_id)
+            if replayed is not None:
+                return replayed
+        result = self.schema.execute_sync(
+            body["query"],
+            variable_values=body.get("variables"),
+            context_value=context,
+            operation_name=body.get("operationName"),
+        )
+        for error in result.errors or ():
+            if isinstance(error.original_error, (OperationalError, InterfaceError)):
+                raise error.original_error  # the database is away: 503, as REST answers
+        before_execution = [error for error in result.errors or () if error.path is None]
+        if any(_unexpected(error) for error in before_execution):
+            return self._answer(None, before_execution, context, status=500)
+        refused = context.refused or (result.data is None and before_execution)
+        status = (422 if _wants_graphql_response() else 400) if refused else 200
+        return self._answer(None if refused else result.data, result.errors, context, status)
+
+    def _answer(self, data, errors, context: Context, status: int):
+        body: dict[str, Any] = {}
+        if status == 200:
+            body["data"] = data
+        if errors:
+            body["errors"] = [_formatted(error) for error in errors]
+        body["extensions"] = {"cost": {"requested": context.cost}}
+        media = GRAPHQL_RESPONSE if _wants_graphql_response() else "application/json"
+        return current_app.response_class(
+            json.dumps(body, separators=(",", ":")), status=status, mimetype=media
+        )
+
+
+def _unexpected(error: GraphQLError) -> bool:
+    """Whether the server failed (masked), rather than refused what the client sent."""
+    original = error.original_error
+    if original is None or isinstance(original, (DomainError, DataError)):
+        return False
+    # A variable that would not coerce is the client's, and its message says which.
+    return not (error.path is None and error.message.startswith("Variable '$"))
+
+
+def _formatted(error: GraphQLError) -> dict[str, Any]:
+    """A GraphQL error with REST's code in ``extensions.code``; the unexpected are masked."""
+    original = error.original_error
+    message = error.message
+    extensions = {"code": "parameter_invalid", **(error.extensions or {})}
+    if isinstance(original, DomainError):
+        message, extensions["code"] = original.message, original.code
+        if original.param:
+            extensions["param"] = original.param
+    elif isinstance(original, DataError):  # such as NUL in an id, which PostgreSQL refuses
+        message = "The request holds a value that cannot be used here."
+    elif _unexpected(error):
+        message, extensions = UNEXPECTED, {"code": "api_error"}
+    formatted: dict[str, Any] = {"message": message}
+    if error.locations:
+        formatted["locations"] = [
+            {"line": location.line, "column": location.column} for location in error.locations
+        ]
+    if error.path:
+        formatted["path"] = error.path
+    formatted["extensions"] = extensions
+    return formatted
+
+
+# --- the schema document and the IDE -----------------------------------------------------------
+
+bp = Blueprint("graphql", __name__, url_prefix=GRAPHQL_PATH)
+
+
+@bp.get("/schema.graphql")
+def schema_document():
+    """The schema, in the GraphQL schema language (public, like /v2/openapi.json)."""
+    return current_app.response_class(sdl(), mimetype="text/plain")
+
+
+ide = Blueprint(
+    "graphiql",
+    __name__,
+    url_prefix=GRAPHQL_IDE,
+    static_folder=str(IDE_FOLDER),
+    static_url_path="/assets",
+)
+
+
+@ide.get("")
+def graphiql():
+    """GraphiQL, served from this box (staging only); the key goes in its Headers tab."""
+    response = send_from_directory(IDE_FOLDER, "index.html", max_age=0)
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    return response
+
+
+@click.command("graphql-schema")
+@with_appcontext
+def write_schema_command() -> None:
+    """Write the GraphQL schema to discountflow/schema.graphql (commit it with the code)."""
+    SDL_FILE.write_text(sdl())
+    click.echo(f"Wrote {SDL_FILE}.")
+
+
+def init_app(app: Flask) -> None:
+    """Serve the GraphQL endpoint, its schema and (in staging) GraphiQL."""
+    app.add_url_rule(
+        GRAPHQL_PATH,
+        view_func=Endpoint.as_view("graphql_endpoint", app.config["DISCOUNTFLOW_ENV"]),
+        methods=["POST"],
+        provide_automatic_options=False,  # Allow: POST, and nothing else
+    )
+    app.register_blueprint(bp)
+    if app.config["DISCOUNTFLOW_ENV"] == "staging":
+        app.register_blueprint(ide)
+    app.cli.add_command(write_schema_command)

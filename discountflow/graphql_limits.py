@@ -1,0 +1,204 @@
+"""What a GraphQL request may ask for, checked before anything runs.
+
+* at most ``MAX_TOKENS`` lexical tokens (the parser stops counting there, before any work
+  grows with the document) and one operation;
+* at most ``MAX_DEPTH`` levels of fields and ``MAX_ALIASES`` aliases;
+* ``first`` between 1 and ``MAX_FIRST`` on every list (the schema makes it required);
+* a cost of at most ``MAX_COST``: the nodes the query may return, counted as GitHub counts
+  them — every list adds its ``first``, multiplied by the ``first`` of every list around it.
+
+Introspection (``__schema``, ``__type``) is bounded by graphql-core's
+``MaxIntrospectionDepthRule`` instead of depth and cost, so GraphiQL's own introspection query
+works; it is off in production anyway. Fragments are summarized once each, so a document of
+fragments that spread each other many times costs linear time to check, not exponential.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLSchema,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    VariableNode,
+    get_named_type,
+    is_composite_type,
+    parse,
+)
+
+MAX_TOKENS = 2_000
+MAX_DEPTH = 10
+MAX_ALIASES = 20
+MAX_FIRST = 100
+MAX_COST = 5_000
+MAX_QUERY_LENGTH = 64 * 1024
+TOO_COMPLEX = "query_too_complex"
+
+
+def parse_query(query: str) -> DocumentNode:
+    """Parse a request's document, refusing one of more than ``MAX_TOKENS`` tokens.
+
+    A syntax error is refused as ``parameter_invalid``, a document over a limit as
+    ``query_too_complex``.
+    """
+    try:
+        return parse(
+            query,
+            max_lexical_tokens=MAX_TOKENS,
+            max_comments=MAX_TOKENS,
+            max_source_length=MAX_QUERY_LENGTH,
+        )
+    except GraphQLError as error:
+        code = TOO_COMPLEX if "Parsing aborted" in error.message else "parameter_invalid"
+        error.extensions = {**(error.extensions or {}), "code": code}
+        if code == TOO_COMPLEX:
+            error.extensions["limit"] = MAX_TOKENS
+        raise
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a selection set asks for: its depth, its aliases, and the nodes it may return."""
+
+    depth: int = 0
+    aliases: int = 0
+    cost: int = 0
+
+    def beside(self, other: Summary) -> Summary:
+        return Summary(
+            max(self.depth, other.depth), self.aliases + other.aliases, self.cost + other.cost
+        )
+
+
+class Analysis:
+    """The depth, aliases and cost of a document's operation, and the bad ``first`` values."""
+
+    def __init__(self, schema: GraphQLSchema, document: DocumentNode, variables: dict) -> None:
+        self.schema = schema
+        self.variables = variables if isinstance(variables, dict) else {}
+        self.fragments = {
+            definition.name.value: definition
+            for definition in document.definitions
+            if isinstance(definition, FragmentDefinitionNode)
+        }
+        self.summaries: dict[str, Summary] = {}
+        self.errors: list[GraphQLError] = []
+        self.defaults: dict[str, Any] = {}
+        self.total = Summary()
+        for definition in document.definitions:
+            if isinstance(definition, OperationDefinitionNode):
+                self.total = self.total.beside(self._operation(definition))
+
+    @property
+    def cost(self) -> int:
+        """The nodes the operation may return; at least one."""
+        return max(1, self.total.cost)
+
+    def _operation(self, operation: OperationDefinitionNode) -> Summary:
+        for definition in operation.variable_definitions or ():
+            if isinstance(definition.default_value, IntValueNode):
+                self.defaults[definition.variable.name.value] = int(definition.default_value.value)
+        root = self.schema.get_root_type(operation.operation)
+        if root is None:
+            return Summary()
+        return self._selections(operation.selection_set, root, frozenset())
+
+    def _selections(self, selections: SelectionSetNode | None, parent, path) -> Summary:
+        total = Summary()
+        for selection in selections.selections if selections else ():
+            if isinstance(selection, FieldNode):
+                total = total.beside(self._field(selection, parent, path))
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                inner = self.schema.get_type(condition.name.value) if condition else parent
+                total = total.beside(self._selections(selection.selection_set, inner, path))
+            elif isinstance(selection, FragmentSpreadNode):
+                total = total.beside(self._fragment(selection.name.value, path))
+        return total
+
+    def _fragment(self, name: str, path: frozenset[str]) -> Summary:
+        if name in path or name not in self.fragments:  # a cycle, or unknown: spec rules say so
+            return Summary()
+        if name not in self.summaries:
+            fragment = self.fragments[name]
+            condition = self.schema.get_type(fragment.type_condition.name.value)
+            self.summaries[name] = self._selections(
+                fragment.selection_set, condition, path | {name}
+            )
+        return self.summaries[name]
+
+    def _field(self, node: FieldNode, parent, path) -> Summary:
+        alias = 1 if node.alias else 0
+        name = node.name.value
+        definition = getattr(parent, "fields", {}).get(name) if parent is not None else None
+        if name.startswith("__") or definition is None:
+            # Introspection (bounded by its own rule), or a field the spec rules refuse.
+            inner = self._selections(node.selection_set, None, path)
+            return Summary(0, alias + inner.aliases, 0)
+        named = get_named_type(definition.type)
+        inner = self._selections(
+            node.selection_set, named if is_composite_type(named) else None, path
+        )
+        if "first" not in definition.args:
+            return Summary(1 + inner.depth, alias + inner.aliases, inner.cost)
+        first = self._first(node)
+        return Summary(1 + inner.depth, alias + inner.aliases, first + first * inner.cost)
+
+    def _first(self, node: FieldNode) -> int:
+        """The ``first`` a list asks for (for the cost: the most it may be, when unknown)."""
+        argument = next((arg for arg in node.arguments or () if arg.name.value == "first"), None)
+        if argument is None:
+            return MAX_FIRST  # required: the spec rules refuse the document
+        value: Any = None
+        if isinstance(argument.value, IntValueNode):
+            value = int(argument.value.value)
+        elif isinstance(argument.value, VariableNode):
+            name = argument.value.name.value
+            value = self.variables.get(name, self.defaults.get(name))
+        if not isinstance(value, int) or isinstance(value, bool):
+            return MAX_FIRST  # not a number: variable coercion refuses it
+        if not 1 <= value <= MAX_FIRST:
+            self.errors.append(
+                GraphQLError(
+                    f"first must be between 1 and {MAX_FIRST}, not {value}.",
+                    argument,
+                    extensions={"code": "parameter_invalid", "param": "first"},
+                )
+            )
+        return min(max(value, 1), MAX_FIRST)
+
+    def refusals(self) -> list[GraphQLError]:
+        """Every limit the document breaks."""
+        refusals = list(self.errors)
+        if self.total.depth > MAX_DEPTH:
+            refusals.append(
+                GraphQLError(
+                    f"The query is {self.total.depth} levels deep; the limit is {MAX_DEPTH}.",
+                    extensions={"code": TOO_COMPLEX, "depth": self.total.depth},
+                )
+            )
+        if self.total.aliases > MAX_ALIASES:
+            refusals.append(
+                GraphQLError(
+                    f"The query has {self.total.aliases} aliases; the limit is {MAX_ALIASES}.",
+                    extensions={"code": TOO_COMPLEX, "aliases": self.total.aliases},
+                )
+            )
+        if self.cost > MAX_COST:
+            refusals.append(
+                GraphQLError(
+                    f"The query may return {self.cost:,} nodes; the limit is {MAX_COST:,} per "
+                    "request. Ask for fewer with first, or split the query.",
+                    extensions={"code": TOO_COMPLEX, "cost": self.cost, "limit": MAX_COST},
+                )
+            )
+        return refusals
