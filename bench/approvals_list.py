@@ -60,7 +60,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.auth_overhead import load, start, stop  # noqa: E402
+from bench.auth_overhead import load, organization_with_keys, start, stop  # noqa: E402
 
 ORGANIZATIONS = 50
 PAGE = 20
@@ -232,10 +232,9 @@ def seed(env: dict[str, str], approvals: int) -> tuple[list[str], dict[str, int]
 
     from discountflow import create_app
     from discountflow.approvals.models import Approval, ApprovalLevel, LineItem, Step
-    from discountflow.auth import services as auth
-    from discountflow.auth.models import User
     from discountflow.database import new_id, utcnow
     from discountflow.extensions import db
+    from discountflow.organizations.models import User
 
     rng = random.Random(approvals)
     app = create_app()
@@ -244,19 +243,19 @@ def seed(env: dict[str, str], approvals: int) -> tuple[list[str], dict[str, int]
         now = utcnow()
         keys, organizations, levels_rows, users_rows = [], [], [], []
         for number in range(ORGANIZATIONS):
-            organization = auth.create_organization(
-                f"Bench {number}",
-                owner_email=f"owner{number}@bench.example",
-                owner_password="bench-password",
+            organization_id, key = organization_with_keys(
+                f"Bench {number}", f"owner{number}@bench.example"
             )
-            owner = auth.owner_of(organization)
-            keys.append(auth.generate_key(owner)[1])
+            keys.append(key)
+            owner = db.session.execute(
+                select(User).where(User.organization_id == organization_id, User.role == "owner")
+            ).scalar_one()
             levels = [(new_id("lvl"), name, rank) for name, rank, _ in LEVELS]
             for (level_id, name, rank), (_, _, bps) in zip(levels, LEVELS, strict=True):
                 levels_rows.append(
                     {
                         "id": level_id,
-                        "organization_id": organization.id,
+                        "organization_id": organization_id,
                         "name": name,
                         "rank": rank,
                         "max_discount_bps": bps,
@@ -272,7 +271,7 @@ def seed(env: dict[str, str], approvals: int) -> tuple[list[str], dict[str, int]
                     users_rows.append(
                         {
                             "id": user_id,
-                            "organization_id": organization.id,
+                            "organization_id": organization_id,
                             "email": f"{role}{index}.{number}@bench.example",
                             "name": f"{role.title()} {index}",
                             "password_hash": owner.password_hash,
@@ -282,7 +281,7 @@ def seed(env: dict[str, str], approvals: int) -> tuple[list[str], dict[str, int]
                         }
                     )
             members = people["member"] + [owner.id]
-            organizations.append((organization.id, levels, people["approver"], members))
+            organizations.append((organization_id, levels, people["approver"], members))
         db.session.execute(insert(ApprovalLevel), levels_rows)
         db.session.execute(insert(User), users_rows)
         db.session.commit()

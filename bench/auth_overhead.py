@@ -176,6 +176,20 @@ def invalid_key_flood(port: int, key: str, per_second: int, stop: threading.Even
         time.sleep(max(0.0, next_at - time.monotonic()))
 
 
+def organization_with_keys(name: str, email: str, *, read_only: bool = False) -> tuple[str, ...]:
+    """Create an organization (inside an app context); return its id and its new keys."""
+    from discountflow.actors import Actor
+    from discountflow.auth.services import generate_key
+    from discountflow.organizations.services import create_organization
+
+    organization = create_organization(name, owner_email=email, owner_password="bench-password")
+    owner = Actor.for_cli(organization)
+    keys = [generate_key(owner)[1]]
+    if read_only:
+        keys.append(generate_key(owner, read_only=True)[1])
+    return organization.id, *keys
+
+
 def prepare_keys(env: dict[str, str], count: int) -> tuple[list[str], str]:
     """Create organizations with ``count`` keys for the load, and one key to flood with bad ones.
 
@@ -184,7 +198,6 @@ def prepare_keys(env: dict[str, str], count: int) -> tuple[list[str], str]:
     """
     os.environ.update(env)
     from discountflow import create_app
-    from discountflow.auth import services as auth
     from discountflow.extensions import db
 
     app = create_app()
@@ -193,19 +206,11 @@ def prepare_keys(env: dict[str, str], count: int) -> tuple[list[str], str]:
         app.config["BCRYPT_ROUNDS"] = 4
         keys = []
         for number in range((count + 1) // 2):
-            organization = auth.create_organization(
-                f"Bench {number}",
-                owner_email=f"owner{number}@bench.example",
-                owner_password="bench-password",
-            )
-            owner = auth.owner_of(organization)
-            keys.append(auth.generate_key(owner)[1])
-            keys.append(auth.generate_key(owner, read_only=True)[1])
+            keys += organization_with_keys(
+                f"Bench {number}", f"owner{number}@bench.example", read_only=True
+            )[1:]
         app.config["BCRYPT_ROUNDS"] = 12
-        organization = auth.create_organization(
-            "Flood target", owner_email="owner@flood.example", owner_password="bench-password"
-        )
-        target = auth.generate_key(auth.owner_of(organization))[1]
+        _, target = organization_with_keys("Flood target", "owner@flood.example")
     return keys[:count], target
 
 
