@@ -107,7 +107,10 @@ class _RequestLimits(SchemaExtension):
             errors = list(_spec_errors(environment, context.query, rules))
         else:  # a document too large to remember
             errors = validate_document(execution.schema._schema, context.document, rules)
-        analysis = Analysis(execution.schema._schema, context.document, execution.variables)
+        if context.query is not None and not execution.variables:
+            analysis = _analysis(environment, context.query)
+        else:  # the limits may depend on the variables (first: $n)
+            analysis = Analysis(execution.schema._schema, context.document, execution.variables)
         context.limits.append(analysis)
         # Strawberry validates only when nothing has: these are the document's errors.
         execution.pre_execution_errors = errors + analysis.refusals()
@@ -132,6 +135,12 @@ def _parsed(query: str) -> DocumentNode:
 def _spec_errors(environment: str, query: str, rules: tuple) -> tuple[GraphQLError, ...]:
     """The specification's validation of a remembered document: it depends on nothing else."""
     return tuple(validate_document(schema(environment)._schema, _parsed(query), rules))
+
+
+@lru_cache(maxsize=256)
+def _analysis(environment: str, query: str) -> Analysis:
+    """The limits of a remembered document sent without variables: they depend on nothing else."""
+    return Analysis(schema(environment)._schema, _parsed(query), {})
 
 
 def parse_document(query: str) -> tuple[DocumentNode, str | None]:
@@ -258,6 +267,7 @@ class Endpoint(GraphQLView):
     """Strawberry's synchronous Flask view, keeping REST's contract (see the module's text)."""
 
     methods = ["POST"]  # noqa: RUF012 - Flask's own class attribute
+    init_every_request = False  # one view for every request: it keeps no request's state
 
     def __init__(self, environment: str) -> None:
         super().__init__(schema=schema(environment), graphql_ide=None, allow_queries_via_get=False)
