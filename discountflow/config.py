@@ -1,46 +1,40 @@
 """Configuration: defaults, then ``instance/config.py``, then environment variables, then tests.
 
-Every setting read here is listed, with its default, in the README's configuration table.
+Every setting is known by its documented name (``SETTINGS``), the same in the environment, in a
+``.env`` file and in ``instance/config.py``; each is listed, with its default, in the README's
+configuration table (``tests/test_config.py`` compares the two).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dotenv import dotenv_values, find_dotenv
-from flask import Flask
+from flask import Config, Flask
 
 ENVIRONMENTS = ("staging", "production")
 DEFAULT_API_RATE_LIMITS = {"staging": "500 per minute", "production": "1000 per minute"}
+MIN_SECRET_KEY_BYTES = 32
+INSTANCE_MODE = 0o700  # the instance folder holds the database and the secret key
+PRIVATE_FILES = 0o077  # umask: files the service creates are its own (0600)
 
+# Flask's and the extensions' settings that every app sets, not the operator.
 DEFAULTS: dict[str, Any] = {
-    "DISCOUNTFLOW_ENV": "staging",
-    "SQLALCHEMY_DATABASE_URI": None,  # an SQLite file in the instance folder
     "SQLALCHEMY_ENGINE_OPTIONS": {},  # pool_pre_ping is turned on for server databases
-    "BCRYPT_ROUNDS": 12,
-    "API_RATE_LIMIT": None,  # per API key; by environment unless overridden
-    "AUTH_FAILURE_LIMIT": "20 per minute",  # failed API authentications per client IP
-    "LAST_USED_RESOLUTION_SECONDS": 60,
-    "MAX_CONTENT_LENGTH": 1024 * 1024,
-    "PAGE_CACHE_MB": 32,  # rendered pages of approvals remembered per process; 0 turns it off
-    "ACCESS_LOG": True,  # one JSON line per request on stdout
-    "TRUSTED_PROXY_COUNT": 0,  # proxies in front whose X-Forwarded-* headers are trusted
     # The dashboard's session cookie (SESSION_COOKIE_SECURE follows the environment, below).
     "SESSION_COOKIE_NAME": "discountflow_session",
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
-    "PERMANENT_SESSION_LIFETIME": 12 * 3600,  # seconds; signed-in sessions end after 12 hours
     "WTF_CSRF_CHECK_DEFAULT": False,  # checked for the dashboard only (dashboard/__init__.py)
     "WTF_CSRF_TIME_LIMIT": None,  # a form's token lives as long as the session
-    "SIGN_IN_LIMIT_PER_ADDRESS": "10 per minute",  # failed sign-ins per client address
-    "SIGN_IN_LIMIT_PER_ACCOUNT": "5 per 15 minutes",  # failed sign-ins per email address
     # Flask-Limiter keeps settings on its module-level object between apps built in one
     # process, so every RATELIMIT_* key we rely on is set here, explicitly.
     "RATELIMIT_ENABLED": True,
-    "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_STORAGE_OPTIONS": {},
     "RATELIMIT_STRATEGY": "moving-window",
     "RATELIMIT_HEADERS_ENABLED": True,
@@ -59,21 +53,36 @@ def _boolean(text: str) -> bool:
     raise ValueError(text)
 
 
-# Environment variable → config key, and how to read its text.
-_ENVIRONMENT_VARIABLES: dict[str, tuple[str, Any]] = {
-    "DISCOUNTFLOW_ENV": ("DISCOUNTFLOW_ENV", str),
-    "DATABASE_URL": ("SQLALCHEMY_DATABASE_URI", str),
-    "SECRET_KEY": ("SECRET_KEY", str),
-    "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str),
-    "API_RATE_LIMIT": ("API_RATE_LIMIT", str),
-    "AUTH_FAILURE_LIMIT": ("AUTH_FAILURE_LIMIT", str),
-    "BCRYPT_ROUNDS": ("BCRYPT_ROUNDS", int),
-    "PAGE_CACHE_MB": ("PAGE_CACHE_MB", int),
-    "ACCESS_LOG": ("ACCESS_LOG", _boolean),
-    "TRUSTED_PROXY_COUNT": ("TRUSTED_PROXY_COUNT", int),
-    "SESSION_LIFETIME_SECONDS": ("PERMANENT_SESSION_LIFETIME", int),
-    "SIGN_IN_LIMIT_PER_ADDRESS": ("SIGN_IN_LIMIT_PER_ADDRESS", str),
-    "SIGN_IN_LIMIT_PER_ACCOUNT": ("SIGN_IN_LIMIT_PER_ACCOUNT", str),
+def _hosts(text: str) -> list[str]:
+    return [host.strip() for host in text.split(",") if host.strip()]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A documented setting: the config key it fills, how to read its text, its default."""
+
+    key: str
+    read: Callable[[str], Any]
+    default: Any
+
+
+SETTINGS: dict[str, Setting] = {
+    "DISCOUNTFLOW_ENV": Setting("DISCOUNTFLOW_ENV", str, "staging"),
+    "DATABASE_URL": Setting("SQLALCHEMY_DATABASE_URI", str, None),  # SQLite in the instance
+    "SECRET_KEY": Setting("SECRET_KEY", str, None),  # generated in staging; required in prod
+    "RATELIMIT_STORAGE_URI": Setting("RATELIMIT_STORAGE_URI", str, "memory://"),
+    "API_RATE_LIMIT": Setting("API_RATE_LIMIT", str, None),  # by environment unless set
+    "AUTH_FAILURE_LIMIT": Setting("AUTH_FAILURE_LIMIT", str, "20 per minute"),
+    "BCRYPT_ROUNDS": Setting("BCRYPT_ROUNDS", int, 12),
+    "SESSION_LIFETIME_SECONDS": Setting("PERMANENT_SESSION_LIFETIME", int, 12 * 3600),
+    "SIGN_IN_LIMIT_PER_ADDRESS": Setting("SIGN_IN_LIMIT_PER_ADDRESS", str, "10 per minute"),
+    "SIGN_IN_LIMIT_PER_ACCOUNT": Setting("SIGN_IN_LIMIT_PER_ACCOUNT", str, "5 per 15 minutes"),
+    "PAGE_CACHE_MB": Setting("PAGE_CACHE_MB", int, 32),
+    "ACCESS_LOG": Setting("ACCESS_LOG", _boolean, True),
+    "TRUSTED_PROXY_COUNT": Setting("TRUSTED_PROXY_COUNT", int, 0),
+    "TRUSTED_HOSTS": Setting("TRUSTED_HOSTS", _hosts, None),  # Flask: any Host is accepted
+    "LAST_USED_RESOLUTION_SECONDS": Setting("LAST_USED_RESOLUTION_SECONDS", int, 60),
+    "MAX_CONTENT_LENGTH": Setting("MAX_CONTENT_LENGTH", int, 1024 * 1024),
 }
 
 
@@ -83,18 +92,26 @@ class ConfigurationError(RuntimeError):
 
 def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
     """Fill ``app.config`` from defaults, the instance file, the environment and ``test_config``."""
+    keep_files_private(Path(app.instance_path))
     app.config.from_mapping(DEFAULTS)
+    app.config.from_mapping({setting.key: setting.default for setting in SETTINGS.values()})
     if test_config is None:
-        app.config.from_pyfile("config.py", silent=True)
-        # A .env file in the working directory fills in what the real environment leaves out.
+        # instance/config.py may set any documented setting by its documented name (or, as
+        # Python, by the key it fills); a .env file in the working directory fills in what the
+        # real environment leaves out; the environment wins.
+        from_file = Config(app.instance_path)
+        from_file.from_pyfile("config.py", silent=True)
         environ = {**dotenv_values(find_dotenv(usecwd=True)), **os.environ}
-        for variable, (key, convert) in _ENVIRONMENT_VARIABLES.items():
-            value = environ.get(variable)
+        for name, value in from_file.items():
+            setting = SETTINGS.get(name)
+            app.config[setting.key if setting else name] = value
+        for name, setting in SETTINGS.items():
+            value = environ.get(name)
             if value not in (None, ""):
                 try:
-                    app.config[key] = convert(value)
+                    app.config[setting.key] = setting.read(value)
                 except ValueError as error:
-                    raise ConfigurationError(f"{variable}={value!r} is not valid") from error
+                    raise ConfigurationError(f"{name}={value!r} is not valid") from error
     else:
         app.config.from_mapping(test_config)
     _finish(app)
@@ -124,15 +141,33 @@ def _finish(app: Flask) -> None:
         }
     if not config.get("SECRET_KEY"):
         if environment == "production":
-            raise ConfigurationError("SECRET_KEY must be set in production")
+            raise ConfigurationError(
+                "SECRET_KEY must be set in production: "
+                "python3 -c 'import secrets; print(secrets.token_hex(32))'"
+            )
         config["SECRET_KEY"] = _instance_secret_key(Path(app.instance_path))
+    secret = config["SECRET_KEY"]
+    secret_bytes = len(secret.encode() if isinstance(secret, str) else secret)
+    if environment == "production" and secret_bytes < MIN_SECRET_KEY_BYTES:
+        raise ConfigurationError(
+            f"SECRET_KEY is {secret_bytes} bytes; production needs at least "
+            f"{MIN_SECRET_KEY_BYTES} random bytes: "
+            "python3 -c 'import secrets; print(secrets.token_hex(32))'"
+        )
     config["SESSION_COOKIE_SECURE"] = environment == "production"
+
+
+def keep_files_private(instance_path: Path) -> None:
+    """Make what the service creates its own: files 0600 (umask), the instance folder 0700."""
+    os.umask(PRIVATE_FILES)
+    instance_path.mkdir(parents=True, exist_ok=True, mode=INSTANCE_MODE)
+    if instance_path.stat().st_mode & 0o777 != INSTANCE_MODE:
+        instance_path.chmod(INSTANCE_MODE)
 
 
 def database_url(url: str | None, instance_path: Path) -> str:
     """Return the SQLAlchemy URL: an instance-folder SQLite file by default; Heroku's form fixed."""
     if not url:
-        instance_path.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{instance_path / 'discountflow.sqlite'}"
     for scheme in ("postgres://", "postgresql://"):  # Heroku's form; psycopg 3 as the driver
         if url.startswith(scheme):
@@ -142,13 +177,14 @@ def database_url(url: str | None, instance_path: Path) -> str:
 
 def _instance_secret_key(instance_path: Path) -> str:
     """Return the staging secret kept in the instance folder, creating it on first start."""
-    instance_path.mkdir(parents=True, exist_ok=True)
     path = instance_path / "secret_key"
     if not path.exists():
-        # Write aside, then link into place: two processes starting at once agree on one key.
+        # Write aside (0600 from the start), then link into place: two processes starting at
+        # once agree on one key.
         draft = instance_path / f".secret_key.{os.getpid()}"
-        draft.write_text(secrets.token_hex(32))
-        draft.chmod(0o600)
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_hex(32))
         try:
             os.link(draft, path)
         except FileExistsError:

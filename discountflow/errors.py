@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify, make_response, render_template, request
+from flask.globals import request_ctx
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -129,7 +130,8 @@ def answer(
 
     Headers of ``base`` (``Allow``, ``Retry-After`` …) are kept; a 401 says ``Bearer``.
     """
-    if is_api_request():
+    if is_api_request() or request_ctx.url_adapter is None:
+        # The API; or a request whose Host was refused (TRUSTED_HOSTS): no page can be built.
         body = {"error": code, "message": message}
         if param is not None:
             body["param"] = param

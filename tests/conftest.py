@@ -72,7 +72,7 @@ def make_app(tmp_path, **overrides):
 def _build_app(database_url: str, overrides: dict):
     config = {
         "TESTING": True,
-        "SECRET_KEY": "test-secret",
+        "SECRET_KEY": "test-secret-" + "0" * 32,
         "SQLALCHEMY_DATABASE_URI": database_url,
         "BCRYPT_ROUNDS": 4,
         "DISCOUNTFLOW_ENV": "staging",

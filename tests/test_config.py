@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
+import re
+import stat
 from pathlib import Path
 
 import pytest
 
 from discountflow import create_app
-from discountflow.config import ConfigurationError, database_url
+from discountflow.config import SETTINGS, ConfigurationError, database_url
 
-ENV_VARS = [
-    "DISCOUNTFLOW_ENV",
-    "DATABASE_URL",
-    "SECRET_KEY",
-    "RATELIMIT_STORAGE_URI",
-    "API_RATE_LIMIT",
-    "AUTH_FAILURE_LIMIT",
-    "BCRYPT_ROUNDS",
-]
+ROOT = Path(__file__).resolve().parents[1]
+ENV_VARS = list(SETTINGS)
+GUNICORN_VARS = ["PORT", "HOST", "WEB_CONCURRENCY", "GUNICORN_THREADS"]
 
 
 @pytest.fixture
@@ -103,3 +99,99 @@ def test_heroku_database_url_is_accepted():
     )
     assert database_url("postgresql://u@h/d", Path("/x")) == "postgresql+psycopg://u@h/d"
     assert database_url("postgresql+psycopg2://u@h/d", Path("/x")) == "postgresql+psycopg2://u@h/d"
+
+
+# Each documented setting, a valid value as text, and what the config then holds.
+SAMPLES = {
+    "DISCOUNTFLOW_ENV": ("staging", "DISCOUNTFLOW_ENV", "staging"),
+    "DATABASE_URL": (
+        "sqlite:////tmp/elsewhere.sqlite",
+        "SQLALCHEMY_DATABASE_URI",
+        "sqlite:////tmp/elsewhere.sqlite",
+    ),
+    "SECRET_KEY": ("k" * 40, "SECRET_KEY", "k" * 40),
+    "RATELIMIT_STORAGE_URI": ("memory://", "RATELIMIT_STORAGE_URI", "memory://"),
+    "API_RATE_LIMIT": ("42 per minute", "API_RATE_LIMIT", "42 per minute"),
+    "AUTH_FAILURE_LIMIT": ("7 per minute", "AUTH_FAILURE_LIMIT", "7 per minute"),
+    "BCRYPT_ROUNDS": ("5", "BCRYPT_ROUNDS", 5),
+    "SESSION_LIFETIME_SECONDS": ("600", "PERMANENT_SESSION_LIFETIME", 600),
+    "SIGN_IN_LIMIT_PER_ADDRESS": ("3 per minute", "SIGN_IN_LIMIT_PER_ADDRESS", "3 per minute"),
+    "SIGN_IN_LIMIT_PER_ACCOUNT": ("2 per hour", "SIGN_IN_LIMIT_PER_ACCOUNT", "2 per hour"),
+    "PAGE_CACHE_MB": ("3", "PAGE_CACHE_MB", 3),
+    "ACCESS_LOG": ("false", "ACCESS_LOG", False),
+    "TRUSTED_PROXY_COUNT": ("1", "TRUSTED_PROXY_COUNT", 1),
+    "TRUSTED_HOSTS": ("api.example, localhost", "TRUSTED_HOSTS", ["api.example", "localhost"]),
+    "LAST_USED_RESOLUTION_SECONDS": ("5", "LAST_USED_RESOLUTION_SECONDS", 5),
+    "MAX_CONTENT_LENGTH": ("2048", "MAX_CONTENT_LENGTH", 2048),
+}
+
+
+def test_every_setting_has_a_sample():
+    assert set(SAMPLES) == set(SETTINGS)
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_every_documented_setting_works_from_the_environment(environ, name):
+    text, key, expected = SAMPLES[name]
+    environ.setenv(name, text)
+    assert create_app().config[key] == expected
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_every_documented_setting_works_from_the_instance_file(environ, tmp_path, name):
+    _, key, expected = SAMPLES[name]
+    (tmp_path / "i").mkdir(exist_ok=True)
+    (tmp_path / "i" / "config.py").write_text(f"{name} = {expected!r}\n")
+    assert create_app().config[key] == expected
+
+
+def _readme_settings() -> set[str]:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([A-Z_]+)` \|", table, re.MULTILINE))
+
+
+def test_the_readme_table_names_every_setting_the_service_reads():
+    assert _readme_settings() == set(SETTINGS) | set(GUNICORN_VARS)
+    gunicorn_conf = (ROOT / "gunicorn.conf.py").read_text()
+    for name in GUNICORN_VARS:
+        assert f"'{name}'" in gunicorn_conf or f'"{name}"' in gunicorn_conf, name
+
+
+def test_production_refuses_a_short_secret(environ):
+    environ.setenv("DISCOUNTFLOW_ENV", "production")
+    environ.setenv("SECRET_KEY", "abc")
+    with pytest.raises(ConfigurationError, match="at least 32"):
+        create_app()
+    environ.setenv("SECRET_KEY", "s" * 32)
+    assert create_app().config["SESSION_COOKIE_SECURE"] is True
+
+
+def test_the_files_the_service_makes_are_private(environ, tmp_path):
+    from discountflow.database import backup_sqlite
+    from discountflow.extensions import db
+
+    (tmp_path / "i").mkdir(mode=0o755)  # an instance folder made by hand, readable by all
+    app = create_app()
+    with app.app_context():
+        db.create_all()
+        db.session.execute(db.text("CREATE TABLE IF NOT EXISTS t (x)"))  # opens the WAL
+        db.session.commit()
+        database = Path(db.engine.url.database)
+        folder = database.parent
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        created = [database, folder / "secret_key"]
+        created += [Path(f"{database}{suffix}") for suffix in ("-wal", "-shm")]
+        for path in created:
+            assert path.exists(), path
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        backup = tmp_path / "backup.sqlite"
+        backup_sqlite(str(database), str(backup))
+        assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+
+
+def test_trusted_hosts_refuse_another_host(environ):
+    environ.setenv("TRUSTED_HOSTS", "api.example")
+    client = create_app().test_client()
+    assert client.get("/healthz", headers={"Host": "api.example"}).status_code == 200
+    assert client.get("/healthz", headers={"Host": "evil.example"}).status_code == 400

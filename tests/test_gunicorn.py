@@ -57,7 +57,7 @@ def start_gunicorn(tmp_path, *extra, environ=None):
     env = {
         **inherited,
         "DATABASE_URL": database_url_for(tmp_path),
-        "SECRET_KEY": "test-secret",
+        "SECRET_KEY": "test-secret-" + "0" * 32,
         "BCRYPT_ROUNDS": "4",
         "RATELIMIT_STORAGE_URI": "memory://",
         **(environ or {}),
