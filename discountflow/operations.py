@@ -136,16 +136,36 @@ def _unavailable(message: str):
     return response
 
 
+def configure_logging() -> None:
+    """Set the service's logging up once per process, before anything logs.
+
+    The access log is one JSON line per request on stdout and goes nowhere else; the
+    service's own messages (``discountflow`` and below) go to stderr. Having a handler of its
+    own, the ``discountflow`` logger — Flask's ``app.logger`` — is not given Flask's default
+    one on the first error, which would print every access line a second time.
+    """
+    if not access_log.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access_log.addHandler(handler)
+        access_log.setLevel(logging.INFO)
+        access_log.propagate = False
+    service_log = logging.getLogger("discountflow")
+    if not service_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        service_log.addHandler(handler)
+        service_log.setLevel(logging.INFO)
+
+
 def init_app(app: Flask) -> None:
     """Register the health checks, request ids, the access log, proxies and outage answers."""
     proxies = int(app.config["TRUSTED_PROXY_COUNT"])
     if proxies > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
-    if app.config["ACCESS_LOG"] and not access_log.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access_log.addHandler(handler)
-        access_log.setLevel(logging.INFO)
+    configure_logging()
     app.register_blueprint(bp)
     app.before_request_funcs.setdefault(None, []).insert(0, _start)
     app.after_request(_finish)

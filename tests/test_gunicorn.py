@@ -52,7 +52,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_gunicorn(tmp_path, *extra, environ=None):
+def start_gunicorn(tmp_path, *extra, environ=None, module="app:app"):
     inherited = {name: value for name, value in os.environ.items() if name != "WEB_CONCURRENCY"}
     env = {
         **inherited,
@@ -67,7 +67,7 @@ def start_gunicorn(tmp_path, *extra, environ=None):
     # the server.
     output = open(tmp_path / f"gunicorn-{port}.log", "w+")  # noqa: SIM115 - closed by stop()
     process = subprocess.Popen(
-        [GUNICORN, "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}", *extra, "app:app"],
+        [GUNICORN, "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}", *extra, module],
         cwd=ROOT,
         env=env,
         stdout=output,
@@ -150,5 +150,43 @@ def test_real_server_enforces_the_documented_limit(tmp_path):
         runner = app.test_cli_runner()
         assert runner.invoke(args=["keys", "revoke", "--org", "acme", "--yes"]).exit_code == 0
         assert get(port, "/v2/me", key)[0] == 401
+    finally:
+        stop(process)
+
+
+def wait_until_serving(port: int) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
+
+
+def status_of(port: int, path: str, headers: dict | None = None) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.mark.slow
+def test_after_an_unhandled_error_each_access_line_is_written_once(tmp_path):
+    make_app(tmp_path)  # the schema
+    process, port = start_gunicorn(tmp_path, module="tests.broken_app:app")
+    try:
+        wait_until_serving(port)
+        assert status_of(port, "/broken", {"Request-Id": "req-the-failure"}) == 500
+        assert status_of(port, "/healthz", {"Request-Id": "req-after-it"}) == 200
+        output = wait_for_line(process, "req-after-it")
+        time.sleep(0.2)
+        output = output_of(process)
+        assert output.count("req-after-it") == 1, output
+        assert output.count('"request_id":"req-the-failure"') == 1, output
+        assert "RuntimeError: a bug" in output  # the error itself is logged, once
     finally:
         stop(process)
