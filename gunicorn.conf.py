@@ -12,7 +12,9 @@ _storage = os.environ.get("RATELIMIT_STORAGE_URI") or "memory://"
 _shared_storage = not _storage.startswith("memory://")
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
-worker_class = "gthread"
+# gunicorn's threaded worker, answering the requests it refuses itself (a URL or headers too
+# long, a request it cannot read) in the API's JSON error shape (discountflow/server.py).
+worker_class = "discountflow.server.JsonErrorWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2")) if _shared_storage else 1
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 keepalive = 5

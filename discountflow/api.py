@@ -93,6 +93,8 @@ def _check_json_body() -> None:
         body = request.get_json()
     except BadRequest as error:
         raise InvalidParameter("The request body is not valid JSON.") from error
+    except RecursionError as error:  # nested deeper than any request of ours can be
+        raise InvalidParameter("The request body is nested too deeply.") from error
     if not isinstance(body, dict):
         raise InvalidParameter("The request body must be a JSON object.")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 from typing import Any
 
 from flask import Flask, current_app, make_response
@@ -27,8 +28,10 @@ from .schemas import Error
 
 SPEC_URL = "/v2/openapi.json"
 DOCS_URL = "/v2/docs"
-# Every operation can answer these, with the documented error shape.
-ERROR_STATUSES = (400, 401, 403, 404, 409, 429)
+# Every operation can answer these, with the documented error shape: refusals of the app, and
+# of the server's edge (a URL or headers too long: discountflow/server.py), and an outage.
+ERROR_STATUSES = (400, 401, 403, 404, 409, 414, 429, 431, 503)
+BODY_ERROR_STATUSES = (413,)  # and these when the operation takes a body
 
 
 def parameter_name(location: tuple[Any, ...]) -> str:
@@ -143,9 +146,12 @@ spec = SpecTree(
 )
 
 
-def responses(status: int = 200, model: type[BaseModel] | None = None) -> Response:
+def responses(
+    status: int = 200, model: type[BaseModel] | None = None, *, body: bool = False
+) -> Response:
     """The documented responses of an operation: its success and every error status."""
-    codes: dict[str, Any] = {f"HTTP_{code}": Error for code in ERROR_STATUSES}
+    errors = ERROR_STATUSES + (BODY_ERROR_STATUSES if body else ())
+    codes: dict[str, Any] = {f"HTTP_{code}": Error for code in errors}
     codes[f"HTTP_{status}"] = model
     return Response(**codes)
 
@@ -154,9 +160,10 @@ def operation(model: type[BaseModel], *, tag: str, status: int = 200):
     """Validate a view's input and document it: its success response, errors and tag."""
 
     def decorate(view):
-        return spec.validate(resp=responses(status, model), tags=[tag], operation_id=view.__name__)(
-            view
-        )
+        body = "json" in inspect.signature(view).parameters
+        return spec.validate(
+            resp=responses(status, model, body=body), tags=[tag], operation_id=view.__name__
+        )(view)
 
     return decorate
 
@@ -198,7 +205,15 @@ def init_app(app: Flask) -> None:
     spec.register(app)
     app.register_blueprint(
         get_swaggerui_blueprint(
-            DOCS_URL, SPEC_URL, config={"app_name": "DiscountFlow API"}, blueprint_name="docs"
+            DOCS_URL,
+            SPEC_URL,
+            # validatorUrl: none, so the page never sends the document's URL to swagger.io.
+            config={
+                "app_name": "DiscountFlow API",
+                "validatorUrl": None,
+                "oauth2RedirectUrl": f"{DOCS_URL}/oauth2-redirect.html",  # not the Host's
+            },
+            blueprint_name="docs",
         )
     )
 

@@ -20,6 +20,7 @@ import re
 import secrets
 import sys
 import time
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 from sqlalchemy import text
@@ -103,6 +104,18 @@ def _finish(response):
     return response
 
 
+def _relative_redirect(response):
+    """Redirects name a path on this site, never a host: the request's Host is the client's
+    to say (``Host: evil.example`` must not send anyone to evil.example)."""
+    location = response.headers.get("Location")
+    if location and "//" in location:
+        parts = urlsplit(location)
+        if parts.netloc:
+            path = parts.path or "/"
+            response.headers["Location"] = path + (f"?{parts.query}" if parts.query else "")
+    return response
+
+
 def _database_unavailable(error: Exception):
     """The database did not answer (or refused the connection): 503, try again shortly."""
     try:
@@ -153,9 +166,7 @@ def configure_logging() -> None:
     service_log = logging.getLogger("discountflow")
     if not service_log.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        )
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         service_log.addHandler(handler)
         service_log.setLevel(logging.INFO)
 
@@ -168,6 +179,7 @@ def init_app(app: Flask) -> None:
     configure_logging()
     app.register_blueprint(bp)
     app.before_request_funcs.setdefault(None, []).insert(0, _start)
+    app.after_request(_relative_redirect)
     app.after_request(_finish)
     for error in (OperationalError, InterfaceError):  # refused, dropped, or locked too long
         app.register_error_handler(error, _database_unavailable)

@@ -213,9 +213,11 @@ def test_graphiql_runs_a_query_with_the_key_from_local_files_only(browser, serve
     elsewhere = []
     page.on(
         "request",
-        lambda request: None
-        if request.url.startswith(served.base_url) or request.url.startswith("data:")
-        else elsewhere.append(request.url),
+        lambda request: (
+            None
+            if request.url.startswith(served.base_url) or request.url.startswith("data:")
+            else elsewhere.append(request.url)
+        ),
     )
     answers = []
     page.on(

@@ -31,7 +31,8 @@ def load_config(monkeypatch, **environ):
 def test_memory_storage_runs_one_process_with_threads(monkeypatch):
     config = load_config(monkeypatch, WEB_CONCURRENCY="4")
     assert config["workers"] == 1
-    assert config["worker_class"] == "gthread" and config["threads"] >= 4
+    assert config["worker_class"] == "discountflow.server.JsonErrorWorker"
+    assert config["threads"] >= 4
     assert config["bind"] == "0.0.0.0:8000"
 
 
@@ -188,5 +189,46 @@ def test_after_an_unhandled_error_each_access_line_is_written_once(tmp_path):
         assert output.count("req-after-it") == 1, output
         assert output.count('"request_id":"req-the-failure"') == 1, output
         assert "RuntimeError: a bug" in output  # the error itself is logged, once
+    finally:
+        stop(process)
+
+
+def raw(port: int, request: bytes) -> tuple[int, dict, bytes]:
+    """Send raw bytes; return the status, headers and body of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, body
+
+
+@pytest.mark.slow
+def test_the_servers_own_refusals_are_json(tmp_path):
+    import json
+
+    make_app(tmp_path)
+    process, port = start_gunicorn(tmp_path)
+    try:
+        wait_until_serving(port)
+        long_url = b"GET /v2/approvals?customer=" + b"x" * 5000 + b" HTTP/1.1\r\nHost: a\r\n\r\n"
+        big_header = b"GET /v2/me HTTP/1.1\r\nHost: a\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n"
+        cases = [
+            (long_url, 414, "request_too_large"),
+            (big_header, 431, "request_too_large"),
+            (b"GARBAGE\r\n\r\n", 400, "parameter_invalid"),
+            (b"GET /v2/me HTTP/9.9\r\nHost: a\r\n\r\n", 400, "parameter_invalid"),
+        ]
+        for request, status, code in cases:
+            answered, headers, body = raw(port, request)
+            assert answered == status, body
+            assert headers["Content-Type"] == "application/json"
+            refusal = json.loads(body)
+            assert set(refusal) == {"error", "message"} and refusal["error"] == code
+            assert b"xxx" not in body and b"GARBAGE" not in body  # nothing echoed
+        assert status_of(port, "/healthz") == 200  # and the worker serves on
     finally:
         stop(process)

@@ -42,6 +42,7 @@ SURFACE_MODULES = {
     "idempotency",
     "openapi",
     "operations",
+    "server",
 }
 FEATURE_ROOMS = {
     "models": MODELS,
