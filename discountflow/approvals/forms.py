@@ -24,22 +24,38 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from ..currencies import MINOR_UNITS
 from ..dashboard.forms import choices, to_minor_units
+from .schemas import (
+    COMMENT_LENGTH,
+    CUSTOMER_LENGTH,
+    DEAL_REFERENCE_LENGTH,
+    DESCRIPTION_LENGTH,
+    JUSTIFICATION_LENGTH,
+    LEVEL_NAME_LENGTH,
+    MAX_LINE_ITEMS,
+    SKU_LENGTH,
+    TITLE_LENGTH,
+)
 
 COMMON_CURRENCIES = ["USD", "EUR", "GBP", "JPY", "CAD", "AUD", "CHF", "SEK", "INR", "BRL"]
 CURRENCY_CHOICES = [(code, code) for code in COMMON_CURRENCIES] + [
     (code, code) for code in sorted(MINOR_UNITS) if code not in COMMON_CURRENCIES
 ]
-MAX_LINES = 50
+MAX_LINES = MAX_LINE_ITEMS  # one limit for the API and the form
+AMOUNT_LENGTH = 24  # "10,000,000,000.00" and then some
 
 
 class LineItemForm(Form):
     """One line; a line left wholly blank is ignored."""
 
-    sku = StringField("SKU", validators=[Optional(), Length(max=64)])
-    description = StringField("Description", validators=[Optional(), Length(max=500)])
+    sku = StringField("SKU", validators=[Optional(), Length(max=SKU_LENGTH)])
+    description = StringField(
+        "Description", validators=[Optional(), Length(max=DESCRIPTION_LENGTH)]
+    )
     quantity = IntegerField("Quantity", validators=[Optional(), NumberRange(min=1)])
-    unit_list_price = StringField("Unit list price", validators=[Optional(), Length(max=24)])
-    unit_price = StringField("Unit price asked", validators=[Optional(), Length(max=24)])
+    unit_list_price = StringField(
+        "Unit list price", validators=[Optional(), Length(max=AMOUNT_LENGTH)]
+    )
+    unit_price = StringField("Unit price asked", validators=[Optional(), Length(max=AMOUNT_LENGTH)])
 
     def is_blank(self) -> bool:
         texts = (
@@ -52,23 +68,29 @@ class LineItemForm(Form):
 
 
 class ApprovalForm(FlaskForm):
-    title = StringField("Title", validators=[DataRequired(), Length(max=200)])
-    customer = StringField("Customer", validators=[DataRequired(), Length(max=200)])
-    deal_reference = StringField("Deal reference", validators=[Optional(), Length(max=200)])
+    title = StringField("Title", validators=[DataRequired(), Length(max=TITLE_LENGTH)])
+    customer = StringField("Customer", validators=[DataRequired(), Length(max=CUSTOMER_LENGTH)])
+    deal_reference = StringField(
+        "Deal reference", validators=[Optional(), Length(max=DEAL_REFERENCE_LENGTH)]
+    )
     currency = SelectField("Currency", choices=choices(CURRENCY_CHOICES), default="USD")
-    justification = TextAreaField("Justification", validators=[Optional(), Length(max=5000)])
+    justification = TextAreaField(
+        "Justification", validators=[Optional(), Length(max=JUSTIFICATION_LENGTH)]
+    )
     line_items = FieldList(FormField(LineItemForm), min_entries=1, max_entries=MAX_LINES)
 
 
 class CommentForm(FlaskForm):
-    comment = TextAreaField("Comment", validators=[Optional(), Length(max=5000)])
+    comment = TextAreaField("Comment", validators=[Optional(), Length(max=COMMENT_LENGTH)])
 
 
 class LevelForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired(), Length(max=100)])
+    name = StringField("Name", validators=[DataRequired(), Length(max=LEVEL_NAME_LENGTH)])
     rank = IntegerField("Rank", validators=[DataRequired(), NumberRange(min=1, max=100)])
     max_discount_percent = StringField("Largest discount (%)", validators=[DataRequired()])
-    cap_amount = StringField("Amount cap (optional)", validators=[Optional(), Length(max=24)])
+    cap_amount = StringField(
+        "Amount cap (optional)", validators=[Optional(), Length(max=AMOUNT_LENGTH)]
+    )
     cap_currency = SelectField("Cap currency", choices=choices(CURRENCY_CHOICES), default="USD")
 
 

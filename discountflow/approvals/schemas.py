@@ -32,7 +32,12 @@ from ..schemas import (
 )
 from .models import ApprovalStatus, DecisionType, StepStatus
 
+# What an approval may hold: the API's models below and the dashboard's forms both use these.
 MAX_LINE_ITEMS = 100
+TITLE_LENGTH = CUSTOMER_LENGTH = 200
+DEAL_REFERENCE_LENGTH = SKU_LENGTH = LEVEL_NAME_LENGTH = 100
+DESCRIPTION_LENGTH = 500
+JUSTIFICATION_LENGTH = COMMENT_LENGTH = 5000
 MAX_QUANTITY = 1_000_000
 # 10^10 minor units a unit; with 10^6 units and 100 lines a total stays below 2^63.
 MAX_UNIT_PRICE = 10_000_000_000
@@ -42,15 +47,15 @@ Currency = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z]{3}$
 MetadataKey = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=40)]
 MetadataValue = Annotated[str, StringConstraints(strict=True, max_length=500)]
 Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_KEYS)]
-CommentText = text(5000, min_length=1)
-Title = text(200, min_length=1)
-Customer = text(200, min_length=1)
-CustomerSearch = text(200)
-DealReference = text(100)
-Justification = text(5000)
-Sku = text(100)
-Description = text(500, min_length=1)
-LevelName = text(100, min_length=1)
+CommentText = text(COMMENT_LENGTH, min_length=1)
+Title = text(TITLE_LENGTH, min_length=1)
+Customer = text(CUSTOMER_LENGTH, min_length=1)
+CustomerSearch = text(CUSTOMER_LENGTH)
+DealReference = text(DEAL_REFERENCE_LENGTH)
+Justification = text(JUSTIFICATION_LENGTH)
+Sku = text(SKU_LENGTH)
+Description = text(DESCRIPTION_LENGTH, min_length=1)
+LevelName = text(LEVEL_NAME_LENGTH, min_length=1)
 
 
 def _known_currency(code: str) -> str:

@@ -6,7 +6,8 @@ the dashboard and the API refuse exactly the same things (``validated``).
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,33 +22,32 @@ def choices(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
     return [SelectChoice(value, label) for value, label in pairs]
 
 
+# An amount as people type it: 1250, 1250.5, 1,250.50 (groups of three). No sign, exponent,
+# NaN or infinity: Decimal would take "1e999999" or "sNaN" and fail far from here.
+_AMOUNT = re.compile(r"(\d{1,3}(?:,\d{3})+|\d{1,15})(?:\.(\d{1,12}))?")
+_PERCENT = re.compile(r"\d{1,3}(?:\.\d{1,6})?")
+
+
 def to_minor_units(text: str | None, currency: str, param: str) -> int:
     """``"1,250.5"`` in USD → ``125050``; refuse what is not an amount of that currency."""
-    cleaned = (text or "").replace(",", "").replace(" ", "").strip()
-    try:
-        amount = Decimal(cleaned)
-    except InvalidOperation as error:
-        message = f"Enter an amount such as 1250.00 for {param}."
-        raise InvalidParameter(message, param=param) from error
+    match = _AMOUNT.fullmatch((text or "").replace(" ", ""))
+    if match is None:
+        raise InvalidParameter(f"Enter an amount such as 1,250.00 for {param}.", param=param)
     digits = MINOR_UNITS.get(currency, 2)
-    minor = amount.scaleb(digits)
-    if not amount.is_finite() or minor != minor.to_integral_value():
+    whole, fraction = match.group(1).replace(",", ""), (match.group(2) or "").rstrip("0")
+    if len(fraction) > digits:
         raise InvalidParameter(
             f"{currency} amounts have at most {digits} decimals ({param}).", param=param
         )
-    return int(minor)
+    return int(whole) * 10**digits + int(fraction.ljust(digits, "0") or 0)
 
 
 def to_percent(text: str | None, param: str) -> float:
-    """``"12.5 %"`` → ``12.5``; refuse what is not a number."""
-    try:
-        value = Decimal((text or "").replace("%", "").strip())
-    except InvalidOperation as error:
-        message = f"Enter a percentage such as 12.5 for {param}."
-        raise InvalidParameter(message, param=param) from error
-    if not value.is_finite():
+    """``"12.5 %"`` → ``12.5``; refuse what is not a plain number."""
+    cleaned = (text or "").replace("%", "").strip()
+    if not _PERCENT.fullmatch(cleaned):
         raise InvalidParameter(f"Enter a percentage such as 12.5 for {param}.", param=param)
-    return float(value)
+    return float(Decimal(cleaned))
 
 
 def validated(model: type, data: dict[str, Any]):
