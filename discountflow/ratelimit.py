@@ -12,11 +12,13 @@ unchanged (expired entries are ignored when counting, only their memory waits up
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import weakref
 
 from flask import Flask
+from limits import parse as parse_limit
 from limits.errors import StorageError
 from limits.storage import MemoryStorage
 
@@ -89,3 +91,54 @@ def storage_unavailable(error: BaseException) -> None:
     if now - _last_warning >= WARN_EVERY:
         _last_warning = now
         log.warning("rate-limit storage unreachable, serving the API without limits: %r", error)
+
+
+# --- budgets of attempts: counted before each attempt, successes given back --------------------
+
+
+class OverBudget(Exception):
+    """The budget is spent until ``retry_after`` seconds from now."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = max(1, retry_after)
+
+
+class AttemptBudget:
+    """At most ``amount`` failed attempts per ``window`` seconds per key (a client address, an
+    account), in the limiter's storage (shared by every worker when it is Redis).
+
+    An attempt is counted *before* it is tried (``reserve``), so attempts made at the same
+    moment cannot together go beyond the budget; one that succeeds is given back (``release``),
+    so only failures stay counted. Windows are fixed (``limits``' counters: one atomic increment
+    a reservation); at a window's edge a client may therefore fail up to twice the amount in a
+    short while, which the README says.
+    """
+
+    def __init__(self, name: str, limit: str) -> None:
+        item = parse_limit(limit)
+        self.name, self.amount, self.window = name, item.amount, item.get_expiry()
+
+    def _key(self, key: str) -> tuple[str, float]:
+        now = time.time()
+        start = now - now % self.window
+        return f"{self.name}/{key}/{int(start)}", start + self.window - now
+
+    def spent(self, key: str) -> int | None:
+        """Seconds until the budget has room again, if it is spent now (``None``: it is not)."""
+        counter, left = self._key(key)
+        if limiter.storage.get(counter) >= self.amount:
+            return math.ceil(left)
+        return None
+
+    def reserve(self, key: str) -> str:
+        """Count an attempt before trying it, or raise ``OverBudget``; return its counter."""
+        counter, left = self._key(key)
+        if limiter.storage.incr(counter, math.ceil(left) + 1) > self.amount:
+            limiter.storage.incr(counter, math.ceil(left) + 1, amount=-1)  # it was not tried
+            raise OverBudget(math.ceil(left))
+        return counter
+
+    def release(self, counter: str) -> None:
+        """Give back an attempt that succeeded."""
+        limiter.storage.incr(counter, self.window + 1, amount=-1)

@@ -195,3 +195,225 @@ def test_edit_and_resubmit_in_the_dashboard_is_one_transaction(app, world):
     with app.app_context():
         approval = db.session.get(Approval, draft)
         assert (approval.title, approval.status) == ("Deal", "draft")
+
+
+# --- the failed-authentication limit: no oracle, counted before checking -----------------------
+
+
+@pytest.fixture
+def slow_bcrypt(monkeypatch):
+    """bcrypt checks that take a while (so concurrent ones overlap), counted."""
+    import threading
+    import time
+
+    import bcrypt
+
+    real, calls, lock = bcrypt.checkpw, [], threading.Lock()
+
+    def slow(password, hashed):
+        with lock:
+            calls.append(password)
+        time.sleep(0.05)
+        return real(password, hashed)
+
+    monkeypatch.setattr("discountflow.auth.services.bcrypt.checkpw", slow)
+    return calls
+
+
+def _wrong(key: str, number: int) -> str:
+    from discountflow.auth.keys import checksum
+
+    body = key[: -6 - 22] + f"{number:022d}"
+    return body + checksum(body)
+
+
+def test_during_a_lockout_every_unverified_key_gets_the_same_answer(app, client, world):
+    from discountflow.auth.keys import build_key, checksum
+
+    from .conftest import generate_key
+
+    real = generate_key(app, world.people["owner"], read_only=True)  # valid, never used here
+    for number in range(20):
+        assert client.get("/v2/me", headers=bearer(_wrong(world.key, number))).status_code == 401
+    _, unknown = build_key("staging", read_only=False)
+    body = world.key[:-6]
+    bad_checksum = body + ("A" * 6 if checksum(body) != "A" * 6 else "B" * 6)
+    answers = []
+    for authorization in (
+        f"Bearer {_wrong(world.key, 99)}",  # a live key id, a wrong secret
+        f"Bearer {unknown}",  # an id no key has
+        f"Bearer {bad_checksum}",
+        "Bearer sk_test_123456789",  # malformed
+        "Basic abc",
+        None,
+        f"Bearer {real}",  # valid, but not verified by this process yet
+    ):
+        headers = {"Authorization": authorization} if authorization else {}
+        response = client.get("/v2/me", headers=headers)
+        answers.append((response.status_code, response.get_json()))
+    assert len(set(map(repr, answers))) == 1, answers
+    assert answers[0][0] == 429 and answers[0][1]["error"] == "rate_limit_exceeded"
+
+
+def test_requests_that_cost_no_bcrypt_do_not_count(app, client, world, slow_bcrypt):
+    from discountflow.auth.keys import build_key
+
+    from .conftest import generate_key
+
+    for number in range(60):
+        _, unknown = build_key("staging", read_only=False)
+        for authorization in (f"Bearer {unknown}", "Bearer sk_test_nope", f"Basic {number}"):
+            assert client.get("/v2/me", headers={"Authorization": authorization}).status_code == 401
+    assert slow_bcrypt == []
+    fresh = generate_key(app, world.people["owner"], read_only=True)
+    assert client.get("/v2/me", headers=bearer(fresh)).status_code == 200
+
+
+def _concurrently(count: int, call) -> list:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(call, range(count)))
+
+
+def test_concurrent_wrong_secrets_never_exceed_the_budget(app, world, slow_bcrypt):
+    def attempt(number: int) -> int:
+        client = app.test_client()
+        return client.get("/v2/me", headers=bearer(_wrong(world.key, number))).status_code
+
+    statuses = _concurrently(40, attempt)
+    assert len(slow_bcrypt) == 20  # AUTH_FAILURE_LIMIT: exactly, though 40 came at once
+    assert sorted(statuses) == [401] * 20 + [429] * 20
+
+
+def test_concurrent_wrong_passwords_never_exceed_the_sign_in_budget(app, world, slow_bcrypt):
+    from .dashboard import csrf_token
+
+    def attempt(number: int) -> int:
+        client = app.test_client()
+        token = csrf_token(client)
+        response = client.post(
+            "/sign-in",
+            data={"email": "rep@acme.example", "password": f"wrong {number}", "csrf_token": token},
+            environ_base={"REMOTE_ADDR": f"10.0.0.{number}"},  # the account's limit: 5
+        )
+        return response.status_code
+
+    statuses = _concurrently(8, attempt)
+    assert len(slow_bcrypt) == 5
+    assert sorted(statuses) == [401] * 5 + [429] * 3
+
+
+# --- sessions that end ------------------------------------------------------------------------
+
+
+def _copy_of_cookie(client):
+    return client.get_cookie("discountflow_session").value
+
+
+def _with_cookie(app, value):
+    copy = app.test_client()
+    copy.set_cookie("discountflow_session", value)
+    return copy
+
+
+def test_a_copied_cookie_opens_nothing_after_sign_out(app, world):
+    from .dashboard import post_form
+
+    owner = _signed_in(app, "owner")
+    stolen = _copy_of_cookie(owner)
+    assert _with_cookie(app, stolen).get("/settings/api-keys").status_code == 200
+    assert post_form(owner, "/sign-out").status_code == 303
+    replay = _with_cookie(app, stolen).get("/settings/api-keys")
+    assert replay.status_code == 302 and replay.headers["Location"].startswith("/sign-in")
+
+
+def test_sign_out_everywhere_ends_every_session_of_that_member(app, world):
+    from .dashboard import post_form
+
+    laptop, phone = _signed_in(app, "owner"), _signed_in(app, "owner")
+    other = _signed_in(app, "admin")
+    assert phone.get("/inbox").status_code == 200
+    assert post_form(laptop, "/sign-out-everywhere").status_code == 303
+    assert phone.get("/inbox").status_code == 302
+    assert laptop.get("/inbox").status_code == 302
+    assert other.get("/inbox").status_code == 200  # nobody else's
+
+
+def test_a_role_change_ends_that_members_sessions(app, world, api):
+    rep = _signed_in(app, "rep")
+    assert rep.get("/inbox").status_code == 200
+    changed = api("PATCH", f"/v2/members/{world.people['rep']}", json={"role": "admin"})
+    assert changed.status_code == 200
+    assert rep.get("/inbox").status_code == 302
+    assert _signed_in(app, "rep").get("/settings/members").status_code == 200  # as an admin now
+
+
+# --- no cross-organization leak ----------------------------------------------------------------
+
+
+def test_an_email_used_in_another_organization_can_be_added_and_nothing_is_learned(app, world):
+    from .approvals_world import build_world
+    from .dashboard import post_form
+
+    build_world(app, "globex")  # has rep@globex.example, and now also …
+    admin = _signed_in_to(app, "acme", "admin@acme.example")
+    added = post_form(
+        admin,
+        "/settings/members",
+        {"email": "rep@globex.example", "role": "member", "password": "another password"},
+        token_from="/settings/members",
+    )
+    assert added.status_code == 303  # as for an email nobody uses
+    again = post_form(
+        admin,
+        "/settings/members",
+        {"email": "rep@globex.example", "role": "member", "password": "another password"},
+        token_from="/settings/members",
+    )
+    assert again.status_code == 400
+    assert "A member of this organization has this email." in again.text
+    # Each account signs in to its own organization, with its own password.
+    assert _sign_in_status(app, "acme", "rep@globex.example", "another password") == 303
+    from .conftest import PASSWORD
+
+    assert _sign_in_status(app, "globex", "rep@globex.example", PASSWORD) == 303
+    assert _sign_in_status(app, "globex", "rep@globex.example", "another password") == 401
+
+
+def _sign_in_status(app, organization: str, email: str, password: str) -> int:
+    from .dashboard import csrf_token
+
+    client = app.test_client()
+    data = {
+        "organization": organization,
+        "email": email,
+        "password": password,
+        "csrf_token": csrf_token(client),
+    }
+    return client.post("/sign-in", data=data).status_code
+
+
+def _signed_in_to(app, organization: str, email: str):
+    from .conftest import PASSWORD
+    from .dashboard import csrf_token
+
+    client = app.test_client()
+    data = {"organization": organization, "email": email, "password": PASSWORD}
+    response = client.post("/sign-in", data={**data, "csrf_token": csrf_token(client)})
+    assert response.status_code == 303
+    return client
+
+
+def test_the_sign_in_page_asks_for_the_organization_only_when_there_are_several(app, world):
+    from .approvals_world import build_world
+
+    assert 'name="organization"' not in app.test_client().get("/sign-in").text
+    build_world(app, "globex")
+    assert 'name="organization"' in app.test_client().get("/sign-in").text
+    # Without it, nobody signs in: the answer is the same as for a wrong password.
+    from .conftest import PASSWORD
+    from .dashboard import sign_in
+
+    assert sign_in(app.test_client(), "rep@acme.example", PASSWORD).status_code == 401
+    assert _sign_in_status(app, "acme", "rep@acme.example", PASSWORD) == 303

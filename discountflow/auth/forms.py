@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, PasswordField, SelectField
-from wtforms.validators import DataRequired, Length
+from wtforms import EmailField, HiddenField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Length, Optional
 
 from ..dashboard.forms import choices
 
@@ -13,6 +13,7 @@ GRACE_CHOICES = [("1", "1 hour"), ("24", "24 hours"), ("168", "7 days"), ("720",
 
 
 class SignInForm(FlaskForm):
+    organization = StringField("Organization", validators=[Optional(), Length(max=64)])
     email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
     next = HiddenField()

@@ -1,4 +1,4 @@
-"""The table of API keys."""
+"""The tables of API keys and of signed-in dashboard sessions."""
 
 from __future__ import annotations
 
@@ -16,6 +16,21 @@ from ..organizations.models import Organization, User
 class Environment(enum.StrEnum):
     STAGING = "staging"
     PRODUCTION = "production"
+
+
+class DashboardSession(db.Model):
+    """A signed-in dashboard session, named in the session cookie.
+
+    It ends when its member signs out, when they sign out everywhere, or when their role
+    changes; a copy of the cookie is worth nothing from then on.
+    """
+
+    __tablename__ = "dashboard_sessions"
+
+    id: Mapped[str] = mapped_column(String(48), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ApiKey(db.Model):

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, NoReturn
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 import bcrypt
 from flask import current_app
-from limits import parse as parse_limit
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..actors import Actor, writing
@@ -30,14 +29,15 @@ from ..errors import (
     InvalidApiKey,
     InvalidParameter,
     NotFound,
+    RateLimited,
     TooManyFailedAuthentications,
 )
 from ..extensions import db, limiter
 from ..hashing import MAX_SECRET_BYTES, hash_secret
 from ..organizations.models import Organization, User
-from ..ratelimit import STORAGE_ERRORS, storage_unavailable
+from ..ratelimit import STORAGE_ERRORS, AttemptBudget, OverBudget, storage_unavailable
 from .keys import MAX_KEY_BYTES, build_key, parse_key
-from .models import ApiKey
+from .models import ApiKey, DashboardSession
 from .verification import KeyCache, announce_key_change, key_cache, key_revision
 
 log = logging.getLogger(__name__)
@@ -53,25 +53,136 @@ MAX_EXPIRY_DAYS = 3650
 _UNKNOWN_MEMBER_HASH: dict[int, bytes] = {}
 
 
-def check_sign_in(email: str, password: str) -> User | None:
-    """Return the member with this email and password, or ``None`` (one answer for every
-    failure: unknown email, wrong password, a password too long to be one)."""
-    rounds = current_app.config["BCRYPT_ROUNDS"]
+class TooManySignIns(RateLimited):
+    message = "Too many attempts. Wait a moment, then try again."
+
+
+def organizations_to_choose_from() -> bool:
+    """Whether signing in needs an organization: this box hosts more than one."""
+    return db.session.execute(select(func.count()).select_from(Organization)).scalar_one() > 1
+
+
+@lru_cache(maxsize=16)
+def _sign_in_budget(name: str, limit: str) -> AttemptBudget:
+    return AttemptBudget(name, limit)
+
+
+def _account(organization: str | None, email: str) -> User | None:
+    """The member with this email in this organization (the only one, when there is one)."""
+    if len(email) > 254 or (organization is not None and len(organization) > 64):
+        return None
+    statement = select(User).where(User.email == email.strip().lower())
+    if organization:
+        statement = statement.join(Organization).where(
+            or_(Organization.slug == organization, Organization.id == organization)
+        )
+    elif organizations_to_choose_from():
+        return None
+    return db.session.execute(statement.limit(1)).scalar_one_or_none()
+
+
+def sign_in(
+    email: str, password: str, *, organization: str | None, client_address: str
+) -> tuple[User, str] | None:
+    """Check a member's email and password; return the member and a new session's id, or
+    ``None`` — one answer for every failure (unknown organization or email, wrong password).
+
+    Failed attempts are limited per client address and per account, counted before the
+    password is checked (so attempts at the same moment cannot go beyond the limits) and given
+    back when one succeeds: ``TooManySignIns`` (429) once either is spent. The limits are kept
+    in the limiter's storage and must be checked: should it be away, sign-in fails (503).
+    """
+    config = current_app.config
+    budgets = [
+        (_sign_in_budget("sign-in-address", config["SIGN_IN_LIMIT_PER_ADDRESS"]), client_address),
+        (
+            _sign_in_budget("sign-in-account", config["SIGN_IN_LIMIT_PER_ACCOUNT"]),
+            f"{(organization or '*').lower()}:{email.strip().lower()}"[:320],
+        ),
+    ]
+    reservations = []
+    if limiter.enabled:
+        try:
+            for budget, key in budgets:
+                reservations.append((budget, budget.reserve(key)))
+        except OverBudget as spent:
+            for budget, reservation in reservations:
+                budget.release(reservation)
+            raise TooManySignIns(retry_after=spent.retry_after) from None
+    rounds = config["BCRYPT_ROUNDS"]
     if rounds not in _UNKNOWN_MEMBER_HASH:
         _UNKNOWN_MEMBER_HASH[rounds] = bcrypt.hashpw(
             secrets.token_bytes(16), bcrypt.gensalt(rounds)
         )
     secret = password.encode()[: MAX_SECRET_BYTES + 1]
-    user = None
-    if len(email) <= 254:
-        user = db.session.execute(
-            select(User).where(User.email == email.strip().lower())
-        ).scalar_one_or_none()
+    user = _account(organization, email)
     stored = user.password_hash.encode() if user is not None else _UNKNOWN_MEMBER_HASH[rounds]
     matches = len(secret) <= MAX_SECRET_BYTES and bcrypt.checkpw(secret, stored)
     if user is None or not matches:
+        return None  # the reserved attempts stay counted: they failed
+    for budget, reservation in reservations:
+        budget.release(reservation)
+    return user, start_session(user)
+
+
+# --- dashboard sessions ------------------------------------------------------------------------
+
+SESSION_ID = "sid"  # where the signed session cookie keeps the dashboard session's id
+
+
+def start_session(user: User) -> str:
+    """Open a dashboard session for a member who just signed in; return its id."""
+    begin_write(user.organization_id)
+    session_id = f"ses_{secrets.token_urlsafe(32)}"
+    db.session.add(DashboardSession(id=session_id, user_id=user.id, created_at=utcnow()))
+    db.session.commit()
+    return session_id
+
+
+def session_member(user_id: str, session_id: str | None, lifetime: timedelta) -> User | None:
+    """The member a session cookie names, while that session is open and not too old."""
+    if not session_id or not isinstance(session_id, str):
         return None
-    return user
+    return db.session.execute(
+        select(User)
+        .join(DashboardSession, DashboardSession.user_id == User.id)
+        .where(
+            DashboardSession.id == session_id,
+            DashboardSession.user_id == user_id,
+            DashboardSession.ended_at.is_(None),
+            DashboardSession.created_at > utcnow() - lifetime,
+        )
+    ).scalar_one_or_none()
+
+
+def end_session(session_id: str | None) -> None:
+    """End one dashboard session (signing out)."""
+    if not session_id:
+        return
+    begin_write()
+    db.session.execute(
+        update(DashboardSession)
+        .where(DashboardSession.id == session_id, DashboardSession.ended_at.is_(None))
+        .values(ended_at=utcnow())
+    )
+    db.session.commit()
+
+
+def end_every_session(user_id: str) -> None:
+    """End every dashboard session of a member, in the caller's transaction (no commit)."""
+    db.session.execute(
+        update(DashboardSession)
+        .where(DashboardSession.user_id == user_id, DashboardSession.ended_at.is_(None))
+        .values(ended_at=utcnow())
+    )
+
+
+def sign_out_everywhere(actor: Actor) -> None:
+    """End every dashboard session of the signed-in member, on every device."""
+    begin_write(actor.organization_id)
+    end_every_session(actor.user.id)
+    EventLog(actor, utcnow()).add("member.signed_out_everywhere", member=actor.user.id)
+    db.session.commit()
 
 
 # --- API keys: management (owner only) -------------------------------------------------------
@@ -320,19 +431,25 @@ class _KnownKey(NamedTuple):
 def authenticate(authorization: str | None, *, client_ip: str) -> ApiKeyPrincipal:
     """Return who an ``Authorization`` header authenticates, or raise ``InvalidApiKey``.
 
-    bcrypt runs at most once per valid key per process, never twice for the same bad key,
-    and never for a client address over its failed-authentication limit.
+    bcrypt runs at most once per valid key per process and never twice for the same bad key.
+    Each client address has a budget of bcrypt checks that fail (``AUTH_FAILURE_LIMIT``),
+    reserved before each check; while it is spent, every request from the address gets the same
+    429, whatever is wrong or right with its key — except a key this process has already
+    verified, which keeps working. Keys refused for their format, checksum, environment, or an
+    id with no usable key cost nothing and count nothing.
     """
     presented = bearer_token(authorization)
-    if presented is None:
-        _refuse(client_ip)
     cache = key_cache()
-    digest = cache.digest(presented)
+    digest = cache.digest(presented) if presented is not None else None
+    if digest is None or not cache.was_verified(digest):
+        _refuse_while_locked_out(client_ip)
+    if presented is None:
+        raise InvalidApiKey()
     revision = key_revision().current()
     known = cache.fresh(digest, revision) or _read_key(presented, digest, revision, client_ip)
     now = utcnow()
     if known.expires_at is not None and known.expires_at <= now:
-        _refuse(client_ip)
+        raise InvalidApiKey()
     principal = known.principal
     resolution = timedelta(seconds=current_app.config["LAST_USED_RESOLUTION_SECONDS"])
     if cache.use_is_due(principal.key_id, known.last_used_at, now, resolution):
@@ -344,7 +461,7 @@ def _read_key(presented: str, digest: bytes, revision: int | None, client_ip: st
     """Check a key this process does not trust yet: format, row, then (once) bcrypt."""
     parsed = parse_key(presented)
     if parsed is None or parsed.environment != _environment():
-        _refuse(client_ip)
+        raise InvalidApiKey()
     cache: KeyCache = key_cache()
     row = db.session.execute(_KEY_QUERY, {"key_id": parsed.key_id}).one_or_none()
     if (
@@ -353,14 +470,15 @@ def _read_key(presented: str, digest: bytes, revision: int | None, client_ip: st
         or row.environment != parsed.environment
         or row.read_only != parsed.read_only
     ):
-        _refuse(client_ip)
+        raise InvalidApiKey()
     if not cache.was_verified(digest):
         if cache.is_rejected(digest):
-            _refuse(client_ip)
-        _check_failure_budget(client_ip)
+            raise InvalidApiKey()
+        reservation = _reserve_a_check(client_ip)
         if not bcrypt.checkpw(presented.encode(), row.key_hash.encode()):
             cache.remember_rejected(digest)
-            _refuse(client_ip)
+            raise InvalidApiKey()  # the reserved attempt stays counted: it failed
+        _give_back(reservation)
     known = _KnownKey(
         principal=ApiKeyPrincipal(
             key_id=row.id,
@@ -381,32 +499,50 @@ def _usable(row, now: datetime) -> bool:
     return row.revoked_at is None and (row.expires_at is None or row.expires_at > now)
 
 
-def _failure_limit():
-    return parse_limit(current_app.config["AUTH_FAILURE_LIMIT"])
+@lru_cache(maxsize=8)
+def _budget(limit: str) -> AttemptBudget:
+    return AttemptBudget("auth-failures", limit)
 
 
-def _check_failure_budget(client_ip: str) -> None:
-    """Refuse bcrypt work for an address that has failed too often (shared limiter storage)."""
-    if not limiter.enabled:  # RATELIMIT_ENABLED = False turns every limit off
-        return
-    item = _failure_limit()
+def _failure_budget() -> AttemptBudget | None:
+    """The failed-authentication budget, unless limits are off (``RATELIMIT_ENABLED``)."""
+    return _budget(current_app.config["AUTH_FAILURE_LIMIT"]) if limiter.enabled else None
+
+
+def _refuse_while_locked_out(client_ip: str) -> None:
+    budget = _failure_budget()
     try:
-        if limiter.limiter.test(item, "auth-failures", client_ip):
-            return
-        reset_at, _ = limiter.limiter.get_window_stats(item, "auth-failures", client_ip)
+        retry_after = budget.spent(client_ip) if budget else None
     except STORAGE_ERRORS as error:  # fail open (see ratelimit.py)
         storage_unavailable(error)
         return
-    raise TooManyFailedAuthentications(retry_after=int(reset_at - time.time()))
+    if retry_after is not None:
+        raise TooManyFailedAuthentications(retry_after=retry_after)
 
 
-def _refuse(client_ip: str) -> NoReturn:
-    if limiter.enabled:
-        try:
-            limiter.limiter.hit(_failure_limit(), "auth-failures", client_ip)
-        except STORAGE_ERRORS as error:  # fail open (see ratelimit.py)
-            storage_unavailable(error)
-    raise InvalidApiKey()
+def _reserve_a_check(client_ip: str) -> str | None:
+    """Count a bcrypt check before it runs (refused with 429 once the budget is spent)."""
+    budget = _failure_budget()
+    if budget is None:
+        return None
+    try:
+        return budget.reserve(client_ip)
+    except OverBudget as spent:
+        raise TooManyFailedAuthentications(retry_after=spent.retry_after) from None
+    except STORAGE_ERRORS as error:  # fail open (see ratelimit.py)
+        storage_unavailable(error)
+        return None
+
+
+def _give_back(reservation: str | None) -> None:
+    """A check that succeeded does not count against the address."""
+    budget = _failure_budget()
+    if budget is None or reservation is None:
+        return
+    try:
+        budget.release(reservation)
+    except STORAGE_ERRORS as error:
+        storage_unavailable(error)
 
 
 def _record_use(key_id: str, now: datetime, resolution: timedelta) -> None:

@@ -24,9 +24,9 @@ from flask import (
 from flask_login import current_user, login_required, login_user, logout_user
 
 from ..dashboard import current_actor
-from ..extensions import limiter
 from . import services
 from .forms import GRACE_CHOICES, SLOTS, KeyForm, RollKeyForm, SignInForm, SignOutForm
+from .services import SESSION_ID
 
 bp = Blueprint("auth", __name__, template_folder="templates")
 
@@ -47,55 +47,55 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
-def _failed_sign_in(response) -> bool:
-    """Count refused attempts only: not a sign-in that worked (303), nor a refusal by the limit
-    itself (429) or an outage (503)."""
-    return response.status_code in (400, 401)
-
-
-def _account() -> str:
-    return "account:" + request.form.get("email", "").strip().lower()[:254]
-
-
 @bp.route("/sign-in", methods=["GET", "POST"])
-@limiter.limit(
-    lambda: current_app.config["SIGN_IN_LIMIT_PER_ADDRESS"],
-    methods=["POST"],
-    deduct_when=_failed_sign_in,
-    scope="sign-in-address",
-)
-@limiter.limit(
-    lambda: current_app.config["SIGN_IN_LIMIT_PER_ACCOUNT"],
-    key_func=_account,
-    methods=["POST"],
-    deduct_when=_failed_sign_in,
-    scope="sign-in-account",
-)
 def sign_in():
-    """Sign in with email and password; one message for every failure."""
+    """Sign in with (the organization,) email and password; one message for every failure."""
     form = SignInForm()
+    choose = services.organizations_to_choose_from()
     if form.validate_on_submit():
-        user = services.check_sign_in(form.email.data, form.password.data)
-        if user is not None:
+        signed_in = services.sign_in(
+            form.email.data,
+            form.password.data,
+            organization=(form.organization.data or "").strip() or None,
+            client_address=request.remote_addr or "",
+        )
+        if signed_in is not None:
+            user, session_id = signed_in
             target = safe_next(form.next.data) or url_for("approvals.inbox")
             session.clear()  # a fresh session: nothing from before signing in carries over
             login_user(user)
+            session[SESSION_ID] = session_id
             session.permanent = True
             return redirect(target, 303)
         flash(SIGN_IN_FAILED, "error")
-        return render_template("auth/sign_in.html", form=form), 401
+        return render_template("auth/sign_in.html", form=form, choose=choose), 401
     if request.method == "GET":
         form.next.data = safe_next(request.args.get("next"))
-    return render_template("auth/sign_in.html", form=form), 400 if form.errors else 200
+        form.organization.data = request.args.get("organization", "")[:64]
+    status = 400 if form.errors else 200
+    return render_template("auth/sign_in.html", form=form, choose=choose), status
 
 
 @bp.post("/sign-out")
 def sign_out():
-    """Sign out and forget the session."""
+    """Sign out: this session ends on the server, so a copy of its cookie opens nothing."""
     SignOutForm()  # the CSRF token was checked before the view
+    services.end_session(session.get(SESSION_ID))
     logout_user()
     session.clear()
     flash("You are signed out.", "info")
+    return redirect(url_for("auth.sign_in"), 303)
+
+
+@bp.post("/sign-out-everywhere")
+@login_required
+def sign_out_everywhere():
+    """Sign out on every device at once."""
+    SignOutForm()
+    services.sign_out_everywhere(current_actor())
+    logout_user()
+    session.clear()
+    flash("You are signed out everywhere.", "info")
     return redirect(url_for("auth.sign_in"), 303)
 
 

@@ -15,16 +15,17 @@ from decimal import Decimal
 from typing import Any
 
 import humanize
-from flask import Flask, Response, flash, redirect, request, url_for
+from flask import Flask, Response, current_app, flash, redirect, request, session, url_for
 from flask_login import current_user
 from markupsafe import Markup
 from pydantic import BaseModel
 
 from ..actors import Actor, Surface
+from ..auth.services import SESSION_ID, session_member
 from ..currencies import MINOR_UNITS
 from ..database import utcnow
 from ..errors import DomainError, is_api_request
-from ..extensions import csrf, db, login_manager
+from ..extensions import csrf, login_manager
 from ..organizations.models import User
 from ..schemas import percent_of
 from .forms import validated
@@ -50,7 +51,9 @@ def init_app(app: Flask) -> None:
 
 
 def _load_user(user_id: str) -> User | None:
-    return db.session.get(User, user_id)
+    """The member of the cookie's dashboard session, while that session is open on the server."""
+    lifetime = current_app.permanent_session_lifetime
+    return session_member(user_id, session.get(SESSION_ID), lifetime)
 
 
 def _protect_forms() -> None:

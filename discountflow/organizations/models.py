@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import partial
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, Index, Integer, String, text
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..database import UTCDateTime, new_id, utcnow
@@ -46,6 +46,9 @@ class User(UserMixin, db.Model):
 
     __tablename__ = "users"
     __table_args__ = (
+        # An email is unique in its organization; another organization may have a member with
+        # the same one (a person in two organizations), which nobody here can learn.
+        UniqueConstraint("organization_id", "email"),
         # Exactly one owner per organization: the service creates it with the organization,
         # and this index refuses a second one.
         Index(
@@ -59,7 +62,7 @@ class User(UserMixin, db.Model):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=partial(new_id, "usr"))
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
-    email: Mapped[str] = mapped_column(String(254), unique=True)
+    email: Mapped[str] = mapped_column(String(254), index=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str] = mapped_column(String(60))
     role: Mapped[str] = mapped_column(String(16), default=Role.MEMBER.value)

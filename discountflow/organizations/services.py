@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from ..actors import Actor, Surface, fetch, writing
 from ..approvals.models import ApprovalLevel
 from ..audit.services import EventLog
+from ..auth.services import end_every_session
 from ..auth.verification import announce_key_change
 from ..database import begin_write, new_id, utcnow
 from ..errors import Conflict, InvalidParameter, NotFound, PermissionDenied
@@ -108,7 +109,7 @@ def create_organization(
         created_at=now,
     )
     db.session.add_all([organization, owner])
-    taken = "An organization with this slug, or a user with this email, exists."
+    taken = "An organization with this slug exists."
     _commit_or_conflict(taken, flush_only=True)  # the organization first: events refer to it
     events = EventLog(Actor.for_user(owner, surface), now)
     events.add("organization.created", name=name, slug=slug)
@@ -183,7 +184,7 @@ def add_member(
     )
     db.session.add(member)
     EventLog(actor, now).add("member.added", member=member.id, email=member.email, role=role)
-    _commit_or_conflict("A user with this email exists.")
+    _commit_or_conflict("A member of this organization has this email.")
     return member
 
 
@@ -200,6 +201,7 @@ def update_member(actor: Actor, member_id: str, data: MemberUpdate) -> User:
             raise PermissionDenied("The owner's role cannot be changed.")
         events.add("member.role_changed", member=member.id, previous=member.role, role=data.role)
         member.role = data.role
+        end_every_session(member.id)  # a new role: signed in afresh, with it
     if "approval_level" in changed and data.approval_level != member.approval_level_id:
         if data.approval_level is not None:
             _require_level(actor, data.approval_level)
