@@ -117,7 +117,8 @@ def _authenticate() -> Response | None:
         read_only=principal.read_only,
         surface=Surface.GRAPHQL if graphql else Surface.API,
     )
-    _limit_api_key(principal.key_id)
+    if request.url_rule is not None:  # a URL that does not exist (404, 405) costs nothing
+        _limit_api_key(principal.key_id)
     if graphql:
         # The endpoint decides by the operation (a query or a mutation), not the method, and
         # reads its own body: a read-only key may query over POST.

@@ -11,6 +11,7 @@ import functools
 import os
 import re
 import secrets
+import sqlite3
 import sys
 from datetime import timedelta
 
@@ -19,6 +20,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from .actors import Actor
 from .approvals.demo import create_demo_organization
@@ -32,8 +34,12 @@ DURATION_PATTERN = re.compile(r"(\d+)([smhd])")
 DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
+NO_SCHEMA = "The database has no tables yet: run `flask --app app db upgrade` first."
+
+
 def reports_domain_errors(command):
-    """Turn a service's refusal into a clean error message and a non-zero exit."""
+    """Turn a service's refusal, or a database without its schema, into one clear line and a
+    non-zero exit (never a traceback)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -41,6 +47,11 @@ def reports_domain_errors(command):
             return command(*args, **kwargs)
         except DomainError as error:
             raise click.ClickException(error.message) from error
+        except (OperationalError, ProgrammingError) as error:
+            text = str(error.orig)
+            if "no such table" in text or "does not exist" in text:
+                raise click.ClickException(NO_SCHEMA) from error
+            raise
 
     return wrapper
 
@@ -60,7 +71,13 @@ def read_password(password_stdin: bool) -> str:
     """A password from the first line of stdin, or asked twice at the terminal."""
     if password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
-    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        return click.prompt("Password (asked twice)", hide_input=True, confirmation_prompt=True)
+    except click.Abort:  # no terminal, or nothing typed before the input ended
+        raise click.ClickException(
+            "No password was given: type it at the prompt (twice), or pipe it in and add "
+            "--password-stdin."
+        ) from None
 
 
 @click.command("init-db")
@@ -78,13 +95,21 @@ def upgrade_schema() -> None:
 
 @click.command("backup")
 @with_appcontext
-@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@click.argument("path", type=click.Path(dir_okay=False))
 def backup_command(path: str) -> None:
     """Copy the SQLite database to PATH while the service runs (a consistent online copy)."""
     url = db.engine.url
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         raise click.ClickException("backup copies an SQLite file; use pg_dump for PostgreSQL.")
-    size = backup_sqlite(url.database, path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise click.ClickException(f"There is no folder {folder}: create it first.")
+    if not os.access(folder, os.W_OK):
+        raise click.ClickException(f"The folder {folder} is not writable.")
+    try:
+        size = backup_sqlite(url.database, path)
+    except (OSError, sqlite3.Error) as error:
+        raise click.ClickException(f"The backup failed: {error}") from error
     click.echo(f"Backed up {url.database} to {path} ({size:,} bytes).")
 
 

@@ -27,6 +27,12 @@ from .extensions import limiter
 SWEEP_INTERVAL = 1.0
 
 
+def expire_events(storage: MemoryStorage) -> None:
+    """Drop the storage's expired entries (limits' private method: ``limits`` is pinned exactly
+    in requirements.txt, and tests/test_hardening.py fails loudly should it go)."""
+    storage._MemoryStorage__expire_events()
+
+
 class _Sweeper(threading.Thread):
     def __init__(self, storage: MemoryStorage) -> None:
         super().__init__(name="discountflow-rate-limit-sweeper", daemon=True)
@@ -38,7 +44,7 @@ class _Sweeper(threading.Thread):
             storage = self._storage()
             if storage is None:
                 return
-            storage._MemoryStorage__expire_events()
+            expire_events(storage)
             del storage
 
 

@@ -417,3 +417,113 @@ def test_the_sign_in_page_asks_for_the_organization_only_when_there_are_several(
 
     assert sign_in(app.test_client(), "rep@acme.example", PASSWORD).status_code == 401
     assert _sign_in_status(app, "acme", "rep@acme.example", PASSWORD) == 303
+
+
+# --- the front door: the CLI answers in one line -----------------------------------------------
+
+
+def test_backup_to_a_folder_that_does_not_exist_says_so(runner):
+    result = runner.invoke(args=["backup", "/no/such/dir/x.sqlite"])
+    assert result.exit_code != 0
+    assert "There is no folder /no/such/dir: create it first." in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.sqlite_only
+def test_a_database_without_its_schema_says_to_upgrade(tmp_path):
+    from discountflow import create_app
+
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "x" * 40,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'empty.sqlite'}",
+            "BCRYPT_ROUNDS": 4,
+        }
+    )
+    runner = app.test_cli_runner()
+    for args in (
+        ["create-org", "Acme", "--owner-email", "o@acme.example", "--password-stdin"],
+        ["keys", "list", "--org", "acme"],
+    ):
+        result = runner.invoke(args=args, input="a long enough password\n")
+        assert result.exit_code != 0, args
+        assert "run `flask --app app db upgrade` first" in result.output, result.output
+        assert "Traceback" not in result.output
+
+
+def test_a_password_prompt_without_a_terminal_says_what_to_do(runner, org):
+    result = runner.invoke(args=["add-member", "--org", "acme", "--email", "n@acme.example"])
+    assert result.exit_code != 0
+    assert "--password-stdin" in result.output and "Traceback" not in result.output
+    piped = runner.invoke(
+        args=["add-member", "--org", "acme", "--email", "n@acme.example", "--password-stdin"],
+        input="a long enough password\n",
+    )
+    assert piped.exit_code == 0, piped.output
+
+
+# --- smaller defects ---------------------------------------------------------------------------
+
+
+def test_urls_that_do_not_exist_are_not_counted_against_the_key(client, world):
+    first = client.get("/v2/me", headers=bearer(world.key)).headers["X-RateLimit-Remaining"]
+    for _ in range(3):
+        response = client.get("/v2/nope", headers=bearer(world.key))
+        assert response.status_code == 404
+        wrong_method = client.put("/v2/me", headers=bearer(world.key), json={})
+        assert wrong_method.status_code == 405
+    after = client.get("/v2/me", headers=bearer(world.key)).headers["X-RateLimit-Remaining"]
+    assert int(after) == int(first) - 1
+    # still authenticated: a URL that does not exist tells nothing without a key
+    assert client.get("/v2/nope").status_code == 401
+
+
+def test_the_memory_of_coroutine_checks_does_not_grow_with_requests(app):
+    from flask import after_this_request
+
+    @app.get("/with-callback")
+    def with_callback():
+        @after_this_request
+        def done(response):
+            return response
+
+        return "ok"
+
+    client = app.test_client()
+    client.get("/with-callback")
+    size = len(app._sync)
+    for _ in range(200):
+        client.get("/with-callback")
+    assert len(app._sync) == size
+
+
+def test_limits_still_has_the_private_method_the_sweeper_uses():
+    """ratelimit.py sweeps limits' MemoryStorage through a private method; limits is pinned
+    exactly for it. Should an upgrade drop it, this fails before anything else does."""
+    import limits
+    from limits.storage import MemoryStorage
+
+    from discountflow.ratelimit import expire_events
+
+    assert limits.__version__ == "5.8.0"
+    storage = MemoryStorage()
+    assert callable(getattr(storage, "_MemoryStorage__expire_events", None))
+    storage.incr("gone", expiry=-1)  # already expired
+    expire_events(storage)
+    assert "gone" not in storage.storage
+
+
+def test_an_unreachable_redis_is_reported_once_in_a_while(caplog):
+    from sqlalchemy import create_engine
+
+    from discountflow.auth.verification import KeyRevision
+
+    revision = KeyRevision(
+        create_engine("postgresql+psycopg://x@127.0.0.1:1/x"), "redis://127.0.0.1:1/0"
+    )
+    with caplog.at_level("WARNING"):
+        for _ in range(50):
+            assert revision.current() is None
+    warnings = [r for r in caplog.records if "key revision unreadable" in r.getMessage()]
+    assert len(warnings) == 1

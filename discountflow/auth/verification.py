@@ -38,6 +38,7 @@ from ..revisions import SharedCounters, counters_path
 log = logging.getLogger(__name__)
 
 MAX_AGE = 10.0  # seconds a remembered row is trusted without reading it again
+WARN_EVERY = 10.0  # seconds between two warnings that Redis does not answer
 
 
 class KeyRevision:
@@ -54,6 +55,7 @@ class KeyRevision:
         self._counter = SharedCounters(counters_path(engine, "-keyrev"))
         self._redis = None
         self._redis_key = f"{prefix}:key-revision"
+        self._warned = -WARN_EVERY
         if self._counter.path is None and storage_uri.startswith(("redis://", "rediss://")):
             import redis
 
@@ -68,9 +70,12 @@ class KeyRevision:
         try:
             return int(self._redis.get(self._redis_key) or 0)
         except Exception as error:  # noqa: BLE001 - any failure: trust nothing remembered
-            log.warning(
-                "key revision unreadable in Redis, reading keys from the database: %r", error
-            )
+            now = time.monotonic()
+            if now - self._warned >= WARN_EVERY:  # once in a while, not on every request
+                self._warned = now
+                log.warning(
+                    "key revision unreadable in Redis, reading keys from the database: %r", error
+                )
             return None
 
     def bump(self) -> None:
