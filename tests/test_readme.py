@@ -1,0 +1,62 @@
+"""The README is the front door: what it shows works when pasted, word for word."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from discountflow.auth.keys import parse_key
+
+from .conftest import bearer
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+KEY_SHAPED = re.compile(r"\b[sr]k_(?:test|live)_[0-9A-Za-z_.]+")
+SHELL_BLOCKS = re.findall(r"```sh\n(.*?)```", README, re.S)
+
+
+def test_every_key_in_the_readme_is_well_formed_or_a_placeholder(client):
+    found = KEY_SHAPED.findall(README)
+    assert found
+    for key in found:
+        if key.endswith("...") or key in ("sk_test_", "rk_test_", "sk_live_", "rk_live_"):
+            continue  # a placeholder
+        if key == "sk_test_123456789":
+            continue  # shown as the example of a malformed key, refused for its format
+        assert parse_key(key) is not None, key
+        response = client.get("/v2/me", headers=bearer(key))  # and no key of any organization
+        assert response.status_code == 401, key
+
+
+def test_one_name_for_the_key_throughout():
+    variables = set(re.findall(r"\$(\w*KEY\w*)", "\n".join(SHELL_BLOCKS)))
+    assert variables == {"DISCOUNTFLOW_KEY"}
+    assert "export DISCOUNTFLOW_KEY=" in README
+
+
+def test_commands_use_one_form_of_flask_and_gunicorn():
+    for block in SHELL_BLOCKS:
+        for line in block.splitlines():
+            for program in ("flask", "gunicorn"):
+                for use in re.finditer(rf"(\S*){program} (--app|-c)", line):
+                    assert use.group(1).endswith(".venv/bin/"), line
+
+
+def test_the_create_example_creates_an_approval(api):
+    example = next(block for block in SHELL_BLOCKS if "Idempotency-Key: crm-deal-4711" in block)
+    body = json.loads(re.search(r"-d '(.*)'", example, re.S).group(1))
+    response = api("POST", "/v2/approvals", json=body, headers={"Idempotency-Key": "crm-1"})
+    assert response.status_code == 201, response.get_json()
+
+
+@pytest.mark.parametrize("marker", ["crm-deal-4712", "me { id organization { name } }"])
+def test_the_graphql_examples_run(client, world, marker):
+    example = next(block for block in SHELL_BLOCKS if marker in block)
+    for body in re.findall(r"-d '(.*?)'", example, re.S):
+        response = client.post(
+            "/v2/graphql", data=body, content_type="application/json", headers=bearer(world.key)
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert "errors" not in response.get_json(), response.get_json()
