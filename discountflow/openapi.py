@@ -23,6 +23,7 @@ from spectree.plugins.base import Context
 from spectree.plugins.flask_plugin import FlaskPlugin
 from spectree.utils import get_multidict_items
 
+from .currencies import CURRENCIES
 from .errors import InvalidParameter
 from .schemas import Error
 
@@ -184,10 +185,15 @@ IDEMPOTENCY_KEY = {
 def document() -> dict[str, Any]:
     """Return the OpenAPI document, completed with what SpecTree does not know.
 
-    A JSON body with no required field may be left out (SpecTree marks every body required),
-    and every POST takes an ``Idempotency-Key`` header.
+    * one named component per model, referred to everywhere (SpecTree names a nested model
+      after each parent, ``ApprovalList.ApprovalOut``: copies of one shape, which client
+      generators drop);
+    * a JSON body with no required field may be left out (SpecTree marks every body required);
+    * every POST takes an ``Idempotency-Key`` header;
+    * links from each object created (and each list) to the operations on that object, so a
+      client — or a fuzzer — can follow real ids.
     """
-    generated = copy.deepcopy(spec.spec)
+    generated = _named_currency(_one_component_per_model(copy.deepcopy(spec.spec)))
     schemas = generated["components"]["schemas"]
     for path_item in generated["paths"].values():
         for method, operation in path_item.items():
@@ -197,7 +203,111 @@ def document() -> dict[str, Any]:
                 body["required"] = bool(schemas[name].get("required"))
             if method == "post":
                 operation["parameters"].append(IDEMPOTENCY_KEY)
+    _link_objects_to_their_operations(generated["paths"])
+    _describe_path_ids(generated["paths"])
     return generated
+
+
+def _describe_path_ids(paths: dict[str, Any]) -> None:
+    """Say what an id in a path may be: what ``database.require_usable_id`` accepts."""
+    for item in paths.values():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                if parameter.get("in") == "path" and parameter["name"].endswith("_id"):
+                    parameter["schema"] = {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 64,
+                        "pattern": "^[^\\x00-\\x1f\\x7f]+$",
+                    }
+
+
+REF = "#/components/schemas/"
+
+
+def _one_component_per_model(generated: dict[str, Any]) -> dict[str, Any]:
+    """Name every schema after its model alone; refuse two different shapes of one name."""
+    schemas = generated["components"]["schemas"]
+    renamed = {name: name.rsplit(".", 1)[-1] for name in schemas}
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str) and node["$ref"].startswith(REF):
+                target = node["$ref"][len(REF) :]
+                return {**node, "$ref": REF + renamed.get(target, target)}
+            return {key: rewrite(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [rewrite(value) for value in node]
+        return node
+
+    merged: dict[str, Any] = {}
+    for name, schema in schemas.items():
+        schema, short = rewrite(schema), renamed[name]  # copies of one shape now compare equal
+        if short in merged and merged[short] != schema:
+            raise RuntimeError(f"two different schemas are both called {short}")
+        merged[short] = schema
+    generated = rewrite({key: value for key, value in generated.items() if key != "components"})
+    generated["components"] = {**spec.spec["components"], "schemas": dict(sorted(merged.items()))}
+    return generated
+
+
+def _named_currency(generated: dict[str, Any]) -> dict[str, Any]:
+    """The ISO 4217 codes as one named schema, ``Currency``, referred to wherever a currency
+    is taken (rather than the same long enum written out in each model)."""
+    codes = sorted(CURRENCIES)
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("enum") == codes:
+                kept = {key: node[key] for key in ("description",) if key in node}
+                return {"$ref": REF + "Currency", **kept}
+            return {key: rewrite(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [rewrite(value) for value in node]
+        return node
+
+    generated = rewrite(generated)
+    generated["components"]["schemas"]["Currency"] = {
+        "type": "string",
+        "enum": codes,
+        "title": "Currency",
+        "description": "An ISO 4217 currency code, such as USD (any case is accepted).",
+    }
+    return generated
+
+
+# Where a created object's (or a list's first object's) id goes, by the parameter it fills.
+_ID_PARAMETERS = {
+    "/v2/approvals": "approval_id",
+    "/v2/approval_levels": "level_id",
+    "/v2/members": "member_id",
+}
+
+
+def _link_objects_to_their_operations(paths: dict[str, Any]) -> None:
+    for collection, parameter in _ID_PARAMETERS.items():
+        targets = [
+            (path, method, operation)
+            for path, item in paths.items()
+            if path.startswith(f"{collection}/{{{parameter}}}")
+            for method, operation in item.items()
+            if isinstance(operation, dict) and "operationId" in operation
+        ]
+        sources = [
+            ("post", "201", "$response.body#/id"),
+            ("get", "200", "$response.body#/data/0/id"),
+        ]
+        for method, status, value in sources:
+            operation = paths.get(collection, {}).get(method)
+            if operation is None or status not in operation["responses"]:
+                continue
+            operation["responses"][status]["links"] = {
+                f"{target['operationId']}": {
+                    "operationId": target["operationId"],
+                    "parameters": {parameter: value},
+                }
+                for _, _, target in targets
+            }
 
 
 def init_app(app: Flask) -> None:

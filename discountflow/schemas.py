@@ -57,12 +57,21 @@ def _clean_text(required: bool):
     return clean
 
 
-class _NotBlankInSchema:
-    """Say in the JSON Schema what ``_clean_text`` enforces: more than blanks."""
+_ALLOWED = r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # what _CONTROL_CHARACTERS refuses, refused
+
+
+class _CleanTextInSchema:
+    """Say in the JSON Schema what ``_clean_text`` enforces: no control characters, and (for a
+    required text) more than blanks — so what the document calls valid is accepted."""
+
+    def __init__(self, required: bool) -> None:
+        self.pattern = (
+            rf"^{_ALLOWED}*[^\s\x00-\x1f\x7f]{_ALLOWED}*$" if required else rf"^{_ALLOWED}*$"
+        )
 
     def __get_pydantic_json_schema__(self, core_schema, handler):
         schema = handler(core_schema)
-        schema["pattern"] = r"\S"
+        schema["pattern"] = self.pattern
         return schema
 
 
@@ -76,9 +85,8 @@ def text(max_length: int, *, min_length: int = 0) -> Any:
     constraints = [
         StringConstraints(min_length=min_length, max_length=max_length),
         AfterValidator(_clean_text(required)),
+        _CleanTextInSchema(required),
     ]
-    if required:
-        constraints.append(_NotBlankInSchema())
     return Annotated[StrictStr, *constraints]
 
 

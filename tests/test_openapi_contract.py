@@ -30,10 +30,12 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ensure_resource_availability,
     ignored_auth,
     negative_data_rejection,
     response_schema_conformance,
     status_code_conformance,
+    use_after_free,
 )
 from sqlalchemy import select
 
@@ -434,3 +436,47 @@ def test_every_post_documents_the_idempotency_key(openapi):
     for method, path, operation in operations(openapi):
         names = {parameter["name"] for parameter in operation.get("parameters", [])}
         assert ("Idempotency-Key" in names) is (method == "post"), f"{method} {path}"
+
+
+# --- workflows: following the document's links from created objects to their operations ---------
+
+
+class Workflows(POSITIVE.as_state_machine()):
+    """Chains of calls the links allow: create an approval, then submit, approve, recall…"""
+
+    demo: Demo | None = None
+
+    def get_call_kwargs(self, case):
+        return {"app": self.demo.app, "headers": bearer(self.demo.key)}
+
+    def validate_response(self, response, case, additional_checks=None, **kwargs):
+        # The checks of the tests above, and what chains of calls can find: an object deleted
+        # yet still served, or one created yet not found. (Not ignored_auth: every call here
+        # carries the demo's key in place of the generated credentials; authentication is
+        # tested operation by operation above.)
+        case.validate_response(
+            response,
+            checks=[check for check in CHECKS if check is not ignored_auth]
+            + [use_after_free, ensure_resource_availability],
+            transport_kwargs=kwargs or None,
+        )
+
+
+def test_workflows_follow_the_links_with_real_ids(demo, openapi):
+    linked = [
+        (path, method)
+        for path, item in openapi["paths"].items()
+        for method, operation in item.items()
+        if any("links" in response for response in operation.get("responses", {}).values())
+    ]
+    assert ("/v2/approvals", "post") in linked and ("/v2/members", "get") in linked
+    Workflows.demo = demo
+    Workflows.run(
+        settings=hypothesis.settings(
+            max_examples=40,
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=list(hypothesis.HealthCheck),
+            database=None,
+        )
+    )

@@ -10,6 +10,7 @@ from pydantic import (
     StrictBool,
     StringConstraints,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -43,7 +44,12 @@ MAX_QUANTITY = 1_000_000
 MAX_UNIT_PRICE = 10_000_000_000
 MAX_METADATA_KEYS = 20
 
-Currency = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z]{3}$", to_upper=True)]
+# An ISO 4217 code (any case, stored upper case); the document lists the codes in circulation.
+Currency = Annotated[
+    str,
+    StringConstraints(strict=True, pattern=r"^[A-Za-z]{3}$", to_upper=True),
+    WithJsonSchema({"type": "string", "enum": sorted(CURRENCIES)}),
+]
 MetadataKey = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=40)]
 MetadataValue = Annotated[str, StringConstraints(strict=True, max_length=500)]
 Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_KEYS)]
