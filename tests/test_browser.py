@@ -109,7 +109,9 @@ def test_the_owner_generates_copies_uses_and_revokes_a_key(person, served):
     page.get_by_role("navigation", name="Settings").get_by_role("link", name="API Keys").click()
     full = page.locator("section.key-slot").first
     assert full.get_by_test_id("status-full").inner_text() == "Active"  # the world's key
-    full.get_by_role("button", name="Generate API Key").click()
+    # The key exists (the world's), so the documented button reads "Generate New Key".
+    assert full.get_by_role("button", name="Generate API Key").count() == 0
+    full.get_by_role("button", name="Generate New Key").click()
     page.get_by_text("It will not be shown again").wait_for()
     shown = page.get_by_test_id("new-key").input_value()
     assert shown.startswith("sk_test_")
@@ -139,6 +141,10 @@ def test_the_owner_generates_copies_uses_and_revokes_a_key(person, served):
     page.get_by_role("button", name="Revoke API Key").click()
     page.wait_for_url("**/settings/api-keys")
     assert page.get_by_test_id("status-full").inner_text() == "No API key generated"
+    # An empty slot offers "Generate API Key", as the Manage API keys page says.
+    empty = page.locator("section.key-slot").first
+    assert empty.get_by_role("button", name="Generate API Key").count() == 1
+    assert empty.get_by_role("button", name="Generate New Key").count() == 0
     status, body = api_status(served.base_url, copied)
     assert status == 401
     assert body == {

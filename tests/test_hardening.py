@@ -527,3 +527,29 @@ def test_an_unreachable_redis_is_reported_once_in_a_while(caplog):
             assert revision.current() is None
     warnings = [r for r in caplog.records if "key revision unreadable" in r.getMessage()]
     assert len(warnings) == 1
+
+
+# --- the seeds' own words in the dashboard -----------------------------------------------------
+
+
+def test_the_api_keys_tab_uses_the_seeds_words(app, world):
+    import re as regex
+
+    from .dashboard import nav_links, post_form
+
+    owner = _signed_in(app, "owner")
+    assert "Settings" in nav_links(owner.get("/inbox"))
+    tab = owner.get("/settings/api-keys")
+    assert "API Keys" in nav_links(owner.get("/settings", follow_redirects=True), "Settings")
+    full, read_only = tab.text.split('class="card key-slot"')[1:3]
+    assert "Generate New Key" in full and "Generate API Key" not in full  # a key exists
+    assert "immediately invalidates the current key" in full
+    assert "Revoke API Key" in full
+    nonce = regex.search(r'name="nonce" value="([^"]+)"', tab.text).group(1)
+    post_form(owner, "/settings/api-keys/revoke", {"slot": "full"}, token_from="/settings/api-keys")
+    emptied = owner.get("/settings/api-keys").text.split('class="card key-slot"')[1]
+    assert "Generate API Key" in emptied and "Generate New Key" not in emptied
+    assert "No API key generated" in emptied and "Revoke API Key" not in emptied
+    confirm = owner.get("/settings/api-keys/revoke?slot=read_only")
+    assert "There is no undo" in confirm.text and "Revoke API Key" in confirm.text
+    assert nonce and read_only
