@@ -422,6 +422,7 @@ def test_the_sign_in_page_asks_for_the_organization_only_when_there_are_several(
 # --- the front door: the CLI answers in one line -----------------------------------------------
 
 
+@pytest.mark.sqlite_only  # backup copies an SQLite file (PostgreSQL: pg_dump)
 def test_backup_to_a_folder_that_does_not_exist_says_so(runner):
     result = runner.invoke(args=["backup", "/no/such/dir/x.sqlite"])
     assert result.exit_code != 0
