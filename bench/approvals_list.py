@@ -98,17 +98,23 @@ CURRENCIES = ["USD", "USD", "USD", "EUR", "EUR", "GBP", "JPY", "CAD"]
 # --- seeding -----------------------------------------------------------------------------------
 
 
-def _line_items(rng: random.Random, approval_id: str, auto: bool, new_id) -> list[dict]:
+def _line_items(
+    rng: random.Random, approval_id: str, auto: bool, new_id, book: dict, currency: str
+) -> list[dict]:
+    """Lines of the organization's price book, at its list price in the approval's currency."""
     items = []
     for position in range(1, rng.choice((1, 2, 2, 3, 3, 3, 4, 4, 5, 5)) + 1):
         sku, description = rng.choice(PRODUCTS)
-        unit_list_price = rng.randrange(1_000, 500_000)
+        product_id, prices = book[sku]
+        unit_list_price = prices[currency]
         discount = rng.uniform(0, 0.05) if auto else rng.choice((0, rng.uniform(0.02, 0.4)))
         items.append(
             {
                 "id": new_id("li"),
                 "approval_id": approval_id,
                 "position": position,
+                "product_id": product_id,
+                "custom": False,
                 "sku": sku,
                 "description": description,
                 "quantity": rng.randrange(1, 500),
@@ -148,13 +154,14 @@ def _steps(rng, approval_id, round_, levels, approvers, decided, outcome, new_id
 
 
 def _approval(rng, number, organization, now, new_id) -> tuple[dict, list[dict], list[dict]]:
-    org_id, levels, approvers, members = organization
+    org_id, levels, approvers, members, book = organization
     status, kind = rng.choices(
         [(status, kind) for status, _, kind in STATUS_MIX], [share for _, share, _ in STATUS_MIX]
     )[0]
     approval_id = new_id("apr")
     created = now - timedelta(seconds=rng.uniform(3600, 365 * 86_400))
-    items = _line_items(rng, approval_id, kind == "auto", new_id)
+    currency = rng.choice(CURRENCIES)
+    items = _line_items(rng, approval_id, kind == "auto", new_id, book, currency)
     list_amount = sum(item["quantity"] * item["unit_list_price"] for item in items)
     amount = sum(item["quantity"] * item["unit_price"] for item in items)
     largest = max(1 - item["unit_price"] / item["unit_list_price"] for item in items)
@@ -170,7 +177,7 @@ def _approval(rng, number, organization, now, new_id) -> tuple[dict, list[dict],
         "title": f"Q{rng.randint(1, 4)} renewal {number}",
         "customer": rng.choice(CUSTOMERS),
         "deal_reference": f"OPP-{rng.randrange(10**6):06d}" if rng.random() < 0.7 else "",
-        "currency": rng.choice(CURRENCIES),
+        "currency": currency,
         "justification": "Multi-year commitment; competitor quote attached." * rng.randint(0, 2),
         "metadata_": {"crm": "salesforce", "region": rng.choice(["emea", "amer", "apac"])}
         if rng.random() < 0.5
@@ -235,6 +242,7 @@ def seed(env: dict[str, str], approvals: int) -> tuple[list[str], dict[str, int]
     from discountflow.database import new_id, utcnow
     from discountflow.extensions import db
     from discountflow.organizations.models import User
+    from discountflow.products.models import Product, ProductPrice
 
     rng = random.Random(approvals)
     app = create_app()
@@ -242,6 +250,7 @@ def seed(env: dict[str, str], approvals: int) -> tuple[list[str], dict[str, int]
         db.create_all()
         now = utcnow()
         keys, organizations, levels_rows, users_rows = [], [], [], []
+        product_rows, price_rows = [], []
         for number in range(ORGANIZATIONS):
             organization_id, key = organization_with_keys(
                 f"Bench {number}", f"owner{number}@bench.example"
@@ -281,7 +290,30 @@ def seed(env: dict[str, str], approvals: int) -> tuple[list[str], dict[str, int]
                         }
                     )
             members = people["member"] + [owner.id]
-            organizations.append((organization_id, levels, people["approver"], members))
+            book = {}
+            for sku, description in PRODUCTS:
+                product_id = new_id("prd")
+                prices = {currency: rng.randrange(1_000, 500_000) for currency in CURRENCIES}
+                book[sku] = (product_id, prices)
+                product_rows.append(
+                    {
+                        "id": product_id,
+                        "organization_id": organization_id,
+                        "sku": sku,
+                        "name": description,
+                        "description": "",
+                        "active": True,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+                price_rows += [
+                    {"product_id": product_id, "currency": currency, "unit_list_price": price}
+                    for currency, price in prices.items()
+                ]
+            organizations.append((organization_id, levels, people["approver"], members, book))
+        db.session.execute(insert(Product), product_rows)
+        db.session.execute(insert(ProductPrice), price_rows)
         db.session.execute(insert(ApprovalLevel), levels_rows)
         db.session.execute(insert(User), users_rows)
         db.session.commit()

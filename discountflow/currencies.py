@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
+
 # Code → number of minor-unit digits (ISO 4217 list one, funds and metals left out).
 MINOR_UNITS: dict[str, int] = {
     **dict.fromkeys(
@@ -23,3 +26,27 @@ MINOR_UNITS: dict[str, int] = {
 }
 
 CURRENCIES = frozenset(MINOR_UNITS)
+
+
+# An amount as people type it: 1250, 1250.5, 1,250.50 (groups of three). No sign, exponent,
+# NaN or infinity: Decimal would take "1e999999" or "sNaN" and fail far from here.
+_AMOUNT = re.compile(r"(\d{1,3}(?:,\d{3})+|\d{1,15})(?:\.(\d{1,12}))?")
+
+
+def parse_major_units(text: str, currency: str) -> int:
+    """``"1,250.5"`` in USD → ``125050`` minor units; ``ValueError`` for what is not an amount
+    of that currency (a sign, an exponent, more decimals than the currency has)."""
+    match = _AMOUNT.fullmatch(text.replace(" ", ""))
+    if match is None:
+        raise ValueError("Enter an amount such as 1,250.00")
+    digits = MINOR_UNITS.get(currency, 2)
+    whole, fraction = match.group(1).replace(",", ""), (match.group(2) or "").rstrip("0")
+    if len(fraction) > digits:
+        raise ValueError(f"{currency} amounts have at most {digits} decimals")
+    return int(whole) * 10**digits + int(fraction.ljust(digits, "0") or 0)
+
+
+def format_major_units(amount: int, currency: str) -> str:
+    """Integer minor units as a plain amount to edit: ``125050`` USD → ``1250.50``."""
+    digits = MINOR_UNITS.get(currency, 2)
+    return f"{Decimal(amount).scaleb(-digits):.{digits}f}"

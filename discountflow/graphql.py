@@ -62,6 +62,7 @@ from .errors import DomainError, InvalidParameter
 from .graphql_base import SCALARS, Context
 from .graphql_limits import Analysis, parse_query
 from .organizations import graphql as organizations
+from .products import graphql as products
 
 log = logging.getLogger(__name__)
 
@@ -207,8 +208,13 @@ def schema(environment: str = "staging") -> strawberry.Schema:
     In production a mistyped field gets no "did you mean" hint: with introspection off, the
     schema is not told piece by piece either.
     """
-    query = merge_types("Query", (auth.Query, organizations.Query, approvals.Query, audit.Query))
-    mutation = merge_types("Mutation", (approvals.Mutation, organizations.Mutation))
+    query = merge_types(
+        "Query",
+        (auth.Query, organizations.Query, approvals.Query, products.Query, audit.Query),
+    )
+    mutation = merge_types(
+        "Mutation", (approvals.Mutation, products.Mutation, organizations.Mutation)
+    )
     config = StrawberryConfig(
         scalar_map=SCALARS, disable_field_suggestions=environment == "production"
     )

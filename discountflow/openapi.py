@@ -281,6 +281,7 @@ _ID_PARAMETERS = {
     "/v2/approvals": "approval_id",
     "/v2/approval_levels": "level_id",
     "/v2/members": "member_id",
+    "/v2/products": "product_id",
 }
 
 

@@ -26,6 +26,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from .currencies import CURRENCIES
 from .database import rfc3339
 from .pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
 
@@ -119,6 +120,24 @@ Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_
 # No control characters (PostgreSQL cannot even compare text holding NUL).
 ObjectId = Annotated[
     StrictStr, StringConstraints(max_length=OBJECT_ID_MAX, pattern=r"^[^\x00-\x1f\x7f]*$")
+]
+
+# 10^10 minor units a unit; with 10^6 units and 100 lines a total stays below 2^63.
+MAX_UNIT_PRICE = 10_000_000_000
+
+
+def _known_currency(code: str) -> str:
+    if code not in CURRENCIES:
+        raise ValueError(f"{code} is not an ISO 4217 currency code")
+    return code
+
+
+# An ISO 4217 code (any case, stored upper case); the document lists the codes in circulation.
+Currency = Annotated[
+    str,
+    StringConstraints(strict=True, pattern=r"^[A-Za-z]{3}$", to_upper=True),
+    AfterValidator(_known_currency),
+    WithJsonSchema({"type": "string", "enum": sorted(CURRENCIES)}),
 ]
 
 # A percentage, 0–100, as a JSON number; kept in basis points, so rounded to two decimals.

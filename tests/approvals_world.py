@@ -11,11 +11,19 @@ from discountflow.extensions import db
 from discountflow.organizations import services as organizations
 from discountflow.organizations.models import User
 from discountflow.organizations.schemas import MemberUpdate
+from discountflow.products import services as products
+from discountflow.products.schemas import ProductCreate
 
 from .conftest import add_member, create_org, generate_key
 
 # name, rank, largest discount (percent), holder
 LEVELS = [("Manager", 1, 15), ("VP", 2, 30), ("CFO", 3, 50)]
+# The price book: SEAT, listed at 10,000 minor units a unit in these currencies; LICENSE, at
+# 1,200.00 in USD and EUR (the dashboard's examples).
+SKU = "SEAT"
+LIST_PRICE = 10_000
+BOOK_CURRENCIES = ("USD", "EUR", "GBP", "JPY", "CHF")
+LICENSE = "LICENSE"
 
 
 @dataclass
@@ -24,6 +32,7 @@ class World:
     organization_id: str
     people: dict[str, str] = field(default_factory=dict)  # name → user id
     levels: dict[str, str] = field(default_factory=dict)  # level name → level id
+    products: dict[str, str] = field(default_factory=dict)  # SKU → product id
     key: str = ""
     read_only_key: str = ""
 
@@ -50,6 +59,23 @@ def build_world(app, slug: str = "acme") -> World:
                 organizations.update_member(
                     admin, world.people[holder], MemberUpdate(approval_level=level.id)
                 )
+        seat = products.create_product(
+            admin,
+            ProductCreate(
+                sku=SKU,
+                name="Seat, annual",
+                prices=[{"currency": c, "unit_list_price": LIST_PRICE} for c in BOOK_CURRENCIES],
+            ),
+        )
+        license_ = products.create_product(
+            admin,
+            ProductCreate(
+                sku=LICENSE,
+                name="License, annual",
+                prices=[{"currency": c, "unit_list_price": 120_000} for c in ("USD", "EUR")],
+            ),
+        )
+        world.products = {SKU: seat.id, LICENSE: license_.id}
     world.key = generate_key(app, owner_id)
     world.read_only_key = generate_key(app, owner_id, read_only=True)
     return world
@@ -63,17 +89,18 @@ def set_level(world: World, member_id: str, level_id: str | None) -> None:
 
 
 def request_body(*discounts: float, currency: str = "USD", **fields) -> dict:
-    """An approval body with one line per discount percent (list price 10,000 minor units)."""
+    """An approval body with one line per discount percent, each of the price book's SEAT
+    (listed at 10,000 minor units)."""
     body = {
         "title": "Deal",
         "customer": "Initech",
         "currency": currency,
         "line_items": [
             {
+                "sku": SKU,
                 "description": f"Line {n}",
                 "quantity": 2,
-                "unit_list_price": 10_000,
-                "unit_price": round(10_000 * (100 - discount) / 100),
+                "unit_price": round(LIST_PRICE * (100 - discount) / 100),
             }
             for n, discount in enumerate(discounts, start=1)
         ],

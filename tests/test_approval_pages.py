@@ -43,6 +43,11 @@ def approvals(world, api):
     act(world, "rep2", "cancel", canceled)
     ids.append(canceled)
     ids.append(create(world, "rep", 0, 100, submit=True))  # free item: 100 % off
+    mixed = request_body(5)  # a product's line and a custom line (no product, typed price)
+    mixed["line_items"].append(
+        {"description": "Workshop", "quantity": 1, "unit_list_price": 999, "unit_price": 500}
+    )
+    ids.append(api("POST", "/v2/approvals", json=mixed).get_json()["id"])
     return ids
 
 

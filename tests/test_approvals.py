@@ -130,6 +130,20 @@ def test_price_above_list_says_so(api):
     body = request_body(10)
     body["line_items"][0]["unit_price"] = 10_001
     response = api("POST", "/v2/approvals", json=body)
+    assert response.get_json() == {
+        "error": "parameter_invalid",
+        "message": "Line 1: the unit price asked, 100.01 USD, is above the list price of SEAT, "
+        "100.00 USD.",
+        "param": "line_items[0].unit_price",
+    }
+
+
+def test_price_above_a_typed_list_price_says_so(api):
+    body = request_body(10)
+    body["line_items"] = [
+        {"description": "Workshop", "quantity": 1, "unit_list_price": 10_000, "unit_price": 10_001}
+    ]
+    response = api("POST", "/v2/approvals", json=body)
     assert response.get_json()["message"] == (
         "Invalid line_items[0].unit_price: unit_price must not be above unit_list_price."
     )

@@ -170,12 +170,15 @@ def test_a_member_requests_an_approver_approves_the_requester_sees_it(person, se
     rep.get_by_role("link", name="New request").click()
     rep.get_by_label("Title").fill("Initech expansion")
     rep.get_by_label("Customer").fill("Initech")
-    rep.get_by_label("Line 1 description").fill("Enterprise seats")
+    # The product comes from the price book (searchable by SKU or name); its list price is the
+    # book's, shown read-only, and the typed list price is for custom lines only.
+    rep.get_by_label("Line 1 product").fill("LICENSE")
     rep.get_by_label("Line 1 quantity").fill("20")
-    rep.get_by_label("Line 1 unit list price").fill("1,500.00")
-    rep.get_by_label("Line 1 unit price asked").fill("1,350.00")  # 10 % off
+    rep.get_by_label("Line 1 list price from the price book").get_by_text("1,200.00 USD").wait_for()
+    assert rep.get_by_label("Line 1 unit list price (custom line)").is_hidden()
+    rep.get_by_label("Line 1 unit price asked").fill("1,080.00")  # 10 % off
     preview = rep.locator("#route-preview")
-    preview.get_by_text("it needs Manager").wait_for()
+    preview.get_by_text("Manager is the lowest level that covers it").wait_for()
     rep.get_by_role("button", name="Submit for approval").click()
     rep.get_by_test_id("status").get_by_text("Pending").wait_for()
     approval_url = rep.url
@@ -188,7 +191,7 @@ def test_a_member_requests_an_approver_approves_the_requester_sees_it(person, se
 
     rep.goto(approval_url)
     assert rep.get_by_test_id("status").inner_text() == "Approved"
-    assert rep.get_by_test_id("amount").inner_text() == "27,000.00 USD"
+    assert rep.get_by_test_id("amount").inner_text() == "21,600.00 USD"
     screenshot(rep, "approval-approved.png")
 
 

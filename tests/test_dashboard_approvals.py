@@ -40,10 +40,10 @@ def _request_form(**overrides) -> dict:
         "deal_reference": "CRM-1",
         "currency": "USD",
         "justification": "Competitive",
-        "line_items-0-sku": "SEAT",
+        "line_items-0-sku": "LICENSE",  # listed at 1,200.00 USD in the price book
         "line_items-0-description": "Seats",
         "line_items-0-quantity": "10",
-        "line_items-0-unit_list_price": "1,200.00",
+        "line_items-0-unit_list_price": "",  # custom lines only
         "line_items-0-unit_price": "1080",  # 10 % off: the Manager level
         "line_items-1-sku": "",
         "line_items-1-description": "",
@@ -95,7 +95,10 @@ def test_a_draft_is_saved_edited_and_resubmitted_after_changes(app, world):
     approval_id = response.headers["Location"].rsplit("/", 1)[1]
     assert _row(app, Approval, id=approval_id).status == "draft"
     edit = rep.get(f"/approvals/{approval_id}/edit")
-    assert edit.status_code == 200 and 'value="1200.00"' in edit.text
+    assert edit.status_code == 200
+    assert '<option value="LICENSE" selected>' in edit.text
+    assert "1,200.00 USD</output>" in edit.text  # the book's price, read-only
+    assert 'value="1080.00"' in edit.text
     post_form(rep, f"/approvals/{approval_id}/actions/submit")
     assert _row(app, Approval, id=approval_id).status == "pending"
     manager = _as(app, "manager")
@@ -191,6 +194,7 @@ def test_bad_request_forms_get_a_clear_message_and_save_nothing(app, world):
     cases = {
         "line_items-0-unit_price": ("1300", "above"),
         "line_items-0-unit_list_price": ("12.345", "at most 2 decimals"),
+        "line_items-0-sku": ("NOPE", "the price book has no product with SKU"),
         "currency": ("XXX", "Not a valid choice"),
     }
     for field, (value, message) in cases.items():
@@ -208,13 +212,18 @@ def test_the_live_preview_shows_the_route(app, world):
     rep = _as(app, "rep")
     preview = post_form(rep, "/approvals/preview", _request_form())
     assert preview.status_code == 200
-    assert "needs <strong>Manager</strong>" in preview.text
+    assert "Manager is the lowest level that covers it" in preview.text
+    assert "1,200.00 USD <span" in preview.text and "(price book)" in preview.text
     deep = post_form(rep, "/approvals/preview", _request_form(**{"line_items-0-unit_price": "900"}))
     assert "<li>Manager" in deep.text and "<li>VP" in deep.text and "<li>CFO" not in deep.text
     auto = post_form(
         rep, "/approvals/preview", _request_form(**{"line_items-0-unit_price": "1180"})
     )
-    assert "Approved at once" in auto.text
+    assert "approved at once" in auto.text
+    typed = post_form(
+        rep, "/approvals/preview", _request_form(**{"line_items-0-unit_list_price": "1,190.00"})
+    )
+    assert "the list price of LICENSE comes from the price book" in typed.text
     assert _count(app, Approval) == 0
 
 
@@ -248,7 +257,13 @@ def test_settings_are_for_the_owner_and_admins(app, world):
     admin = _as(app, "admin")
     assert "Settings" in nav_links(admin.get("/inbox"))
     settings = admin.get("/settings", follow_redirects=True)
-    assert nav_links(settings, "Settings") == ["General", "Members", "Approval levels", "Audit"]
+    assert nav_links(settings, "Settings") == [
+        "General",
+        "Members",
+        "Approval levels",
+        "Products",
+        "Audit",
+    ]
 
 
 def test_admins_manage_levels(app, world):
@@ -325,17 +340,28 @@ def test_admins_change_the_organization_settings(app, world):
     saved = post_form(
         admin,
         "/settings/organization",
-        {"name": "Acme", "auto_approve_threshold_percent": "7.5", "default_validity_days": "60"},
+        {
+            "name": "Acme",
+            "auto_approve_threshold_percent": "7.5",
+            "default_validity_days": "60",
+            "custom_line_items": "forbidden",
+        },
     )
     assert saved.status_code == 303
     organization = _row(app, Organization, id=world.organization_id)
-    assert (organization.auto_approve_threshold_bps, organization.default_validity_days) == (
-        750,
-        60,
-    )
+    assert (
+        organization.auto_approve_threshold_bps,
+        organization.default_validity_days,
+        organization.custom_line_items,
+    ) == (750, 60, "forbidden")
     bad = post_form(
         admin,
         "/settings/organization",
-        {"name": "Acme", "auto_approve_threshold_percent": "150", "default_validity_days": "60"},
+        {
+            "name": "Acme",
+            "auto_approve_threshold_percent": "150",
+            "default_validity_days": "60",
+            "custom_line_items": "allowed",
+        },
     )
     assert bad.status_code == 400

@@ -23,8 +23,8 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 
 APPROVAL_FIELDS = """
   id title customer dealReference currency justification status requestedBy
-  lineItems(first: 100) { id sku description quantity unitListPrice unitPrice listAmount amount
-                          discountAmount discountPercent }
+  lineItems(first: 100) { id product sku description custom quantity unitListPrice unitPrice
+                          listAmount amount discountAmount discountPercent }
   listAmount amount discountAmount discountPercent maxLineDiscountPercent
   requiredApprovalLevel awaitingApprovalLevel
   steps(first: 100) { id position approvalLevel levelName levelRank status decidedBy decided }
@@ -181,6 +181,9 @@ MUTATIONS = {
     "deleteApprovalLevel": 'deleteApprovalLevel(id: "$level") { id }',
     "updateOrganization": 'updateOrganization(input: {name: "Renamed"}) { id }',
     "updateMember": 'updateMember(id: "$member", input: {role: ADMIN}) { id }',
+    "createProduct": 'createProduct(input: {sku: "NEW", name: "New"}) { id }',
+    "updateProduct": 'updateProduct(id: "$product", input: {name: "Renamed"}) { id }',
+    "deleteProduct": 'deleteProduct(id: "$product") { id }',
 }
 QUERIES = {
     "me": "me { id }",
@@ -191,11 +194,18 @@ QUERIES = {
     "members": "members(first: 5) { edges { node { id } } }",
     "member": 'member(id: "$member") { id }',
     "events": "events(first: 5) { edges { node { id } } }",
+    "products": "products(first: 5) { edges { node { id prices(first: 5) { currency } } } }",
+    "product": 'product(id: "$product") { id }',
 }
 
 
 def _fill(text: str, world, ids: dict) -> str:
-    values = {**ids, "level": world.levels["CFO"], "member": world.people["rep"]}
+    values = {
+        **ids,
+        "level": world.levels["CFO"],
+        "member": world.people["rep"],
+        "product": world.products["LICENSE"],
+    }
     return re.sub(r"\$(\w+)", lambda m: values[m.group(1)], text)
 
 
@@ -371,7 +381,8 @@ def _as_rest(value, key=None):
         return {SNAKE.sub("_", name).lower(): _as_rest(each, name) for name, each in value.items()}
     if isinstance(value, list):
         return [_as_rest(each) for each in value]
-    if key in ("status", "type", "role", "surface", "environment") and isinstance(value, str):
+    enums = ("status", "type", "role", "surface", "environment", "customLineItems")
+    if key in enums and isinstance(value, str):
         return value.lower()
     return value
 
@@ -417,6 +428,12 @@ def test_rest_and_graphql_return_the_same_lists(api, ask, world):
             "approvalLevels",
         ),
         (
+            "/v2/products?limit=100",
+            "products(first: 100) { edges { node { id sku name description active "
+            "prices(first: 20) { currency unitListPrice } created updated } } }",
+            "products",
+        ),
+        (
             "/v2/events?limit=100",
             "events(first: 100) { edges { node { id type approval data created "
             "actor { type user apiKey surface } } } }",
@@ -433,8 +450,8 @@ def test_rest_and_graphql_return_the_same_lists(api, ask, world):
     organization = api("GET", "/v2/organization").get_json()
     organization.pop("object")
     answered = ask(
-        "{ organization { id name slug autoApproveThresholdPercent defaultValidityDays created "
-        "updated } }"
+        "{ organization { id name slug autoApproveThresholdPercent defaultValidityDays "
+        "customLineItems created updated } }"
     ).get_json()["data"]["organization"]
     assert _as_rest(answered) == organization
 
@@ -653,6 +670,7 @@ def test_every_list_requires_first(ask):
 
     structural = {("ApprovalConnection", "edges"), ("ApprovalLevelConnection", "edges")}
     structural |= {("MemberConnection", "edges"), ("EventConnection", "edges")}
+    structural |= {("ProductConnection", "edges")}
     for type_name, graphql_type in schema()._schema.type_map.items():
         if type_name.startswith("__") or not hasattr(graphql_type, "fields"):
             continue
@@ -808,6 +826,7 @@ def _shapes():
     from discountflow.audit import schemas as audit
     from discountflow.auth import schemas as auth
     from discountflow.organizations import schemas as organizations
+    from discountflow.products import schemas as products
     from discountflow.schemas import ActorOut
 
     # GraphQL type → (the model it shows, the fields GraphQL adds)
@@ -823,6 +842,8 @@ def _shapes():
         "Actor": (ActorOut, set()),
         "Organization": (organizations.OrganizationOut, set()),
         "Member": (organizations.MemberOut, set()),
+        "Product": (products.ProductOut, set()),
+        "Price": (products.PriceOut, set()),
         "ApiKeySession": (auth.ApiKeySessionOut, {"id"}),
         "OrganizationRef": (auth.OrganizationRef, set()),
         "RateLimit": (auth.RateLimitOut, set()),
@@ -835,6 +856,9 @@ def _shapes():
         "AmountCapInput": (approvals.AmountCap, set()),
         "OrganizationUpdateInput": (organizations.OrganizationUpdate, set()),
         "MemberUpdateInput": (organizations.MemberUpdate, set()),
+        "ProductCreateInput": (products.ProductCreate, set()),
+        "ProductUpdateInput": (products.ProductUpdate, set()),
+        "PriceInput": (products.PriceInput, set()),
     }
 
 

@@ -133,7 +133,12 @@ def test_a_percentage_that_is_no_number_is_a_form_error(app, world, percent):
     response = post_form(
         admin,
         "/settings/organization",
-        {"name": "Acme", "auto_approve_threshold_percent": percent, "default_validity_days": "30"},
+        {
+            "name": "Acme",
+            "auto_approve_threshold_percent": percent,
+            "default_validity_days": "30",
+            "custom_line_items": "allowed",
+        },
     )
     assert response.status_code == 400
     assert "Enter a percentage such as 12.5" in response.text
@@ -142,6 +147,12 @@ def test_a_percentage_that_is_no_number_is_a_form_error(app, world, percent):
 def test_an_approval_of_100_lines_made_by_the_api_opens_in_the_dashboard(app, world, api):
     from .approvals_world import request_body
 
+    longest = {
+        "sku": "S" * 100,
+        "name": "Longest SKU",
+        "prices": [{"currency": "USD", "unit_list_price": 10_000}],
+    }
+    assert api("POST", "/v2/products", json=longest).status_code == 201
     body = request_body(*([10] * 100), deal_reference="D" * 100)
     body["line_items"][0]["sku"] = "S" * 100
     created = api("POST", "/v2/approvals", json=body)

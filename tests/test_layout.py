@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "discountflow"
-FEATURES = ("organizations", "auth", "approvals", "audit")
+FEATURES = ("organizations", "auth", "approvals", "products", "audit")
 
 BASE, MODELS, SCHEMAS, SERVICES, SURFACES, WIRING = range(6)
 LAYER_NAMES = ["base", "models", "schemas", "services", "surfaces", "wiring"]
@@ -56,6 +56,7 @@ FEATURE_ROOMS = {
     "keys": SERVICES,
     "verification": SERVICES,
     "demo": SERVICES,
+    "csv_files": SERVICES,
     "api": SURFACES,
     "graphql": SURFACES,
     "views": SURFACES,

@@ -17,7 +17,7 @@ from discountflow.organizations.models import Organization
 from .conftest import make_app
 from .servers import fresh_postgres_database
 
-HEAD = "0005"
+HEAD = "0006"
 
 
 def _app_on(tmp_path, database: str):
@@ -199,3 +199,49 @@ def test_four_eyes_holds_for_rounds_open_before_the_upgrade(tmp_path, database):
         ).all()
         assert [tuple(row) for row in rows] == [("apr_open", "usr_admin"), ("apr_open", "usr_rep")]
     assert _drift(app) == []
+
+
+def test_typed_list_prices_become_custom_lines_and_custom_lines_stay_allowed(tmp_path, database):
+    """0006: line items saved before the price book keep their typed list price, as custom
+    lines naming no product; every existing organization allows custom lines."""
+    app = _app_on(tmp_path, database)
+    with app.app_context():
+        upgrade(revision="0005")
+        for statement in (
+            "INSERT INTO organizations (id, name, slug, created_at, updated_at, "
+            "auto_approve_threshold_bps, default_validity_days) VALUES "
+            "('org_1', 'Acme', 'acme', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 500, 30)",
+            "INSERT INTO users (id, organization_id, email, name, password_hash, role, "
+            "created_at) VALUES ('usr_rep', 'org_1', 'rep@acme.example', '', 'x', 'owner', "
+            "CURRENT_TIMESTAMP)",
+            "INSERT INTO approvals (id, organization_id, requested_by_id, title, customer, "
+            "deal_reference, currency, justification, metadata, status, list_amount, amount, "
+            "max_line_discount_bps, round, created_at, updated_at) VALUES "
+            "('apr_1', 'org_1', 'usr_rep', 'Deal', 'Initech', '', 'USD', '', '{}', 'approved', "
+            "630000, 600000, 476, 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+            "INSERT INTO approval_line_items (id, approval_id, position, sku, description, "
+            "quantity, unit_list_price, unit_price) VALUES "
+            "('li_1', 'apr_1', 1, 'SEAT-PRO', 'Pro seat', 100, 6300, 6000)",
+        ):
+            db.session.execute(text(statement))
+        db.session.commit()
+        upgrade()
+        line = db.session.execute(
+            text(
+                "SELECT sku, description, quantity, unit_list_price, unit_price, product_id, "
+                "custom FROM approval_line_items"
+            )
+        ).one()
+        assert tuple(line) == ("SEAT-PRO", "Pro seat", 100, 6300, 6000, None, True)
+        organization = db.session.get(Organization, "org_1")
+        assert organization.custom_line_items == "allowed"
+    assert _drift(app) == []
+    with app.app_context():
+        from discountflow.actors import Actor
+        from discountflow.approvals import queries
+        from discountflow.approvals.schemas import ApprovalOut
+
+        owner = Actor.for_cli(organization)
+        shaped = ApprovalOut.of(queries.get_approval(owner, "apr_1")).model_dump()
+        (item,) = shaped["line_items"]
+        assert (item["custom"], item["product"], item["unit_list_price"]) == (True, None, 6300)

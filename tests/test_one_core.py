@@ -3,6 +3,7 @@ API, an audit event for every change, and a key cache that never shows an old na
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
 import pytest
@@ -22,6 +23,9 @@ from discountflow.errors import PermissionDenied, ReadOnlyKey
 from discountflow.extensions import db
 from discountflow.organizations import services as organizations
 from discountflow.organizations.schemas import MemberUpdate, OrganizationUpdate
+from discountflow.products import csv_files
+from discountflow.products import services as products
+from discountflow.products.schemas import ProductCreate, ProductUpdate
 
 from .approvals_world import act, create, request_body, set_level
 from .conftest import PASSWORD, bearer, make_app
@@ -71,6 +75,16 @@ WRITE_SERVICES = {
     "generate_key": lambda a, w, ids: keys.generate_key(a),
     "roll_key": lambda a, w, ids: keys.roll_key(a, grace=timedelta(hours=1)),
     "revoke_key": lambda a, w, ids: keys.revoke_key(a),
+    "create_product": lambda a, w, ids: products.create_product(
+        a, ProductCreate(sku="NEW", name="New")
+    ),
+    "update_product": lambda a, w, ids: products.update_product(
+        a, w.products["LICENSE"], ProductUpdate(name="Renamed")
+    ),
+    "delete_product": lambda a, w, ids: products.delete_product(a, w.products["LICENSE"]),
+    "import_products": lambda a, w, ids: csv_files.import_products(
+        a, io.StringIO(f"{','.join(csv_files.COLUMNS)}\nNEW,New,,USD,1.00,true\n")
+    ),
 }
 
 
@@ -78,11 +92,12 @@ def _counts(app) -> tuple[int, ...]:
     from discountflow.approvals.models import Approval, ApprovalLevel, Comment, Decision
     from discountflow.auth.models import ApiKey
     from discountflow.organizations.models import User
+    from discountflow.products.models import Product
 
     with app.app_context():
         return tuple(
             db.session.execute(select(func.count()).select_from(model)).scalar_one()
-            for model in (Approval, ApprovalLevel, Comment, Decision, Event, ApiKey, User)
+            for model in (Approval, ApprovalLevel, Comment, Decision, Event, ApiKey, User, Product)
         )
 
 
@@ -105,7 +120,7 @@ def test_every_write_service_is_in_the_matrix():
     from discountflow.actors import writing
 
     writers = set()
-    for module in (services, levels, organizations, keys):
+    for module in (services, levels, organizations, keys, products, csv_files):
         for name, function in inspect.getmembers(module, inspect.isfunction):
             if function.__module__ == module.__name__ and not name.startswith("_"):
                 source = inspect.getsource(function)

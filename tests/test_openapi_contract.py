@@ -46,6 +46,7 @@ from discountflow.auth.keys import CHECKSUM_LENGTH, checksum
 from discountflow.errors import INVALID_API_KEY_MESSAGE
 from discountflow.extensions import db
 from discountflow.organizations.models import Organization, User
+from discountflow.products.models import Product
 
 from .conftest import bearer, make_lasting_app, release_app
 
@@ -103,6 +104,7 @@ def demo(tmp_path_factory) -> Iterator[Demo]:
             "event": ids_of(Event.id, Event.organization_id == org),
             "decision": ids_of(Decision.id, Decision.approval_id.in_(approvals)),
             "comment": ids_of(Comment.id, Comment.approval_id.in_(approvals)),
+            "product": ids_of(Product.id, Product.organization_id == org),
         }
     # The demo has approvals in every status, three levels, the owner and six members.
     assert len(ids["approval"]) >= 9 and len(ids["level"]) == 3 and len(ids["member"]) == 7
@@ -130,13 +132,19 @@ def operations(document) -> Iterator[tuple[str, str, dict[str, Any]]]:
 
 # --- fuzzing every operation -------------------------------------------------------------------
 
-PATH_IDS = {"approval_id": "approval", "level_id": "level", "member_id": "member"}
+PATH_IDS = {
+    "approval_id": "approval",
+    "level_id": "level",
+    "member_id": "member",
+    "product_id": "product",
+}
 # What the cursors of each list are the ids of.
 CURSORS = {
     "/v2/approvals": "approval",
     "/v2/members": "member",
     "/v2/approval_levels": "level",
     "/v2/events": "event",
+    "/v2/products": "product",
     "/v2/approvals/{approval_id}/events": "event",
     "/v2/approvals/{approval_id}/decisions": "decision",
     "/v2/approvals/{approval_id}/comments": "comment",
@@ -186,31 +194,56 @@ def flatmap_query(context, query):
     return _sometimes(query, replacements)
 
 
+# The demo's price book: an active product and its list prices (minor units).
+BOOK_SKU, BOOK_PRICES = "SEAT-PRO", {"USD": 12_000, "EUR": 11_000}
+
+
+def _as_custom_line(item: dict[str, Any]) -> dict[str, Any]:
+    line = {k: v for k, v in item.items() if k not in ("product", "sku")}
+    line.setdefault("description", "A one-off item")
+    line.setdefault("unit_list_price", max(line["unit_price"], 1))
+    line["unit_price"] = min(line["unit_price"], line["unit_list_price"])
+    return line
+
+
+def _as_book_line(item: dict[str, Any], currency: str) -> dict[str, Any]:
+    line = {k: v for k, v in item.items() if k not in ("product", "unit_list_price")}
+    line["sku"] = BOOK_SKU
+    line["unit_price"] = min(line["unit_price"], BOOK_PRICES[currency])
+    return line
+
+
 def flatmap_body(context, body):
     """Often make an approval's body pass the rules JSON Schema cannot say (valid requests only).
 
-    The currency must be a known ISO 4217 code, and no unit price may be above its list price:
-    without this, nearly every generated approval would be refused with 400 and the code that
-    computes and stores totals would never run.
+    The currency must be a known ISO 4217 code; a line names a product of the price book (whose
+    list price it takes, in a currency the book has) or is a custom line with its description
+    and list price; no unit price may be above its list price. Without this, nearly every
+    generated approval would be refused with 400 and the code that computes and stores totals
+    would never run.
     """
     path = context.operation.path
     if path not in ("/v2/approvals", "/v2/approvals/{approval_id}") or not isinstance(body, dict):
         return st.just(body)
+    items = body.get("line_items")
+    lines = items if isinstance(items, list) else []
+    shaped = all(
+        isinstance(item, dict) and {"quantity", "unit_price"} <= item.keys() for item in lines
+    )
 
-    def repair(currency: str) -> dict[str, Any]:
+    def repair(currency: str, book: bool) -> dict[str, Any]:
         repaired = dict(body)
-        if "currency" in repaired:
+        if "currency" in repaired or book:
             repaired["currency"] = currency
-        if isinstance(repaired.get("line_items"), list):
+        if shaped and lines:
             repaired["line_items"] = [
-                {**item, "unit_price": min(item["unit_price"], item["unit_list_price"])}
-                if isinstance(item, dict) and {"unit_price", "unit_list_price"} <= item.keys()
-                else item
-                for item in repaired["line_items"]
+                _as_book_line(item, currency) if book else _as_custom_line(item) for item in lines
             ]
         return repaired
 
-    return st.one_of(st.just(body), st.sampled_from(CURRENCIES).map(repair))
+    custom = st.sampled_from(CURRENCIES).map(lambda currency: repair(currency, False))
+    book = st.sampled_from(sorted(BOOK_PRICES)).map(lambda currency: repair(currency, True))
+    return st.one_of(st.just(body), custom, book)
 
 
 def _load_schema(mode: GenerationMode):
@@ -441,10 +474,49 @@ def test_every_post_documents_the_idempotency_key(openapi):
 # --- workflows: following the document's links from created objects to their operations ---------
 
 
+def _snapshot(app) -> dict[str, list[dict]]:
+    """Every row of every table, to start each workflow from the same data."""
+    with app.app_context():
+        connection = db.session.connection()
+        snapshot = {
+            table.name: [dict(row._mapping) for row in connection.execute(table.select())]
+            for table in db.metadata.sorted_tables
+        }
+        db.session.rollback()
+        return snapshot
+
+
+def _restore(app, snapshot: dict[str, list[dict]]) -> None:
+    """Put every table back as the snapshot had it, in one transaction, and retire what the
+    processes remember of the data (pages, verified keys)."""
+    from discountflow.auth.verification import announce_key_change
+    from discountflow.database import EVERY_ORGANIZATION, begin_write
+
+    with app.app_context():
+        begin_write(EVERY_ORGANIZATION)
+        connection = db.session.connection()
+        for table in reversed(db.metadata.sorted_tables):
+            connection.execute(table.delete())
+        for table in db.metadata.sorted_tables:
+            if snapshot[table.name]:
+                connection.execute(table.insert(), snapshot[table.name])
+        db.session.commit()
+        announce_key_change()
+
+
 class Workflows(POSITIVE.as_state_machine()):
-    """Chains of calls the links allow: create an approval, then submit, approve, recall…"""
+    """Chains of calls the links allow: create an approval, then submit, approve, recall…
+
+    Each chain starts from the same data: what a step answers (201, or 409 for a SKU taken by an
+    earlier chain) decides which steps may follow, and Hypothesis requires the same choices to
+    lead to the same steps when it replays a chain.
+    """
 
     demo: Demo | None = None
+    snapshot: dict[str, list[dict]] = {}
+
+    def setup(self) -> None:
+        _restore(self.demo.app, self.snapshot)
 
     def get_call_kwargs(self, case):
         return {"app": self.demo.app, "headers": bearer(self.demo.key)}
@@ -471,6 +543,7 @@ def test_workflows_follow_the_links_with_real_ids(demo, openapi):
     ]
     assert ("/v2/approvals", "post") in linked and ("/v2/members", "get") in linked
     Workflows.demo = demo
+    Workflows.snapshot = _snapshot(demo.app)
     Workflows.run(
         settings=hypothesis.settings(
             max_examples=40,

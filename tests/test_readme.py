@@ -44,19 +44,33 @@ def test_commands_use_one_form_of_flask_and_gunicorn():
                     assert use.group(1).endswith(".venv/bin/"), line
 
 
-def test_the_create_example_creates_an_approval(api):
+@pytest.fixture
+def demo_key(runner) -> str:
+    """The key the front door's first command prints: the demo organization's."""
+    from .test_cli import key_from
+
+    result = runner.invoke(args=["demo"])
+    assert result.exit_code == 0, result.output
+    return key_from(result.output)
+
+
+def test_the_create_example_creates_an_approval(client, demo_key):
     example = next(block for block in SHELL_BLOCKS if "Idempotency-Key: crm-deal-4711" in block)
     body = json.loads(re.search(r"-d '(.*)'", example, re.S).group(1))
-    response = api("POST", "/v2/approvals", json=body, headers={"Idempotency-Key": "crm-1"})
+    response = client.post(
+        "/v2/approvals", json=body, headers={**bearer(demo_key), "Idempotency-Key": "crm-1"}
+    )
     assert response.status_code == 201, response.get_json()
+    (line,) = response.get_json()["line_items"]
+    assert (line["sku"], line["unit_list_price"], line["custom"]) == ("SEAT-PRO", 12000, False)
 
 
 @pytest.mark.parametrize("marker", ["crm-deal-4712", "me { id organization { name } }"])
-def test_the_graphql_examples_run(client, world, marker):
+def test_the_graphql_examples_run(client, demo_key, marker):
     example = next(block for block in SHELL_BLOCKS if marker in block)
     for body in re.findall(r"-d '(.*?)'", example, re.S):
         response = client.post(
-            "/v2/graphql", data=body, content_type="application/json", headers=bearer(world.key)
+            "/v2/graphql", data=body, content_type="application/json", headers=bearer(demo_key)
         )
         assert response.status_code == 200, response.get_data(as_text=True)
         assert "errors" not in response.get_json(), response.get_json()

@@ -1,4 +1,5 @@
-"""A living demo organization: members, three approval levels, approvals in every status.
+"""A living demo organization: members, three approval levels, a price book, approvals in every
+status.
 
 Everything goes through the same services as the API, acting from the CLI surface, so the
 demo's decisions, comments and audit trail are what real use would have produced.
@@ -15,9 +16,11 @@ from ..extensions import db
 from ..organizations import services as organizations
 from ..organizations.models import Organization, Role, User
 from ..organizations.schemas import MemberUpdate
+from ..products import services as products
+from ..products.schemas import ProductCreate
 from . import levels, services
 from .models import Approval
-from .schemas import ApprovalCreate, LevelCreate
+from .schemas import ApprovalCreate, LevelCreate, LineItemInput
 
 MEMBERS = [
     ("admin@demo.example", "Adam Admin", Role.ADMIN),
@@ -34,9 +37,45 @@ LEVELS = [  # name, rank, largest discount in percent, largest total discount, w
 ]
 
 
-def _request(title: str, customer: str, discount_percent: int, *, currency: str = "USD"):
-    """A two-line request whose larger line carries ``discount_percent``."""
-    seats_list, support_list = 12_000, 250_000
+# The price book: SKU, name, description, list prices (minor units), active.
+PRODUCTS = [
+    (
+        "SEAT-PRO",
+        "Pro seat, annual",
+        "One named user, billed yearly.",
+        {"USD": 12_000, "EUR": 11_000},
+        True,
+    ),
+    (
+        "SEAT-BASIC",
+        "Basic seat, annual",
+        "One named user, core features.",
+        {"USD": 6_000, "EUR": 5_500},
+        True,
+    ),
+    (
+        "SUPPORT-GOLD",
+        "Gold support, annual",
+        "24/7 support, 1-hour response.",
+        {"USD": 250_000, "EUR": 230_000},
+        True,
+    ),
+    (
+        "ONBOARDING",
+        "Onboarding package",
+        "Ten hours of guided set-up.",
+        {"USD": 500_000, "EUR": 460_000},
+        True,
+    ),
+    ("SEAT-LEGACY", "Legacy seat (retired)", "Sold until last year.", {"USD": 9_000}, False),
+]
+
+
+def _request(
+    title: str, customer: str, discount_percent: int, *, currency: str = "USD"
+) -> ApprovalCreate:
+    """A two-line request on the price book whose larger line carries ``discount_percent``."""
+    book = {sku: prices[currency] for sku, _, _, prices, _ in PRODUCTS if currency in prices}
     return ApprovalCreate(
         title=title,
         customer=customer,
@@ -46,17 +85,13 @@ def _request(title: str, customer: str, discount_percent: int, *, currency: str 
         line_items=[
             {
                 "sku": "SEAT-PRO",
-                "description": "Pro seat, annual",
                 "quantity": 50,
-                "unit_list_price": seats_list,
-                "unit_price": seats_list * (100 - discount_percent) // 100,
+                "unit_price": book["SEAT-PRO"] * (100 - discount_percent) // 100,
             },
             {
                 "sku": "SUPPORT-GOLD",
-                "description": "Gold support, annual",
                 "quantity": 1,
-                "unit_list_price": support_list,
-                "unit_price": support_list * (100 - min(discount_percent, 5)) // 100,
+                "unit_price": book["SUPPORT-GOLD"] * (100 - min(discount_percent, 5)) // 100,
             },
         ],
     )
@@ -94,10 +129,31 @@ def create_demo_organization(password: str) -> Organization:
         )
         organizations.update_member(admin, people[holder].id, MemberUpdate(approval_level=level.id))
 
+    for sku, name, description, prices, active in PRODUCTS:
+        products.create_product(
+            admin,
+            ProductCreate(
+                sku=sku,
+                name=name,
+                description=description,
+                active=active,
+                prices=[{"currency": c, "unit_list_price": p} for c, p in prices.items()],
+            ),
+        )
+
     rep, sam = as_("rep@demo.example"), as_("sam@demo.example")
     manager, vp = as_("manager@demo.example"), as_("vp@demo.example")
 
-    services.create_approval(rep, _request("Initech pilot", "Initech", 12))  # draft
+    pilot = _request("Initech pilot", "Initech", 12)
+    pilot.line_items.append(  # a one-off item: a custom line, with its list price typed in
+        LineItemInput(
+            description="On-site kickoff workshop",
+            quantity=1,
+            unit_list_price=150_000,
+            unit_price=150_000,
+        )
+    )
+    services.create_approval(rep, pilot)  # draft
 
     waiting = services.create_approval(rep, _request("Acme renewal, 3 years", "Acme Corp", 22))
     services.submit(rep, waiting.approval.id)  # pending at the manager

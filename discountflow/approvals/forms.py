@@ -7,7 +7,6 @@ in major units (``1,250.00``) and become integer minor units of the chosen curre
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from flask_wtf import FlaskForm
@@ -22,8 +21,8 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
-from ..currencies import MINOR_UNITS
-from ..dashboard.forms import choices, to_minor_units
+from ..currencies import format_major_units
+from ..dashboard.forms import CURRENCY_CHOICES, choices, to_minor_units
 from .schemas import (
     COMMENT_LENGTH,
     CUSTOMER_LENGTH,
@@ -36,10 +35,6 @@ from .schemas import (
     TITLE_LENGTH,
 )
 
-COMMON_CURRENCIES = ["USD", "EUR", "GBP", "JPY", "CAD", "AUD", "CHF", "SEK", "INR", "BRL"]
-CURRENCY_CHOICES = [(code, code) for code in COMMON_CURRENCIES] + [
-    (code, code) for code in sorted(MINOR_UNITS) if code not in COMMON_CURRENCIES
-]
 MAX_LINES = MAX_LINE_ITEMS  # one limit for the API and the form
 AMOUNT_LENGTH = 24  # "10,000,000,000.00" and then some
 
@@ -47,12 +42,12 @@ AMOUNT_LENGTH = 24  # "10,000,000,000.00" and then some
 class LineItemForm(Form):
     """One line; a line left wholly blank is ignored."""
 
-    sku = StringField("SKU", validators=[Optional(), Length(max=SKU_LENGTH)])
+    sku = StringField("Product", validators=[Optional(), Length(max=SKU_LENGTH)])  # its SKU
     description = StringField(
         "Description", validators=[Optional(), Length(max=DESCRIPTION_LENGTH)]
     )
     quantity = IntegerField("Quantity", validators=[Optional(), NumberRange(min=1)])
-    unit_list_price = StringField(
+    unit_list_price = StringField(  # custom lines only: a product's comes from the book
         "Unit list price", validators=[Optional(), Length(max=AMOUNT_LENGTH)]
     )
     unit_price = StringField("Unit price asked", validators=[Optional(), Length(max=AMOUNT_LENGTH)])
@@ -95,26 +90,33 @@ class LevelForm(FlaskForm):
 
 
 def line_items_of(form: ApprovalForm) -> list[dict[str, Any]]:
-    """The form's non-blank lines in the API's shape (prices in minor units)."""
+    """The form's non-blank lines in the API's shape (prices in minor units).
+
+    A line names its product by SKU; a line without one is a custom line, whose list price is
+    typed. What is typed goes to the API as it is: the services refuse, for instance, a list
+    price typed on a product's line.
+    """
     currency = form.currency.data
     items = []
     for number, entry in enumerate(form.line_items.entries, start=1):
         line = entry.form
         if line.is_blank():
             continue
-        items.append(
-            {
-                "sku": (line.sku.data or "").strip(),
-                "description": (line.description.data or "").strip(),
-                "quantity": line.quantity.data,
-                "unit_list_price": to_minor_units(
-                    line.unit_list_price.data, currency, f"line {number}, unit list price"
-                ),
-                "unit_price": to_minor_units(
-                    line.unit_price.data, currency, f"line {number}, unit price"
-                ),
-            }
-        )
+        item: dict[str, Any] = {
+            "quantity": line.quantity.data,
+            "unit_price": to_minor_units(
+                line.unit_price.data, currency, f"line {number}, unit price"
+            ),
+        }
+        if sku := (line.sku.data or "").strip():
+            item["sku"] = sku
+        if description := (line.description.data or "").strip():
+            item["description"] = description
+        if (line.unit_list_price.data or "").strip():
+            item["unit_list_price"] = to_minor_units(
+                line.unit_list_price.data, currency, f"line {number}, unit list price"
+            )
+        items.append(item)
     return items
 
 
@@ -133,7 +135,6 @@ def approval_input(form: ApprovalForm) -> dict[str, Any]:
 def fill_from(form: ApprovalForm, view) -> None:
     """Fill an edit form from an approval (prices back in major units)."""
     approval = view.approval
-    digits = MINOR_UNITS.get(approval.currency, 2)
     form.title.data = approval.title
     form.customer.data = approval.customer
     form.deal_reference.data = approval.deal_reference
@@ -147,7 +148,10 @@ def fill_from(form: ApprovalForm, view) -> None:
                 "sku": item.sku,
                 "description": item.description,
                 "quantity": item.quantity,
-                "unit_list_price": f"{Decimal(item.unit_list_price).scaleb(-digits):f}",
-                "unit_price": f"{Decimal(item.unit_price).scaleb(-digits):f}",
+                # A product's line is priced from the book again when it is saved.
+                "unit_list_price": format_major_units(item.unit_list_price, approval.currency)
+                if item.custom
+                else "",
+                "unit_price": format_major_units(item.unit_price, approval.currency),
             }
         )

@@ -50,10 +50,18 @@ DecisionTypeEnum = strawberry.enum(DecisionType, name="DecisionType")
 @strawberry.type(description="One line of an approval, in minor units of its currency.")
 class LineItem:
     id: strawberry.ID
+    product: strawberry.ID | None = strawberry.field(
+        description="The product of the price book, if any."
+    )
     sku: str
     description: str
+    custom: bool = strawberry.field(
+        description="A custom line: its list price was typed in, not taken from the book."
+    )
     quantity: int
-    unit_list_price: Long
+    unit_list_price: Long = strawberry.field(
+        description="The book's price when the line was saved (custom lines: as typed)."
+    )
     unit_price: Long
     list_amount: Long
     amount: Long
@@ -174,13 +182,17 @@ class ApprovalLevel:
 # --- inputs (validated by the same pydantic models as REST) ------------------------------------
 
 
-@strawberry.input
+@strawberry.input(
+    description="A product of the price book (product or sku), whose list price the book gives; "
+    "or a custom line (description and unitListPrice), where the organization allows them."
+)
 class LineItemInput:
-    description: str
     quantity: int
-    unit_list_price: Long
     unit_price: Long
+    product: strawberry.ID | None = strawberry.UNSET
     sku: str | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+    unit_list_price: Long | None = strawberry.UNSET
 
 
 @strawberry.input

@@ -8,11 +8,22 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..database import UTCDateTime, new_id, utcnow
 from ..extensions import db
+from ..products.models import Product
 
 
 class ApprovalStatus(enum.StrEnum):
@@ -138,10 +149,15 @@ class LineItem(db.Model):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=partial(new_id, "li"))
     approval_id: Mapped[str] = mapped_column(ForeignKey("approvals.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
+    # The product of the price book whose list price the line took when it was saved (a
+    # product some line names cannot be deleted, only archived), or none: a custom line.
+    product_id: Mapped[str | None] = mapped_column(ForeignKey(Product.id), index=True)
+    custom: Mapped[bool] = mapped_column(Boolean)
+    # The product's SKU and name as they were when the line was saved (or as typed).
     sku: Mapped[str] = mapped_column(String(100), default="")
     description: Mapped[str] = mapped_column(String(500), default="")
     quantity: Mapped[int] = mapped_column(Integer)
-    unit_list_price: Mapped[int] = mapped_column(BigInteger)  # minor units
+    unit_list_price: Mapped[int] = mapped_column(BigInteger)  # minor units, frozen when saved
     unit_price: Mapped[int] = mapped_column(BigInteger)  # the requested price, minor units
 
 

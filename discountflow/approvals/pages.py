@@ -48,8 +48,10 @@ def _line_items_of(approval_id: ColumnElement) -> ColumnElement:
         {
             "object": "line_item",
             "id": item.id,
+            "product": item.product_id,
             "sku": item.sku,
             "description": item.description,
+            "custom": func.json(case((item.custom, literal("true")), else_=literal("false"))),
             "quantity": item.quantity,
             "unit_list_price": item.unit_list_price,
             "unit_price": item.unit_price,

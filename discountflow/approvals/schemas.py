@@ -5,18 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    Field,
-    StrictBool,
-    StringConstraints,
-    ValidationInfo,
-    WithJsonSchema,
-    field_validator,
-)
+from pydantic import Field, StrictBool, StringConstraints, ValidationInfo, field_validator
 
-from ..currencies import CURRENCIES
+from ..products.schemas import SKU_LENGTH
 from ..schemas import (
+    MAX_UNIT_PRICE,
     ActorOut,
+    Currency,
     Input,
     Integer,
     ListOf,
@@ -36,20 +31,12 @@ from .models import ApprovalStatus, DecisionType, StepStatus
 # What an approval may hold: the API's models below and the dashboard's forms both use these.
 MAX_LINE_ITEMS = 100
 TITLE_LENGTH = CUSTOMER_LENGTH = 200
-DEAL_REFERENCE_LENGTH = SKU_LENGTH = LEVEL_NAME_LENGTH = 100
+DEAL_REFERENCE_LENGTH = LEVEL_NAME_LENGTH = 100
 DESCRIPTION_LENGTH = 500
 JUSTIFICATION_LENGTH = COMMENT_LENGTH = 5000
 MAX_QUANTITY = 1_000_000
-# 10^10 minor units a unit; with 10^6 units and 100 lines a total stays below 2^63.
-MAX_UNIT_PRICE = 10_000_000_000
 MAX_METADATA_KEYS = 20
 
-# An ISO 4217 code (any case, stored upper case); the document lists the codes in circulation.
-Currency = Annotated[
-    str,
-    StringConstraints(strict=True, pattern=r"^[A-Za-z]{3}$", to_upper=True),
-    WithJsonSchema({"type": "string", "enum": sorted(CURRENCIES)}),
-]
 MetadataKey = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=40)]
 MetadataValue = Annotated[str, StringConstraints(strict=True, max_length=500)]
 Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_KEYS)]
@@ -64,21 +51,26 @@ Description = text(DESCRIPTION_LENGTH, min_length=1)
 LevelName = text(LEVEL_NAME_LENGTH, min_length=1)
 
 
-def _known_currency(code: str) -> str:
-    if code not in CURRENCIES:
-        raise ValueError(f"{code} is not an ISO 4217 currency code")
-    return code
-
-
 # --- input -------------------------------------------------------------------------------------
 
 
 class LineItemInput(Input):
-    sku: Sku = ""
-    description: Description
+    """A line of the price book — ``product`` or ``sku``, whose list price the book gives in
+    the approval's currency — or, where the organization allows them, a custom line: no product,
+    a ``description`` and a typed ``unit_list_price``. The services apply these rules."""
+
+    product: ObjectId = optional(description="A product of the price book (`prd_…`).")
+    sku: Sku = optional(description="Or the SKU of a product of the price book.")
+    description: Description = optional(
+        description="Required on a custom line; a product's line takes the product's name "
+        "when it is left out."
+    )
     quantity: Integer = Field(ge=1, le=MAX_QUANTITY)
-    unit_list_price: Integer = Field(
-        ge=1, le=MAX_UNIT_PRICE, description="List price of one unit, in minor units."
+    unit_list_price: Integer = optional(
+        ge=1,
+        le=MAX_UNIT_PRICE,
+        description="Custom lines only: the list price of one unit, in minor units. A "
+        "product's line takes it from the price book (sending it there is refused).",
     )
     unit_price: Integer = Field(
         ge=0, le=MAX_UNIT_PRICE, description="Requested price of one unit, in minor units."
@@ -91,6 +83,10 @@ class LineItemInput(Input):
         if list_price is not None and value > list_price:
             raise ValueError("unit_price must not be above unit_list_price")
         return value
+
+    @property
+    def names_a_product(self) -> bool:
+        return self.product is not None or bool(self.sku)
 
 
 LineItems = Annotated[list[LineItemInput], Field(max_length=MAX_LINE_ITEMS)]
@@ -109,8 +105,6 @@ class ApprovalCreate(Input):
     )
     submit: StrictBool = Field(False, description="Submit at once instead of saving a draft.")
 
-    _currency = field_validator("currency")(_known_currency)
-
 
 class ApprovalUpdate(Input):
     """Fields left out stay as they are; ``line_items`` replaces the whole list."""
@@ -122,8 +116,6 @@ class ApprovalUpdate(Input):
     justification: Justification = optional()
     line_items: LineItems = optional()
     metadata: Metadata = optional()
-
-    _currency = field_validator("currency")(_known_currency)
 
 
 class NoInput(Input):
@@ -147,8 +139,6 @@ class AmountCap(Input):
 
     amount: Integer = Field(ge=0, le=MAX_UNIT_PRICE * MAX_QUANTITY)
     currency: Currency
-
-    _currency = field_validator("currency")(_known_currency)
 
 
 class LevelCreate(Input):
@@ -192,15 +182,24 @@ class ApprovalListQuery(ListQuery):
 class LineItemOut(Out):
     object: Literal["line_item"]
     id: str
+    product: str | None = Field(description="The product of the price book, if any.")
     sku: str
     description: str
+    custom: bool = Field(
+        description="A custom line: its list price was typed in, not taken from the book."
+    )
     quantity: int
-    unit_list_price: int
+    unit_list_price: int = Field(
+        description="List price of one unit, minor units: the book's price when the line was "
+        "saved (it does not follow later changes to the book)."
+    )
     unit_price: int
     list_amount: int
     amount: int
     discount_amount: int
     discount_percent: float
+
+    sources = {"product": "product_id"}
 
     @classmethod
     def of(cls, item: Any) -> LineItemOut:
@@ -315,6 +314,7 @@ class PreviewOut(Out):
     object: Literal["approval_route"]
     approval: str
     auto_approve: bool
+    reason: str = Field(description="Why the route is what it is, in a sentence.")
     max_line_discount_percent: float
     auto_approve_threshold_percent: float
     required_approval_level: str | None

@@ -13,6 +13,7 @@ own request. ``allowed_actions`` tells surfaces what the actions below will acce
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -21,11 +22,13 @@ from sqlalchemy import select, update
 
 from ..actors import Actor, writing
 from ..audit.services import EventLog
+from ..currencies import format_major_units
 from ..database import begin_write, mark_changed, new_id, rfc3339, utcnow
 from ..errors import InvalidParameter, InvalidStateTransition, NotFound, PermissionDenied
 from ..extensions import db
-from ..organizations.models import User
+from ..organizations.models import CustomLineItems, User
 from ..organizations.services import get_member, get_organization
+from ..products.services import products_for_lines
 from . import routing
 from .levels import levels_of
 from .models import (
@@ -139,6 +142,128 @@ def _new_round(approval: Approval) -> None:
     approval.participants.clear()
 
 
+# --- pricing: list prices come from the price book ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class PricedLine:
+    """A line item as it is saved: its list price taken from the book (or typed, if custom)."""
+
+    product_id: str | None
+    custom: bool
+    sku: str
+    description: str
+    quantity: int
+    unit_list_price: int
+    unit_price: int
+
+
+def _line_refusal(number: int, message: str, param: str) -> InvalidParameter:
+    return InvalidParameter(f"Line {number}: {message}", param=f"line_items[{number - 1}].{param}")
+
+
+def price_lines(actor: Actor, currency: str, items: list[LineItemInput]) -> list[PricedLine]:
+    """Price line items from the price book, in ``currency``, as of now.
+
+    A line naming a product (``product`` or ``sku``) takes the product's list price in that
+    currency; a typed list price there is refused, as is an archived product or one without a
+    price in the currency. A line naming none is a custom line, only where the organization
+    allows them. Every refusal names its line.
+    """
+    ids = {item.product for item in items if item.product is not None}
+    skus = {item.sku for item in items if item.sku}
+    found = products_for_lines(actor, ids, skus)
+    by_id = {product.id: product for product in found}
+    by_sku = {product.sku: product for product in found}
+    custom_allowed = None
+    lines = []
+    for number, item in enumerate(items, start=1):
+        if not item.names_a_product:
+            if custom_allowed is None:
+                custom_allowed = custom_lines_allowed(actor)
+            lines.append(_custom_line(number, item, custom_allowed))
+            continue
+        product = None
+        if item.product is not None:
+            product = by_id.get(item.product)
+            if product is None:
+                message = f"the price book has no product {item.product!r}."
+                raise _line_refusal(number, message, "product")
+        if item.sku:
+            named = by_sku.get(item.sku)
+            if named is None:
+                message = (
+                    f"the price book has no product with SKU {item.sku!r} (a custom line "
+                    "names no SKU)."
+                )
+                raise _line_refusal(number, message, "sku")
+            if product is not None and named.id != product.id:
+                message = f"{item.product!r} and SKU {item.sku!r} are two products: send one."
+                raise _line_refusal(number, message, "sku")
+            product = named
+        if item.unit_list_price is not None:
+            message = (
+                f"the list price of {product.sku} comes from the price book: leave out "
+                "unit_list_price."
+            )
+            raise _line_refusal(number, message, "unit_list_price")
+        if not product.active:
+            message = f"{product.sku} is archived in the price book: choose an active product."
+            raise _line_refusal(number, message, "product" if item.product else "sku")
+        list_price = product.price_in(currency)
+        if list_price is None:
+            message = f"the price book has no {currency} price for {product.sku}."
+            raise _line_refusal(number, message, "product" if item.product else "sku")
+        if item.unit_price > list_price:
+            message = (
+                f"the unit price asked, {format_major_units(item.unit_price, currency)} "
+                f"{currency}, is above the list price of {product.sku}, "
+                f"{format_major_units(list_price, currency)} {currency}."
+            )
+            raise _line_refusal(number, message, "unit_price")
+        lines.append(
+            PricedLine(
+                product_id=product.id,
+                custom=False,
+                sku=product.sku,
+                description=item.description or product.name,
+                quantity=item.quantity,
+                unit_list_price=list_price,
+                unit_price=item.unit_price,
+            )
+        )
+    return lines
+
+
+def _custom_line(number: int, item: LineItemInput, allowed: bool) -> PricedLine:
+    if not allowed:
+        message = (
+            "this organization takes every list price from the price book: name a product "
+            "(product or sku)."
+        )
+        raise _line_refusal(number, message, "product")
+    if item.description is None:
+        message = "a custom line needs a description (or name a product of the price book)."
+        raise _line_refusal(number, message, "description")
+    if item.unit_list_price is None:
+        message = "a custom line needs its unit_list_price (or name a product of the price book)."
+        raise _line_refusal(number, message, "unit_list_price")
+    return PricedLine(
+        product_id=None,
+        custom=True,
+        sku="",
+        description=item.description,
+        quantity=item.quantity,
+        unit_list_price=item.unit_list_price,
+        unit_price=item.unit_price,
+    )
+
+
+def custom_lines_allowed(actor: Actor) -> bool:
+    """Whether the actor's organization allows custom line items (a typed list price)."""
+    return get_organization(actor).custom_line_items == CustomLineItems.ALLOWED
+
+
 # --- routing -----------------------------------------------------------------------------------
 
 
@@ -157,38 +282,44 @@ def preview(actor: Actor, approval_id: str) -> tuple[Approval, routing.Route]:
     return approval, _route(actor.organization_id, threshold, approval)
 
 
-def preview_route(actor: Actor, currency: str, items: list[LineItemInput]) -> routing.Route:
-    """Return the route a request with these line items would take, before it is saved."""
+def preview_route(
+    actor: Actor, currency: str, items: list[LineItemInput]
+) -> tuple[list[PricedLine], routing.Route]:
+    """Return the lines, priced from the book, and the route a request with these line items
+    would take, before it is saved."""
     if not items:
         raise InvalidParameter("Add at least one line item.", param="line_items")
+    lines = price_lines(actor, currency, items)
     draft = SimpleNamespace(
-        line_items=items,
+        line_items=lines,
         currency=currency,
-        list_amount=sum(item.quantity * item.unit_list_price for item in items),
-        amount=sum(item.quantity * item.unit_price for item in items),
+        list_amount=sum(line.quantity * line.unit_list_price for line in lines),
+        amount=sum(line.quantity * line.unit_price for line in lines),
     )
     threshold = get_organization(actor).auto_approve_threshold_bps
-    return _route(actor.organization_id, threshold, draft)
+    return lines, _route(actor.organization_id, threshold, draft)
 
 
 # --- drafting ----------------------------------------------------------------------------------
 
 
-def _set_line_items(approval: Approval, items: list[LineItemInput]) -> None:
+def _set_line_items(approval: Approval, lines: list[PricedLine]) -> None:
     approval.line_items = [
         LineItem(
             position=position,
-            sku=item.sku,
-            description=item.description,
-            quantity=item.quantity,
-            unit_list_price=item.unit_list_price,
-            unit_price=item.unit_price,
+            product_id=line.product_id,
+            custom=line.custom,
+            sku=line.sku,
+            description=line.description,
+            quantity=line.quantity,
+            unit_list_price=line.unit_list_price,
+            unit_price=line.unit_price,
         )
-        for position, item in enumerate(items, start=1)
+        for position, line in enumerate(lines, start=1)
     ]
-    approval.list_amount = sum(item.quantity * item.unit_list_price for item in items)
-    approval.amount = sum(item.quantity * item.unit_price for item in items)
-    approval.max_line_discount_bps = routing.to_bps(*routing.largest_discount(items))
+    approval.list_amount = sum(line.quantity * line.unit_list_price for line in lines)
+    approval.amount = sum(line.quantity * line.unit_price for line in lines)
+    approval.max_line_discount_bps = routing.to_bps(*routing.largest_discount(lines))
 
 
 def _requester(actor: Actor, requested_by: str | None) -> User:
@@ -207,6 +338,7 @@ def create_approval(actor: Actor, data: ApprovalCreate) -> ApprovalView:
     writing(actor)
     now = utcnow()
     requester = _requester(actor, data.requested_by)
+    lines = price_lines(actor, data.currency, data.line_items)
     approval = Approval(
         id=new_id("apr"),
         organization_id=actor.organization_id,
@@ -220,7 +352,7 @@ def create_approval(actor: Actor, data: ApprovalCreate) -> ApprovalView:
         created_at=now,
         updated_at=now,
     )
-    _set_line_items(approval, data.line_items)
+    _set_line_items(approval, lines)
     db.session.add(approval)
     _takes_part(approval, actor)
     events = EventLog(actor, now)
@@ -241,9 +373,16 @@ def update_approval(actor: Actor, approval_id: str, data: ApprovalUpdate) -> App
 
 def _update(actor: Actor, approval: Approval, data: ApprovalUpdate, events: EventLog) -> None:
     changed = sorted(data.model_fields_set)
+    currency = data.currency if "currency" in changed else approval.currency
+    if currency != approval.currency and "line_items" not in changed and approval.line_items:
+        raise InvalidParameter(
+            "The line items are priced in the approval's currency: send line_items with a new "
+            "currency, to be priced in it.",
+            param="line_items",
+        )
     for name in changed:
         if name == "line_items":
-            _set_line_items(approval, data.line_items)
+            _set_line_items(approval, price_lines(actor, currency, data.line_items))
         elif name == "metadata":
             approval.metadata_ = dict(data.metadata)
         else:
@@ -280,6 +419,14 @@ def _submit(actor: Actor, approval: Approval, events: EventLog) -> None:
     if not approval.line_items:
         raise InvalidParameter("Add at least one line item before submitting.", param="line_items")
     organization = get_organization(actor)
+    if organization.custom_line_items != CustomLineItems.ALLOWED:
+        custom = next((item for item in approval.line_items if item.custom), None)
+        if custom is not None:
+            message = (
+                "is a custom line, and this organization takes every list price from the price "
+                "book: edit the line items first."
+            )
+            raise _line_refusal(custom.position, message, "product")
     route = _route(organization.id, organization.auto_approve_threshold_bps, approval)
     approval.round += 1
     approval.submitted_at = now

@@ -10,15 +10,15 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from ..dashboard import current_actor, list_query, pager, save_form
-from ..dashboard.forms import to_minor_units, to_percent, validated
+from ..dashboard import current_actor, list_query, money, pager, save_form
+from ..dashboard.forms import CURRENCY_CHOICES, to_minor_units, to_percent, validated
 from ..errors import DomainError
 from ..organizations.services import member_names
 from ..pagination import PageRequest
+from ..products.services import active_products
 from . import levels as approval_levels
 from . import queries, services
 from .forms import (
-    CURRENCY_CHOICES,
     MAX_LINES,
     ApprovalForm,
     CommentForm,
@@ -101,11 +101,31 @@ def index():
     )
 
 
+# Up to this many active products, each line picks its product from a plain select; beyond,
+# it takes a SKU with the book as the browser's suggestions (a datalist).
+SELECT_LIMIT = 300
+
+
+def _price_book(actor) -> dict:
+    """The active products the form offers, with their list prices, and its other choices."""
+    products = active_products(actor)
+    return {
+        "products": products,
+        "prices": {  # SKU → currency → the list price as shown
+            product.sku: {p.currency: money(p.unit_list_price, p.currency) for p in product.prices}
+            for product in products
+        },
+        "select": len(products) <= SELECT_LIMIT,
+        "custom_allowed": services.custom_lines_allowed(actor),
+    }
+
+
 def _render_form(form: ApprovalForm, view=None, status: int = 200):
     if not form.line_items.entries or not form.line_items.entries[-1].form.is_blank():
         if len(form.line_items.entries) < MAX_LINES:
             form.line_items.append_entry()
-    return render_template("approvals/form.html", form=form, view=view), status
+    book = _price_book(current_actor())
+    return render_template("approvals/form.html", form=form, view=view, book=book), status
 
 
 @bp.route("/approvals/new", methods=["GET", "POST"])
@@ -165,10 +185,16 @@ def preview():
     form = ApprovalForm()
     try:
         items = [validated(LineItemInput, item) for item in line_items_of(form)]
-        route = services.preview_route(current_actor(), form.currency.data, items)
+        lines, route = services.preview_route(current_actor(), form.currency.data, items)
     except DomainError as error:
         return render_template("approvals/_route.html", route=None, problem=error.message)
-    return render_template("approvals/_route.html", route=route, problem=None)
+    return render_template(
+        "approvals/_route.html",
+        route=route,
+        lines=lines,
+        currency=form.currency.data,
+        problem=None,
+    )
 
 
 @bp.get("/approvals/<approval_id>")

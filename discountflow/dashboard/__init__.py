@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from ..actors import Actor, Surface
 from ..auth.services import SESSION_ID, session_member
-from ..currencies import MINOR_UNITS
+from ..currencies import MINOR_UNITS, format_major_units
 from ..database import utcnow
 from ..errors import DomainError, is_api_request
 from ..extensions import csrf, login_manager
@@ -155,7 +155,7 @@ def money(amount: int | None, currency: str) -> str:
 
 def major_units(amount: int, currency: str) -> str:
     """Integer minor units as a plain amount to edit: ``125050`` USD → ``1250.50``."""
-    return f"{Decimal(amount).scaleb(-MINOR_UNITS.get(currency, 2)):f}"
+    return format_major_units(amount, currency)
 
 
 def percent(value: float | None) -> str:

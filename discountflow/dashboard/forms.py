@@ -13,8 +13,13 @@ from typing import Any
 from pydantic import ValidationError
 from wtforms import SelectChoice
 
-from ..currencies import MINOR_UNITS
+from ..currencies import CURRENCIES, parse_major_units
 from ..errors import InvalidParameter
+
+COMMON_CURRENCIES = ["USD", "EUR", "GBP", "JPY", "CAD", "AUD", "CHF", "SEK", "INR", "BRL"]
+CURRENCY_CHOICES = [(code, code) for code in COMMON_CURRENCIES] + [
+    (code, code) for code in sorted(CURRENCIES) if code not in COMMON_CURRENCIES
+]
 
 
 def choices(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
@@ -22,24 +27,15 @@ def choices(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
     return [SelectChoice(value, label) for value, label in pairs]
 
 
-# An amount as people type it: 1250, 1250.5, 1,250.50 (groups of three). No sign, exponent,
-# NaN or infinity: Decimal would take "1e999999" or "sNaN" and fail far from here.
-_AMOUNT = re.compile(r"(\d{1,3}(?:,\d{3})+|\d{1,15})(?:\.(\d{1,12}))?")
 _PERCENT = re.compile(r"\d{1,3}(?:\.\d{1,6})?")
 
 
 def to_minor_units(text: str | None, currency: str, param: str) -> int:
     """``"1,250.5"`` in USD → ``125050``; refuse what is not an amount of that currency."""
-    match = _AMOUNT.fullmatch((text or "").replace(" ", ""))
-    if match is None:
-        raise InvalidParameter(f"Enter an amount such as 1,250.00 for {param}.", param=param)
-    digits = MINOR_UNITS.get(currency, 2)
-    whole, fraction = match.group(1).replace(",", ""), (match.group(2) or "").rstrip("0")
-    if len(fraction) > digits:
-        raise InvalidParameter(
-            f"{currency} amounts have at most {digits} decimals ({param}).", param=param
-        )
-    return int(whole) * 10**digits + int(fraction.ljust(digits, "0") or 0)
+    try:
+        return parse_major_units(text or "", currency)
+    except ValueError as error:
+        raise InvalidParameter(f"{error} ({param}).", param=param) from None
 
 
 def to_percent(text: str | None, param: str) -> float:

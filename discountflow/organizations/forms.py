@@ -9,6 +9,10 @@ from wtforms.validators import DataRequired, Length, Optional
 from ..dashboard.forms import choices
 
 ROLES = [("member", "Member"), ("admin", "Admin")]
+CUSTOM_LINES = [
+    ("allowed", "Allowed (never approved at once)"),
+    ("forbidden", "Forbidden: every line names a product"),
+]
 
 
 class OrganizationForm(FlaskForm):
@@ -18,6 +22,10 @@ class OrganizationForm(FlaskForm):
     )
     default_validity_days = IntegerField(
         "An approved price is valid for (days)", validators=[DataRequired()]
+    )
+    custom_line_items = SelectField(
+        "Custom line items (a typed list price instead of the price book's)",
+        choices=choices(CUSTOM_LINES),
     )
 
 

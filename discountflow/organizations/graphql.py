@@ -7,10 +7,11 @@ from strawberry.types import Info
 
 from ..graphql_base import Connection, DateTime, actor, page, validated
 from . import services
-from .models import Role
+from .models import CustomLineItems, Role
 from .schemas import MemberOut, MemberUpdate, OrganizationOut, OrganizationUpdate
 
 RoleEnum = strawberry.enum(Role, name="Role")
+CustomLineItemsEnum = strawberry.enum(CustomLineItems, name="CustomLineItems")
 
 
 @strawberry.type
@@ -22,6 +23,9 @@ class Organization:
         description="Discounts up to this percent are approved at once."
     )
     default_validity_days: int = strawberry.field(description="How long an approved price holds.")
+    custom_line_items: CustomLineItemsEnum = strawberry.field(
+        description="Whether line items may carry a typed list price (never approved at once)."
+    )
     created: DateTime
     updated: DateTime
 
@@ -43,6 +47,7 @@ class OrganizationUpdateInput:
     name: str | None = strawberry.UNSET
     auto_approve_threshold_percent: float | None = strawberry.UNSET
     default_validity_days: int | None = strawberry.UNSET
+    custom_line_items: CustomLineItemsEnum | None = strawberry.UNSET
 
 
 @strawberry.input(description="Fields left out stay as they are; a null approvalLevel clears it.")
@@ -69,7 +74,7 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Change the name, auto-approve threshold or validity.")
+    @strawberry.mutation(description="Change the name, threshold, validity or custom lines.")
     def update_organization(
         self, info: Info, input: OrganizationUpdateInput
     ) -> Organization | None:

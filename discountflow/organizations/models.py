@@ -24,6 +24,13 @@ DEFAULT_AUTO_APPROVE_THRESHOLD_BPS = 500  # 5 %: what a rep may give without app
 DEFAULT_VALIDITY_DAYS = 30  # how long an approved price holds
 
 
+class CustomLineItems(enum.StrEnum):
+    """Whether line items may carry a typed list price instead of a product of the price book."""
+
+    ALLOWED = "allowed"
+    FORBIDDEN = "forbidden"
+
+
 class Organization(db.Model):
     __tablename__ = "organizations"
 
@@ -35,6 +42,9 @@ class Organization(db.Model):
         Integer, default=DEFAULT_AUTO_APPROVE_THRESHOLD_BPS
     )
     default_validity_days: Mapped[int] = mapped_column(Integer, default=DEFAULT_VALIDITY_DAYS)
+    custom_line_items: Mapped[str] = mapped_column(
+        String(16), default=CustomLineItems.ALLOWED.value
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

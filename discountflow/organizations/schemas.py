@@ -30,6 +30,10 @@ class OrganizationUpdate(Input):
     default_validity_days: Integer = optional(
         ge=1, le=365, description="How long an approved price holds."
     )
+    custom_line_items: Literal["allowed", "forbidden"] = optional(
+        description="Whether line items may carry a typed list price instead of a product of "
+        "the price book (custom lines are never approved at once)."
+    )
 
 
 class MemberUpdate(Input):
@@ -50,6 +54,7 @@ class OrganizationOut(Out):
     slug: str
     auto_approve_threshold_percent: float
     default_validity_days: int
+    custom_line_items: Literal["allowed", "forbidden"]
     created: Time
     updated: Time
 

@@ -137,7 +137,8 @@ def get_organization(actor: Actor) -> Organization:
 
 
 def update_organization(actor: Actor, data: OrganizationUpdate) -> Organization:
-    """Change the organization's name, auto-approve threshold or default validity."""
+    """Change the organization's name, auto-approve threshold, default validity or whether
+    custom line items are allowed."""
     writing(actor)
     actor.require_manager("change the organization's settings")
     now = utcnow()
@@ -150,6 +151,8 @@ def update_organization(actor: Actor, data: OrganizationUpdate) -> Organization:
         organization.auto_approve_threshold_bps = to_bps(data.auto_approve_threshold_percent)
     if "default_validity_days" in changed:
         organization.default_validity_days = data.default_validity_days
+    if "custom_line_items" in changed:
+        organization.custom_line_items = data.custom_line_items
     organization.updated_at = now
     EventLog(actor, now).add("organization.updated", fields=changed)
     db.session.commit()

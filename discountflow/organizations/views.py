@@ -38,6 +38,7 @@ def general():
             f"{organization.auto_approve_threshold_bps / 100:g}"
         )
         form.default_validity_days.data = organization.default_validity_days
+        form.custom_line_items.data = organization.custom_line_items
 
     def save():
         data = {
@@ -46,6 +47,7 @@ def general():
                 form.auto_approve_threshold_percent.data, "auto-approve threshold"
             ),
             "default_validity_days": form.default_validity_days.data,
+            "custom_line_items": form.custom_line_items.data,
         }
         services.update_organization(actor, validated(OrganizationUpdate, data))
 

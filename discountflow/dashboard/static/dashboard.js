@@ -1,4 +1,5 @@
-// DiscountFlow dashboard: a copy button and the live route preview. Everything works without it.
+// DiscountFlow dashboard: a copy button, searchable product pickers with the book's list price,
+// and the live route preview. Everything works without it.
 "use strict";
 
 document.addEventListener("click", async (event) => {
@@ -30,9 +31,50 @@ function previewRoute(form) {
     .catch(() => { target.textContent = "The route could not be previewed just now."; });
 }
 
+// Each line's product: a plain select without JavaScript; here, a field searching the price
+// book by SKU or name (the browser's suggestions from the form's datalist).
+function searchableProducts(form) {
+  for (const select of form.querySelectorAll("select[data-line-product]")) {
+    const input = document.createElement("input");
+    input.name = select.name;
+    input.id = select.id;
+    input.value = select.value;
+    input.setAttribute("list", "price-book");
+    input.setAttribute("autocomplete", "off");
+    input.setAttribute("aria-label", select.getAttribute("aria-label"));
+    input.placeholder = select.options[0].textContent + " — type a SKU or name";
+    input.dataset.lineProduct = "";
+    select.replaceWith(input);
+  }
+}
+
+// The list price a line takes from the book, in the request's currency (read-only); the typed
+// list price is for custom lines only.
+function showListPrices(form) {
+  const book = document.querySelector("[data-price-book]");
+  const currency = form.elements.currency.value;
+  for (const row of form.querySelectorAll("tr.line")) {
+    const product = row.querySelector("[data-line-product]");
+    const output = row.querySelector("[data-line-list-price]");
+    const typed = row.querySelector("input[name$='-unit_list_price']");
+    const sku = product.value.trim();
+    const option = book && sku ? [...book.options].find((each) => each.value === sku) : null;
+    const prices = option ? JSON.parse(option.dataset.prices) : null;
+    output.textContent = prices ? (prices[currency] || `No ${currency} price`) : "";
+    if (typed) {
+      typed.disabled = Boolean(sku);
+      typed.hidden = Boolean(sku);
+    }
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const form = document.getElementById("approval-form");
   if (!form) return;
+  searchableProducts(form);
+  showListPrices(form);
+  form.addEventListener("input", () => showListPrices(form));
+  form.addEventListener("change", () => showListPrices(form));
   let timer = null;
   const schedule = () => { clearTimeout(timer); timer = setTimeout(() => previewRoute(form), 250); };
   form.addEventListener("input", schedule);

@@ -1,0 +1,56 @@
+"""``flask products import|export``: the price book as a CSV file (as the organization's owner)."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import click
+from flask.cli import AppGroup
+
+from ..actors import Actor
+from ..cli import reports_domain_errors
+from ..organizations.services import find_organization
+from .csv_files import ImportRefused, export_products, import_products
+
+products_cli = AppGroup("products", help="Import and export the price book (CSV).")
+_org_option = click.option("--org", "organization", required=True, help="Organization id or slug.")
+
+
+@products_cli.command("import")
+@_org_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@reports_domain_errors
+def import_command(organization: str, file: str) -> None:
+    """Create or update products by SKU from FILE (columns: sku,name,description,currency,
+    unit_list_price,active). A file with a bad row changes nothing."""
+    actor = Actor.for_cli(find_organization(organization))
+    if file == "-":
+        text = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
+    else:
+        text = open(file, encoding="utf-8-sig", newline="")  # noqa: SIM115 (closed below)
+    with text:
+        try:
+            result = import_products(actor, text)
+        except ImportRefused as refused:
+            for line in refused.lines():
+                click.echo(f"{file}: {line}", err=True)
+            raise
+    click.echo(
+        f"Imported {result.rows} product{'s' if result.rows != 1 else ''} from {file}: "
+        f"{result.created} new, {result.changed} changed, "
+        f"{result.rows - result.created - result.changed} already as the file says."
+    )
+
+
+@products_cli.command("export")
+@_org_option
+@click.argument("file", default="-", type=click.Path(dir_okay=False, allow_dash=True))
+@reports_domain_errors
+def export_command(organization: str, file: str) -> None:
+    """Write the price book to FILE (standard output by default), in the import's format."""
+    actor = Actor.for_cli(find_organization(organization))
+    with click.open_file(file, "w", encoding="utf-8", atomic=file != "-") as out:
+        count = export_products(actor, out)
+    if file != "-":
+        click.echo(f"Exported {count} product{'s' if count != 1 else ''} to {file}.", err=True)

@@ -1,0 +1,277 @@
+"""The price book as a CSV file: import (upsert by SKU, all or nothing) and export.
+
+One row per product and currency, columns ``sku,name,description,currency,unit_list_price,
+active``; prices in major units as people write them (``1,250.00`` or ``1250.00``). A product
+without prices is one row with ``currency`` and ``unit_list_price`` left empty. The file is read
+with the standard ``csv`` module; a file with any bad row changes nothing, and the refusal
+names every bad row by its line number.
+
+Exported cells that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, a tab or
+a carriage return first) are written behind a single quote, as OWASP advises; the import takes
+that quote off again, so an export imports back to exactly the same book.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import IO
+
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from ..actors import Actor, writing
+from ..currencies import CURRENCIES, format_major_units, parse_major_units
+from ..database import utcnow
+from ..errors import InvalidParameter
+from ..extensions import db
+from ..schemas import MAX_UNIT_PRICE
+from .models import Product
+from .schemas import PriceInput, ProductCreate
+from .services import MANAGE_PRODUCTS, upsert_products
+
+COLUMNS = ("sku", "name", "description", "currency", "unit_list_price", "active")
+MAX_ROWS = 100_000
+MAX_CELL = 10_000  # characters; the longest column holds 500
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_TRUE = {"", "true", "yes", "1", "active"}
+_FALSE = {"false", "no", "0", "archived"}
+
+
+class ImportRefused(InvalidParameter):
+    """A file that was not imported, with every bad row: ``problems`` is ``[(line, reason)]``."""
+
+    def __init__(self, problems: list[tuple[int, str]]) -> None:
+        self.problems = sorted(problems)
+        count = len(self.problems)
+        rows = "row is" if count == 1 else "rows are"
+        super().__init__(
+            f"The file was not imported: {count} {rows} wrong. Nothing was changed.",
+            param="file",
+        )
+
+    def lines(self) -> list[str]:
+        return [f"line {line}: {reason}" for line, reason in self.problems]
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """How many products the file named, and how many of them it created or changed."""
+
+    rows: int
+    created: int
+    changed: int  # the others were already as the file says
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def _unquote(cell: str) -> str:
+    """A cell as written by ``_quote``: the protecting quote comes off."""
+    if cell.startswith("'") and cell[1:2] in _FORMULA_STARTS and cell[1:2]:
+        return cell[1:]
+    return cell
+
+
+def _reason(error: ValidationError) -> str:
+    first = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"] if not isinstance(part, int))
+    field = {"prices.currency": "currency", "prices.unit_list_price": "unit_list_price"}
+    message = first["msg"].removeprefix("Value error, ").rstrip(".")
+    if first["type"] == "string_too_short" and first.get("ctx", {}).get("min_length") == 1:
+        message = "must not be empty"
+    return f"{field.get(where, where)}: {message}"
+
+
+def _header(row: list[str]) -> tuple[dict[str, int], str | None]:
+    names = [cell.strip().lower().lstrip("\ufeff") for cell in row]
+    unknown = [name for name in names if name not in COLUMNS]
+    missing = [name for name in COLUMNS if name not in names]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if unknown or missing or twice:
+        parts = []
+        if missing:
+            parts.append("missing column(s) " + ", ".join(missing))
+        if unknown:
+            parts.append("unknown column(s) " + ", ".join(repr(name) for name in unknown))
+        if twice:
+            parts.append("column(s) named twice: " + ", ".join(twice))
+        expected = ",".join(COLUMNS)
+        return {}, "; ".join(parts) + f" (the header is {expected})"
+    return {name: names.index(name) for name in COLUMNS}, None
+
+
+def _active(text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"active: {text!r} is not true or false")
+
+
+def _price(currency: str, amount: str) -> PriceInput | None:
+    currency, amount = currency.strip().upper(), amount.strip()
+    if not currency and not amount:
+        return None
+    if not currency:
+        raise ValueError("currency: a price needs its currency")
+    if currency not in CURRENCIES:
+        raise ValueError(f"currency: {currency} is not an ISO 4217 currency code")
+    if not amount:
+        raise ValueError("unit_list_price: a currency needs its price")
+    try:
+        minor = parse_major_units(amount, currency)
+    except ValueError as error:
+        raise ValueError(f"unit_list_price: {error}") from None
+    if not 1 <= minor <= MAX_UNIT_PRICE:
+        most = format_major_units(MAX_UNIT_PRICE, currency)
+        raise ValueError(
+            f"unit_list_price: {amount} is not a list price (above 0, at most {most} {currency})"
+        )
+    return PriceInput(currency=currency, unit_list_price=minor)
+
+
+@dataclass
+class _Product:
+    line: int
+    fields: tuple[str, str, bool]  # name, description, active
+    prices: dict[str, PriceInput]
+
+
+def read_products(text: Iterable[str]) -> list[ProductCreate]:
+    """Parse a price book file (an iterable of lines, such as an open text file); refuse it
+    with every bad row when any is bad."""
+    problems: list[tuple[int, str]] = []
+    reader = csv.reader(text, strict=True)
+    products: dict[str, _Product] = {}
+    line = 1
+    try:
+        header_row = next(reader, None)
+        if header_row is None:
+            raise ImportRefused(
+                [(1, "the file is empty (the header is " + ",".join(COLUMNS) + ")")]
+            )
+        columns, problem = _header(header_row)
+        if problem:
+            raise ImportRefused([(1, problem)])
+        line = reader.line_num + 1
+        rows = 0
+        for row in reader:
+            start, line = line, reader.line_num + 1
+            if not any(cell.strip() for cell in row):
+                continue  # blank lines are ignored
+            rows += 1
+            if rows > MAX_ROWS:
+                problems.append((start, f"a file holds at most {MAX_ROWS:,} rows"))
+                break
+            if len(row) != len(header_row):
+                problems.append((start, f"{len(row)} cells, the header has {len(header_row)}"))
+                continue
+            if any(len(cell) > MAX_CELL for cell in row):
+                problems.append((start, f"a cell longer than {MAX_CELL:,} characters"))
+                continue
+            cell = {name: _unquote(row[index]) for name, index in columns.items()}
+            try:
+                price = _price(cell["currency"], cell["unit_list_price"])
+                active = _active(cell["active"])
+                product = ProductCreate(
+                    sku=cell["sku"],
+                    name=cell["name"],
+                    description=cell["description"],
+                    active=active,
+                    prices=[price] if price else [],
+                )
+            except ValidationError as error:
+                problems.append((start, _reason(error)))
+                continue
+            except ValueError as error:
+                problems.append((start, str(error)))
+                continue
+            fields = (product.name, product.description, product.active)
+            known = products.get(product.sku)
+            if known is None:
+                products[product.sku] = _Product(
+                    start, fields, {p.currency: p for p in product.prices}
+                )
+                continue
+            if known.fields != fields:
+                problems.append(
+                    (
+                        start,
+                        f"SKU {product.sku!r}: name, description or active differ from "
+                        f"line {known.line}",
+                    )
+                )
+            elif price and price.currency in known.prices:
+                problems.append((start, f"SKU {product.sku!r}: a second {price.currency} price"))
+            elif price:
+                known.prices[price.currency] = price
+    except csv.Error as error:
+        problems.append((line, f"not a well-formed CSV row ({error})"))
+    except UnicodeDecodeError:
+        problems.append((line, "the file is not UTF-8 text"))
+    if problems:
+        raise ImportRefused(problems)
+    return [
+        ProductCreate(
+            sku=sku,
+            name=known.fields[0],
+            description=known.fields[1],
+            active=known.fields[2],
+            prices=list(known.prices.values()),
+        )
+        for sku, known in products.items()
+    ]
+
+
+def import_products(actor: Actor, text: Iterable[str]) -> ImportResult:
+    """Upsert the file's products by SKU in one transaction; owner and admins only."""
+    actor.require_write()
+    actor.require_manager(MANAGE_PRODUCTS)
+    products = read_products(text)  # parsed before the write transaction begins
+    writing(actor)
+    created, changed = upsert_products(actor, products, utcnow())
+    db.session.commit()
+    return ImportResult(len(products), created, changed)
+
+
+def decode(data: bytes) -> io.StringIO:
+    """An uploaded file's bytes as text (UTF-8, a byte-order mark allowed)."""
+    try:
+        return io.StringIO(data.decode("utf-8-sig"), newline="")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ImportRefused([(line, "the file is not UTF-8 text")]) from None
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+def _quote(cell: str) -> str:
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+
+
+def export_products(actor: Actor, out: IO[str]) -> int:
+    """Write the whole price book, by SKU, in the import's format; return how many products."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    statement = (
+        select(Product)
+        .where(Product.organization_id == actor.organization_id)
+        .order_by(Product.sku)
+        .execution_options(yield_per=500)
+    )
+    count = 0
+    for product in db.session.execute(statement).scalars():
+        count += 1
+        common = [_quote(product.sku), _quote(product.name), _quote(product.description)]
+        active = "true" if product.active else "false"
+        prices = [
+            (p.currency, format_major_units(p.unit_list_price, p.currency)) for p in product.prices
+        ]
+        for currency, amount in prices or [("", "")]:
+            writer.writerow([*common, currency, amount, active])
+    return count
