@@ -54,6 +54,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         organizations,
         products,
         ratelimit,
+        webhooks,
     )
     from .config import load_config
     from .extensions import db, limiter, migrate
@@ -70,7 +71,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     api.init_app(app)  # the /v2 pipeline: authentication, limits, OpenAPI
     dashboard.init_app(app)  # the dashboard's shell: sessions, CSRF, layout
-    for feature in (organizations, auth, products, approvals, audit):
+    for feature in (organizations, auth, products, approvals, audit, webhooks):
         feature.init_app(app)  # each registers its API, pages and commands
     graphql.init_app(app)  # /v2/graphql: every feature's queries and mutations
 

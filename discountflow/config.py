@@ -83,6 +83,11 @@ SETTINGS: dict[str, Setting] = {
     "TRUSTED_HOSTS": Setting("TRUSTED_HOSTS", _hosts, None),  # Flask: any Host is accepted
     "LAST_USED_RESOLUTION_SECONDS": Setting("LAST_USED_RESOLUTION_SECONDS", int, 60),
     "MAX_CONTENT_LENGTH": Setting("MAX_CONTENT_LENGTH", int, 1024 * 1024),
+    # Webhooks: private destinations allowed in staging, refused in production unless set.
+    "WEBHOOK_ALLOW_PRIVATE": Setting("WEBHOOK_ALLOW_PRIVATE", _boolean, None),
+    "WEBHOOK_TIMEOUT_SECONDS": Setting("WEBHOOK_TIMEOUT_SECONDS", float, 10.0),
+    "WEBHOOK_POLL_SECONDS": Setting("WEBHOOK_POLL_SECONDS", float, 1.0),
+    "WEBHOOK_LEASE_SECONDS": Setting("WEBHOOK_LEASE_SECONDS", float, 60.0),
 }
 
 
@@ -155,6 +160,19 @@ def _finish(app: Flask) -> None:
             "python3 -c 'import secrets; print(secrets.token_hex(32))'"
         )
     config["SESSION_COOKIE_SECURE"] = environment == "production"
+    if config["WEBHOOK_ALLOW_PRIVATE"] is None:
+        config["WEBHOOK_ALLOW_PRIVATE"] = environment != "production"
+    timeout, lease = (
+        float(config["WEBHOOK_TIMEOUT_SECONDS"]),
+        float(config["WEBHOOK_LEASE_SECONDS"]),
+    )
+    if not 0 < timeout <= 60:
+        raise ConfigurationError("WEBHOOK_TIMEOUT_SECONDS must be above 0 and at most 60")
+    if lease < 2 * timeout:
+        raise ConfigurationError(
+            "WEBHOOK_LEASE_SECONDS must be at least twice WEBHOOK_TIMEOUT_SECONDS (a claim must "
+            "outlast the delivery it covers)"
+        )
 
 
 def keep_files_private(instance_path: Path) -> None:

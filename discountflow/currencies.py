@@ -30,7 +30,8 @@ CURRENCIES = frozenset(MINOR_UNITS)
 
 # An amount as people type it: 1250, 1250.5, 1,250.50 (groups of three). No sign, exponent,
 # NaN or infinity: Decimal would take "1e999999" or "sNaN" and fail far from here.
-_AMOUNT = re.compile(r"(\d{1,3}(?:,\d{3})+|\d{1,15})(?:\.(\d{1,12}))?")
+# ASCII digits only ("\d" would also take "٣" or "１２").
+_AMOUNT = re.compile(r"([0-9]{1,3}(?:,[0-9]{3})+|[0-9]{1,15})(?:\.([0-9]{1,12}))?")
 
 
 def parse_major_units(text: str, currency: str) -> int:

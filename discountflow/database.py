@@ -3,9 +3,11 @@ write transactions, and which organizations a transaction changed."""
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import string
+import time
 from datetime import UTC, datetime
 
 from flask import Flask, current_app, has_app_context
@@ -25,8 +27,15 @@ def utcnow() -> datetime:
 
 
 def random_base62(length: int) -> str:
-    """Return ``length`` characters drawn uniformly from the base62 alphabet."""
-    return "".join(secrets.choice(BASE62) for _ in range(length))
+    """Return ``length`` characters drawn uniformly from the base62 alphabet.
+
+    Random bytes below 248 (four times 62) map evenly onto the alphabet; the others are
+    dropped. One call to the OS for the lot, instead of one ``secrets.choice`` per character.
+    """
+    chosen: list[str] = []
+    while len(chosen) < length:
+        chosen += [BASE62[byte % 62] for byte in secrets.token_bytes(length + 8) if byte < 248]
+    return "".join(chosen[:length])
 
 
 _USABLE_ID = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
@@ -41,8 +50,25 @@ def require_usable_id(object_id: str, param: str = "id") -> str:
 
 
 def new_id(prefix: str) -> str:
-    """Return a random, prefixed object id such as ``apr_3fK9…`` (about 95 bits)."""
-    return f"{prefix}_{random_base62(16)}"
+    """Return a prefixed object id such as ``apr_0Ahc3kPz9fK2mXc8L0aZ3k``: the time to the
+    millisecond (8 base62 characters, so ids sort by creation) and 14 random ones (83 bits).
+
+    Ids that grow with time are appended at the end of every index that holds them, instead of
+    landing on a random page of it: each commit writes far fewer pages (measured on the webhook
+    outbox, whose rows are all new).
+    """
+    return f"{prefix}_{_millisecond(time.time_ns() // 1_000_000)}{random_base62(14)}"
+
+
+@functools.lru_cache(maxsize=4)
+def _millisecond(number: int) -> str:
+    """A millisecond as 8 base62 characters (enough until the year 8900); ids made in the
+    same millisecond share it."""
+    digits = []
+    for _ in range(8):
+        number, digit = divmod(number, 62)
+        digits.append(BASE62[digit])
+    return "".join(reversed(digits))
 
 
 def rfc3339(value: datetime | None) -> str | None:
@@ -90,6 +116,13 @@ def configure_sqlite_connection(dbapi_connection, connection_record) -> None:
     cursor.execute("PRAGMA mmap_size=268435456")
     cursor.execute("PRAGMA cache_size=-32768")
     cursor.close()
+    # SQLite's own lower() folds ASCII only: searches ("Ärger", "ÜBER") fold every alphabet,
+    # as on PostgreSQL.
+    dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+
+
+def _lower(value):
+    return value.lower() if isinstance(value, str) else value
 
 
 # Execution option that makes the next transaction a writer from its first statement.

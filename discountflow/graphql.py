@@ -63,6 +63,7 @@ from .graphql_base import SCALARS, Context
 from .graphql_limits import Analysis, parse_query
 from .organizations import graphql as organizations
 from .products import graphql as products
+from .webhooks import graphql as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -210,10 +211,18 @@ def schema(environment: str = "staging") -> strawberry.Schema:
     """
     query = merge_types(
         "Query",
-        (auth.Query, organizations.Query, approvals.Query, products.Query, audit.Query),
+        (
+            auth.Query,
+            organizations.Query,
+            approvals.Query,
+            products.Query,
+            webhooks.Query,
+            audit.Query,
+        ),
     )
     mutation = merge_types(
-        "Mutation", (approvals.Mutation, products.Mutation, organizations.Mutation)
+        "Mutation",
+        (approvals.Mutation, products.Mutation, webhooks.Mutation, organizations.Mutation),
     )
     config = StrawberryConfig(
         scalar_map=SCALARS, disable_field_suggestions=environment == "production"

@@ -282,6 +282,7 @@ _ID_PARAMETERS = {
     "/v2/approval_levels": "level_id",
     "/v2/members": "member_id",
     "/v2/products": "product_id",
+    "/v2/webhook_endpoints": "endpoint_id",
 }
 
 

@@ -123,7 +123,10 @@ def _database_unavailable(error: Exception):
     except Exception:  # noqa: BLE001 - the connection is already gone
         db.session.remove()
     log.error("database unavailable on %s %s: %s", request.method, request.path, error)
-    message = "The database is not reachable just now. Try again shortly."
+    if "database is locked" in str(error):  # SQLite: another write held the lock too long
+        message = "The database is busy with another change just now. Try again shortly."
+    else:
+        message = "The database is not reachable just now. Try again shortly."
     return _unavailable(message)
 
 
@@ -152,17 +155,19 @@ def _unavailable(message: str):
 def configure_logging() -> None:
     """Set the service's logging up once per process, before anything logs.
 
-    The access log is one JSON line per request on stdout and goes nowhere else; the
+    The access log is one JSON line per request on stdout and goes nowhere else (as does the
+    webhook worker's, one line per delivery attempt); the
     service's own messages (``discountflow`` and below) go to stderr. Having a handler of its
     own, the ``discountflow`` logger — Flask's ``app.logger`` — is not given Flask's default
     one on the first error, which would print every access line a second time.
     """
-    if not access_log.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access_log.addHandler(handler)
-        access_log.setLevel(logging.INFO)
-        access_log.propagate = False
+    for json_lines in (access_log, logging.getLogger("discountflow.deliveries")):
+        if not json_lines.handlers:
+            handler = logging.StreamHandler(sys.stdout)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            json_lines.addHandler(handler)
+            json_lines.setLevel(logging.INFO)
+            json_lines.propagate = False
     service_log = logging.getLogger("discountflow")
     if not service_log.handlers:
         handler = logging.StreamHandler(sys.stderr)

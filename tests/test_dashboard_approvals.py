@@ -262,6 +262,7 @@ def test_settings_are_for_the_owner_and_admins(app, world):
         "Members",
         "Approval levels",
         "Products",
+        "Webhooks",
         "Audit",
     ]
 

@@ -181,7 +181,15 @@ def test_only_the_owner_sees_the_api_keys_tab(client, world):
     sign_in(client, "owner@acme.example")
     assert "Settings" in nav_links(client.get("/inbox"))
     owner_tabs = nav_links(client.get("/settings", follow_redirects=True), "Settings")
-    assert owner_tabs == ["General", "Members", "Approval levels", "Products", "Audit", "API Keys"]
+    assert owner_tabs == [
+        "General",
+        "Members",
+        "Approval levels",
+        "Products",
+        "Webhooks",
+        "Audit",
+        "API Keys",
+    ]
     for who in ("admin", "manager", "rep"):
         other = client.application.test_client()
         sign_in(other, f"{who}@acme.example")

@@ -184,6 +184,16 @@ MUTATIONS = {
     "createProduct": 'createProduct(input: {sku: "NEW", name: "New"}) { id }',
     "updateProduct": 'updateProduct(id: "$product", input: {name: "Renamed"}) { id }',
     "deleteProduct": 'deleteProduct(id: "$product") { id }',
+    "createWebhookEndpoint": (
+        'createWebhookEndpoint(input: {url: "http://127.0.0.1:9/x"}) { id secret }'
+    ),
+    "updateWebhookEndpoint": (
+        'updateWebhookEndpoint(id: "$endpoint", input: {enabled: false}) { id }'
+    ),
+    "deleteWebhookEndpoint": 'deleteWebhookEndpoint(id: "$endpoint") { id }',
+    "rotateWebhookEndpointSecret": 'rotateWebhookEndpointSecret(id: "$endpoint") { secret }',
+    "sendWebhookTest": 'sendWebhookTest(id: "$endpoint") { id }',
+    "retryWebhookDelivery": 'retryWebhookDelivery(endpointId: "$endpoint", id: "$delivery") { id }',
 }
 QUERIES = {
     "me": "me { id }",
@@ -196,7 +206,25 @@ QUERIES = {
     "events": "events(first: 5) { edges { node { id } } }",
     "products": "products(first: 5) { edges { node { id prices(first: 5) { currency } } } }",
     "product": 'product(id: "$product") { id }',
+    "webhookEndpoints": "webhookEndpoints(first: 5) { edges { node { id } } }",
+    "webhookEndpoint": 'webhookEndpoint(id: "$endpoint") { id deliveries(first: 5) { id } }',
 }
+
+
+def _webhook_ids(world) -> dict:
+    """An endpoint of the world (made once per world) and a delivery of it."""
+    if not hasattr(world, "webhook_ids"):
+        from discountflow.webhooks import services as webhooks
+        from discountflow.webhooks.schemas import EndpointCreate
+
+        with world.app.app_context():
+            owner = world.actor("owner")
+            endpoint, _ = webhooks.create_endpoint(
+                owner, EndpointCreate(url="http://127.0.0.1:9/x")
+            )
+            delivery = webhooks.send_test(owner, endpoint.id)
+            world.webhook_ids = {"endpoint": endpoint.id, "delivery": delivery.id}
+    return world.webhook_ids
 
 
 def _fill(text: str, world, ids: dict) -> str:
@@ -205,6 +233,7 @@ def _fill(text: str, world, ids: dict) -> str:
         "level": world.levels["CFO"],
         "member": world.people["rep"],
         "product": world.products["LICENSE"],
+        **_webhook_ids(world),
     }
     return re.sub(r"\$(\w+)", lambda m: values[m.group(1)], text)
 
@@ -224,11 +253,10 @@ def test_the_matrices_name_every_root_field():
 @pytest.mark.parametrize("name", sorted(MUTATIONS))
 def test_a_read_only_key_is_refused_every_mutation_before_any_resolver(client, world, name):
     ids = {"draft": create(world, "rep", 10), "pending": create(world, "rep", 10, submit=True)}
+    document = "mutation { " + _fill(MUTATIONS[name], world, ids) + " }"
     with world.app.app_context():
         events_before = db.session.execute(select(func.count()).select_from(Event)).scalar()
-    response = gql(
-        client, world.read_only_key, "mutation { " + _fill(MUTATIONS[name], world, ids) + " }"
-    )
+    response = gql(client, world.read_only_key, document)
     assert response.status_code == 403
     assert response.get_json() == {
         "error": "read_only_key",
@@ -670,7 +698,9 @@ def test_every_list_requires_first(ask):
 
     structural = {("ApprovalConnection", "edges"), ("ApprovalLevelConnection", "edges")}
     structural |= {("MemberConnection", "edges"), ("EventConnection", "edges")}
-    structural |= {("ProductConnection", "edges")}
+    structural |= {("ProductConnection", "edges"), ("WebhookEndpointConnection", "edges")}
+    # An attribute, not a list to page through: an endpoint's event types (at most 50).
+    structural |= {("WebhookEndpoint", "events"), ("WebhookEndpointWithSecret", "events")}
     for type_name, graphql_type in schema()._schema.type_map.items():
         if type_name.startswith("__") or not hasattr(graphql_type, "fields"):
             continue
@@ -828,6 +858,7 @@ def _shapes():
     from discountflow.organizations import schemas as organizations
     from discountflow.products import schemas as products
     from discountflow.schemas import ActorOut
+    from discountflow.webhooks import schemas as webhooks
 
     # GraphQL type → (the model it shows, the fields GraphQL adds)
     return {
@@ -844,6 +875,9 @@ def _shapes():
         "Member": (organizations.MemberOut, set()),
         "Product": (products.ProductOut, set()),
         "Price": (products.PriceOut, set()),
+        "WebhookEndpoint": (webhooks.EndpointOut, {"deliveries"}),
+        "WebhookEndpointWithSecret": (webhooks.EndpointWithSecretOut, set()),
+        "WebhookDelivery": (webhooks.DeliveryOut, set()),
         "ApiKeySession": (auth.ApiKeySessionOut, {"id"}),
         "OrganizationRef": (auth.OrganizationRef, set()),
         "RateLimit": (auth.RateLimitOut, set()),
@@ -859,6 +893,8 @@ def _shapes():
         "ProductCreateInput": (products.ProductCreate, set()),
         "ProductUpdateInput": (products.ProductUpdate, set()),
         "PriceInput": (products.PriceInput, set()),
+        "WebhookEndpointCreateInput": (webhooks.EndpointCreate, set()),
+        "WebhookEndpointUpdateInput": (webhooks.EndpointUpdate, set()),
     }
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "discountflow"
-FEATURES = ("organizations", "auth", "approvals", "products", "audit")
+FEATURES = ("organizations", "auth", "approvals", "products", "audit", "webhooks")
 
 BASE, MODELS, SCHEMAS, SERVICES, SURFACES, WIRING = range(6)
 LAYER_NAMES = ["base", "models", "schemas", "services", "surfaces", "wiring"]
@@ -57,6 +57,10 @@ FEATURE_ROOMS = {
     "verification": SERVICES,
     "demo": SERVICES,
     "csv_files": SERVICES,
+    "signing": SERVICES,
+    "safety": SERVICES,
+    "outbox": SERVICES,
+    "worker": SERVICES,
     "api": SURFACES,
     "graphql": SURFACES,
     "views": SURFACES,

@@ -26,6 +26,8 @@ from discountflow.organizations.schemas import MemberUpdate, OrganizationUpdate
 from discountflow.products import csv_files
 from discountflow.products import services as products
 from discountflow.products.schemas import ProductCreate, ProductUpdate
+from discountflow.webhooks import services as webhooks
+from discountflow.webhooks.schemas import EndpointCreate, EndpointUpdate
 
 from .approvals_world import act, create, request_body, set_level
 from .conftest import PASSWORD, bearer, make_app
@@ -36,6 +38,15 @@ from .dashboard import post_form, sign_in
 
 def _read_only_actor(world) -> Actor:
     return Actor.for_api_key(world.organization_id, "key_readonly0000", read_only=True)
+
+
+def _hook(world) -> tuple[str, str]:
+    """A webhook endpoint of the world and a delivery of it (made once, by the owner)."""
+    if not hasattr(world, "hook"):
+        owner = world.actor("owner")
+        endpoint, _ = webhooks.create_endpoint(owner, EndpointCreate(url="http://127.0.0.1:9/x"))
+        world.hook = (endpoint.id, webhooks.send_test(owner, endpoint.id).id)
+    return world.hook
 
 
 WRITE_SERVICES = {
@@ -82,6 +93,16 @@ WRITE_SERVICES = {
         a, w.products["LICENSE"], ProductUpdate(name="Renamed")
     ),
     "delete_product": lambda a, w, ids: products.delete_product(a, w.products["LICENSE"]),
+    "create_endpoint": lambda a, w, ids: webhooks.create_endpoint(
+        a, EndpointCreate(url="http://127.0.0.1:9/x")
+    ),
+    "update_endpoint": lambda a, w, ids: webhooks.update_endpoint(
+        a, _hook(w)[0], EndpointUpdate(enabled=False)
+    ),
+    "delete_endpoint": lambda a, w, ids: webhooks.delete_endpoint(a, _hook(w)[0]),
+    "rotate_secret": lambda a, w, ids: webhooks.rotate_secret(a, _hook(w)[0]),
+    "send_test": lambda a, w, ids: webhooks.send_test(a, _hook(w)[0]),
+    "retry_delivery": lambda a, w, ids: webhooks.retry_delivery(a, *_hook(w)),
     "import_products": lambda a, w, ids: csv_files.import_products(
         a, io.StringIO(f"{','.join(csv_files.COLUMNS)}\nNEW,New,,USD,1.00,true\n")
     ),
@@ -104,6 +125,8 @@ def _counts(app) -> tuple[int, ...]:
 @pytest.mark.parametrize("name", sorted(WRITE_SERVICES))
 def test_every_write_service_refuses_a_read_only_actor(world, name):
     ids = {"draft": create(world, "rep", 10), "pending": create(world, "rep", 10, submit=True)}
+    with world.app.app_context():
+        _hook(world)
     before = _counts(world.app)
     with world.app.app_context():
         with pytest.raises(ReadOnlyKey) as refused:
@@ -120,7 +143,7 @@ def test_every_write_service_is_in_the_matrix():
     from discountflow.actors import writing
 
     writers = set()
-    for module in (services, levels, organizations, keys, products, csv_files):
+    for module in (services, levels, organizations, keys, products, csv_files, webhooks):
         for name, function in inspect.getmembers(module, inspect.isfunction):
             if function.__module__ == module.__name__ and not name.startswith("_"):
                 source = inspect.getsource(function)

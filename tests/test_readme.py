@@ -74,3 +74,51 @@ def test_the_graphql_examples_run(client, demo_key, marker):
         )
         assert response.status_code == 200, response.get_data(as_text=True)
         assert "errors" not in response.get_json(), response.get_json()
+
+
+def test_the_webhook_receiver_example_verifies_and_dedupes(monkeypatch):
+    from datetime import UTC, datetime
+
+    from standardwebhooks import Webhook
+
+    from discountflow.webhooks.signing import new_secret
+
+    (example,) = [
+        block
+        for block in re.findall(r"```python\n(.*?)```", README, re.S)
+        if "standardwebhooks" in block
+    ]
+    secret = new_secret()
+    monkeypatch.setenv("DISCOUNTFLOW_WEBHOOK_SECRET", secret)
+    namespace: dict = {"__name__": "receiver_example"}
+    exec(compile(example, "README receiver", "exec"), namespace)  # noqa: S102 - our own README
+    client = namespace["receiver"].test_client()
+    body = json.dumps(
+        {
+            "id": "evt_1",
+            "type": "approval.approved",
+            "created": "x",
+            "data": {"object": {"id": "apr_1"}},
+        }
+    )
+    signed = Webhook(secret).sign("evt_1", datetime.now(UTC), body)
+    headers = {
+        "webhook-id": "evt_1",
+        "webhook-timestamp": str(int(datetime.now(UTC).timestamp())),
+        "webhook-signature": signed,
+        "content-type": "application/json",
+    }
+    assert client.post("/hooks/discountflow", data=body, headers=headers).status_code == 204
+    assert client.post("/hooks/discountflow", data=body, headers=headers).status_code == 204
+    assert namespace["seen"] == {"evt_1"}
+    forged = {
+        **headers,
+        "webhook-signature": Webhook(new_secret()).sign("evt_1", datetime.now(UTC), body),
+    }
+    assert client.post("/hooks/discountflow", data=body, headers=forged).status_code == 400
+
+
+def test_the_procfile_is_the_readmes():
+    procfile = (Path(__file__).resolve().parents[1] / "Procfile").read_text()
+    assert procfile.strip() in README
+    assert "worker: flask --app app webhooks work" in procfile

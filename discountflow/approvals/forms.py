@@ -132,8 +132,13 @@ def approval_input(form: ApprovalForm) -> dict[str, Any]:
     }
 
 
-def fill_from(form: ApprovalForm, view) -> None:
-    """Fill an edit form from an approval (prices back in major units)."""
+def fill_from(form: ApprovalForm, view, current_skus: dict[str, str]) -> None:
+    """Fill an edit form from an approval (prices back in major units).
+
+    A product's line names the product by its SKU as the book has it now (``current_skus``, by
+    product id): a SKU renamed since the line was saved, and given to another product, must
+    not switch the line to that product.
+    """
     approval = view.approval
     form.title.data = approval.title
     form.customer.data = approval.customer
@@ -145,7 +150,7 @@ def fill_from(form: ApprovalForm, view) -> None:
     for item in view.line_items:
         form.line_items.append_entry(
             {
-                "sku": item.sku,
+                "sku": current_skus.get(item.product_id, item.sku) if not item.custom else "",
                 "description": item.description,
                 "quantity": item.quantity,
                 # A product's line is priced from the book again when it is saved.

@@ -34,7 +34,7 @@ from .models import (
     effective_status,
 )
 from .page_cache import page_cache
-from .schemas import ApprovalListQuery
+from .schemas import ApprovalListQuery, ApprovalOut
 
 
 @dataclass(frozen=True)
@@ -210,6 +210,38 @@ def approvals_page_json(actor: Actor, query: ApprovalListQuery, page: PageReques
             _NEXT_EXPIRY, {"organization_id": actor.organization_id, "now": now}
         ).scalar()
         cache.put(key, revision, next_expiry, body)
+    return body
+
+
+# --- one approval as JSON text -------------------------------------------------------------------
+
+_RENDERED = "discountflow.approval_json"  # in the session's info: (state, JSON) by approval id
+
+
+def _state(approval: Any) -> tuple:
+    return (approval.updated_at, approval.status, approval.round, approval.valid_until)
+
+
+def approval_json(approval: Approval, now: datetime | None = None) -> str:
+    """One approval as ``ApprovalOut``'s JSON text, rendered by SQLite where lists are
+    (``pages.py``), else shaped in Python — and remembered for the rest of the session's
+    request while the approval stays as it is (the webhook outbox renders it before a commit;
+    the API's answer after the commit is then the same text)."""
+    now = now or utcnow()
+    remembered = db.session.info.setdefault(_RENDERED, {})
+    state = _state(approval)
+    cached = remembered.get(approval.id)
+    if cached is not None and cached[0] == state and cached[2] <= now < cached[3]:
+        return cached[1]
+    body = None
+    if lists_render_in_database():
+        rendered = pages.render(db.session.connection(), [approval.id], now)
+        body = rendered[0] if rendered else None
+    if body is None:
+        body = ApprovalOut.of(view_of(approval, now)).model_dump_json()
+    # Good until the approval's status would read differently (an approved price expiring).
+    until = approval.valid_until if approval.valid_until and approval.valid_until > now else None
+    remembered[approval.id] = (state, body, now, until or datetime.max.replace(tzinfo=now.tzinfo))
     return body
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 
 from ..actors import Actor, writing
 from ..audit.services import EventLog
-from ..currencies import format_major_units
+from ..currencies import CURRENCIES, format_major_units
 from ..database import begin_write, mark_changed, new_id, rfc3339, utcnow
 from ..errors import InvalidParameter, InvalidStateTransition, NotFound, PermissionDenied
 from ..extensions import db
@@ -162,7 +162,9 @@ def _line_refusal(number: int, message: str, param: str) -> InvalidParameter:
     return InvalidParameter(f"Line {number}: {message}", param=f"line_items[{number - 1}].{param}")
 
 
-def price_lines(actor: Actor, currency: str, items: list[LineItemInput]) -> list[PricedLine]:
+def price_lines(
+    actor: Actor, currency: str, items: list[LineItemInput], *, lock: bool = True
+) -> list[PricedLine]:
     """Price line items from the price book, in ``currency``, as of now.
 
     A line naming a product (``product`` or ``sku``) takes the product's list price in that
@@ -172,7 +174,7 @@ def price_lines(actor: Actor, currency: str, items: list[LineItemInput]) -> list
     """
     ids = {item.product for item in items if item.product is not None}
     skus = {item.sku for item in items if item.sku}
-    found = products_for_lines(actor, ids, skus)
+    found = products_for_lines(actor, ids, skus, lock=lock)
     by_id = {product.id: product for product in found}
     by_sku = {product.sku: product for product in found}
     custom_allowed = None
@@ -259,6 +261,47 @@ def _custom_line(number: int, item: LineItemInput, allowed: bool) -> PricedLine:
     )
 
 
+def check_lines_still_priced(
+    actor: Actor, approval: Any, organization: Any, *, lock: bool = False
+) -> None:
+    """Refuse to send on lines the book no longer stands behind: a custom line where the
+    organization now forbids them, a product since archived, or a list price the book has
+    changed since the line was saved (history keeps the frozen price; a submit measures the
+    discount against today's book). Saving the line items again prices them again."""
+    lines = list(approval.line_items)
+    if organization.custom_line_items != CustomLineItems.ALLOWED:
+        custom = next((item for item in lines if item.custom), None)
+        if custom is not None:
+            message = (
+                "is a custom line, and this organization takes every list price from the price "
+                "book: edit the line items first."
+            )
+            raise _line_refusal(custom.position, message, "product")
+    wanted = {item.product_id for item in lines if item.product_id is not None}
+    products = {product.id: product for product in products_for_lines(actor, wanted, (), lock=lock)}
+    for item in lines:
+        if item.product_id is None:
+            continue
+        product = products.get(item.product_id)
+        if product is None or not product.active:
+            message = f"{item.sku} is no longer an active product: edit the line items."
+            raise _line_refusal(item.position, message, "product")
+        now_listed = product.price_in(approval.currency)
+        if now_listed != item.unit_list_price:
+            currency = approval.currency
+            was = format_major_units(item.unit_list_price, currency)
+            listed = (
+                f"now {format_major_units(now_listed, currency)} {currency}"
+                if now_listed is not None
+                else f"no longer priced in {currency}"
+            )
+            message = (
+                f"the price book's list price of {product.sku} is {listed} (the line took "
+                f"{was} {currency} when it was saved): save the line items again."
+            )
+            raise _line_refusal(item.position, message, "unit_list_price")
+
+
 def custom_lines_allowed(actor: Actor) -> bool:
     """Whether the actor's organization allows custom line items (a typed list price)."""
     return get_organization(actor).custom_line_items == CustomLineItems.ALLOWED
@@ -278,7 +321,10 @@ def preview(actor: Actor, approval_id: str) -> tuple[Approval, routing.Route]:
         raise InvalidParameter(
             "Add at least one line item to see the route of this approval.", param="line_items"
         )
-    threshold = get_organization(actor).auto_approve_threshold_bps
+    organization = get_organization(actor)
+    if approval.status in EDITABLE:  # what a submit would refuse, the preview says
+        check_lines_still_priced(actor, approval, organization)
+    threshold = organization.auto_approve_threshold_bps
     return approval, _route(actor.organization_id, threshold, approval)
 
 
@@ -289,7 +335,9 @@ def preview_route(
     would take, before it is saved."""
     if not items:
         raise InvalidParameter("Add at least one line item.", param="line_items")
-    lines = price_lines(actor, currency, items)
+    if currency not in CURRENCIES:
+        raise InvalidParameter("Choose the request's currency.", param="currency")
+    lines = price_lines(actor, currency, items, lock=False)
     draft = SimpleNamespace(
         line_items=lines,
         currency=currency,
@@ -419,14 +467,7 @@ def _submit(actor: Actor, approval: Approval, events: EventLog) -> None:
     if not approval.line_items:
         raise InvalidParameter("Add at least one line item before submitting.", param="line_items")
     organization = get_organization(actor)
-    if organization.custom_line_items != CustomLineItems.ALLOWED:
-        custom = next((item for item in approval.line_items if item.custom), None)
-        if custom is not None:
-            message = (
-                "is a custom line, and this organization takes every list price from the price "
-                "book: edit the line items first."
-            )
-            raise _line_refusal(custom.position, message, "product")
+    check_lines_still_priced(actor, approval, organization, lock=True)
     route = _route(organization.id, organization.auto_approve_threshold_bps, approval)
     approval.round += 1
     approval.submitted_at = now

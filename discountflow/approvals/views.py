@@ -15,7 +15,7 @@ from ..dashboard.forms import CURRENCY_CHOICES, to_minor_units, to_percent, vali
 from ..errors import DomainError
 from ..organizations.services import member_names
 from ..pagination import PageRequest
-from ..products.services import active_products
+from ..products.services import active_products, products_for_lines
 from . import levels as approval_levels
 from . import queries, services
 from .forms import (
@@ -102,20 +102,23 @@ def index():
 
 
 # Up to this many active products, each line picks its product from a plain select; beyond,
-# it takes a SKU with the book as the browser's suggestions (a datalist).
+# it takes a SKU with (the first DATALIST_LIMIT of) the book as the browser's suggestions.
 SELECT_LIMIT = 300
+DATALIST_LIMIT = 1000
 
 
 def _price_book(actor) -> dict:
     """The active products the form offers, with their list prices, and its other choices."""
-    products = active_products(actor)
+    products = active_products(actor, limit=DATALIST_LIMIT + 1)
+    select = len(products) <= SELECT_LIMIT
+    products = products[:DATALIST_LIMIT]
     return {
         "products": products,
         "prices": {  # SKU → currency → the list price as shown
             product.sku: {p.currency: money(p.unit_list_price, p.currency) for p in product.prices}
             for product in products
         },
-        "select": len(products) <= SELECT_LIMIT,
+        "select": select,
         "custom_allowed": services.custom_lines_allowed(actor),
     }
 
@@ -158,7 +161,9 @@ def edit(approval_id: str):
         abort(404 if request.method == "GET" else 403)
     form = ApprovalForm()
     if request.method == "GET":
-        fill_from(form, view)
+        named = {item.product_id for item in view.line_items if item.product_id is not None}
+        current = {p.id: p.sku for p in products_for_lines(actor, named, ())}
+        fill_from(form, view, current)
         return _render_form(form, view)
     if request.form.get("action") == "add_line":
         return _render_form(form, view)

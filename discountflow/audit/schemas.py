@@ -8,6 +8,51 @@ from pydantic import Field, StringConstraints
 
 from ..schemas import ActorOut, ListOf, ListQuery, Out, Time
 
+# Every type of event the services record (webhook endpoints subscribe to these).
+EVENT_TYPES = frozenset(
+    {
+        *(
+            f"approval.{action}"
+            for action in (
+                "created",
+                "updated",
+                "submitted",
+                "step_approved",
+                "approved",
+                "rejected",
+                "changes_requested",
+                "recalled",
+                "canceled",
+                "deleted",
+                "expired",
+            )
+        ),
+        "comment.created",
+        "api_key.generated",
+        "api_key.rolled",
+        "api_key.revoked",
+        "member.added",
+        "member.role_changed",
+        "member.level_changed",
+        "member.signed_out_everywhere",
+        "approval_level.created",
+        "approval_level.updated",
+        "approval_level.deleted",
+        "organization.created",
+        "organization.updated",
+        "product.created",
+        "product.updated",
+        "product.archived",
+        "product.deleted",
+        "webhook_endpoint.created",
+        "webhook_endpoint.updated",
+        "webhook_endpoint.secret_rotated",
+        "webhook_endpoint.disabled",
+        "webhook_endpoint.deleted",
+    }
+)
+EVENT_KINDS = frozenset(each.split(".", 1)[0] for each in EVENT_TYPES)
+
 # ``approval.approved``, or every type of a kind: ``api_key.*``.
 EventType = Annotated[
     str, StringConstraints(strict=True, max_length=48, pattern=r"^[a-z_]+\.([a-z_]+|\*)$")

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from ..schemas import Out
+from ..schemas import Out, Time
 
 
 class OrganizationRef(BaseModel):
@@ -50,3 +50,25 @@ class ApiKeySessionOut(Out):
                 },
             }
         )
+
+
+class ApiKeyOut(Out):
+    """An API key as events describe it (webhooks): never its text, nor its hash."""
+
+    object: Literal["api_key"]
+    id: str
+    environment: Literal["staging", "production"]
+    read_only: bool
+    last_four: str
+    created: Time
+    expires: Time | None
+    replaced: Time | None
+    revoked: Time | None
+    last_used: Time | None
+
+    sources = Out.sources | {
+        "expires": "expires_at",
+        "replaced": "replaced_at",
+        "revoked": "revoked_at",
+        "last_used": "last_used_at",
+    }

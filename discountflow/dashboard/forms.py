@@ -27,7 +27,7 @@ def choices(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
     return [SelectChoice(value, label) for value, label in pairs]
 
 
-_PERCENT = re.compile(r"\d{1,3}(?:\.\d{1,6})?")
+_PERCENT = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,6})?")
 
 
 def to_minor_units(text: str | None, currency: str, param: str) -> int:

@@ -123,6 +123,8 @@ def run_migrations_online():
 def _revision_of_unversioned(inspector) -> str:
     """The newest revision whose schema an unversioned database has, by what it holds."""
     tables = set(inspector.get_table_names())
+    if "webhook_deliveries" in tables:
+        return "0007"
     if "products" in tables:
         return "0006"
     if "dashboard_sessions" in tables:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import sys
 
 import click
@@ -11,7 +10,7 @@ from flask.cli import AppGroup
 from ..actors import Actor
 from ..cli import reports_domain_errors
 from ..organizations.services import find_organization
-from .csv_files import ImportRefused, export_products, import_products
+from .csv_files import MAX_ROWS, ImportRefused, export_products, import_products, read_file
 
 products_cli = AppGroup("products", help="Import and export the price book (CSV).")
 _org_option = click.option("--org", "organization", required=True, help="Organization id or slug.")
@@ -25,17 +24,17 @@ def import_command(organization: str, file: str) -> None:
     """Create or update products by SKU from FILE (columns: sku,name,description,currency,
     unit_list_price,active). A file with a bad row changes nothing."""
     actor = Actor.for_cli(find_organization(organization))
-    if file == "-":
-        text = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
-    else:
-        text = open(file, encoding="utf-8-sig", newline="")  # noqa: SIM115 (closed below)
-    with text:
-        try:
-            result = import_products(actor, text)
-        except ImportRefused as refused:
-            for line in refused.lines():
-                click.echo(f"{file}: {line}", err=True)
-            raise
+    try:
+        if file == "-":
+            text = read_file(sys.stdin.buffer)
+        else:
+            with open(file, "rb") as binary:
+                text = read_file(binary)
+        result = import_products(actor, text)
+    except ImportRefused as refused:
+        for line in refused.lines():
+            click.echo(f"{file}: {line}", err=True)
+        raise
     click.echo(
         f"Imported {result.rows} product{'s' if result.rows != 1 else ''} from {file}: "
         f"{result.created} new, {result.changed} changed, "
@@ -50,7 +49,16 @@ def import_command(organization: str, file: str) -> None:
 def export_command(organization: str, file: str) -> None:
     """Write the price book to FILE (standard output by default), in the import's format."""
     actor = Actor.for_cli(find_organization(organization))
-    with click.open_file(file, "w", encoding="utf-8", atomic=file != "-") as out:
-        count = export_products(actor, out)
+    try:
+        with click.open_file(file, "w", encoding="utf-8", atomic=file != "-") as out:
+            count, rows = export_products(actor, out)
+    except OSError as error:
+        raise click.ClickException(f"Cannot write {file}: {error.strerror or error}.") from error
     if file != "-":
         click.echo(f"Exported {count} product{'s' if count != 1 else ''} to {file}.", err=True)
+    if rows > MAX_ROWS:
+        click.echo(
+            f"Note: {rows:,} rows; an import takes at most {MAX_ROWS:,} per file: split it to "
+            "import it again.",
+            err=True,
+        )

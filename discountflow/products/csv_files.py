@@ -21,11 +21,12 @@ from typing import IO
 
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from ..actors import Actor, writing
 from ..currencies import CURRENCIES, format_major_units, parse_major_units
 from ..database import utcnow
-from ..errors import InvalidParameter
+from ..errors import Conflict, InvalidParameter
 from ..extensions import db
 from ..schemas import MAX_UNIT_PRICE
 from .models import Product
@@ -34,6 +35,7 @@ from .services import MANAGE_PRODUCTS, upsert_products
 
 COLUMNS = ("sku", "name", "description", "currency", "unit_list_price", "active")
 MAX_ROWS = 100_000
+MAX_FILE_BYTES = 64 * 1024 * 1024  # read whole (a file larger than this is refused)
 MAX_CELL = 10_000  # characters; the longest column holds 500
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _TRUE = {"", "true", "yes", "1", "active"}
@@ -70,7 +72,7 @@ class ImportResult:
 
 def _unquote(cell: str) -> str:
     """A cell as written by ``_quote``: the protecting quote comes off."""
-    if cell.startswith("'") and cell[1:2] in _FORMULA_STARTS and cell[1:2]:
+    if cell.startswith("'") and cell[1:2] and cell[1:2] in (*_FORMULA_STARTS, "'"):
         return cell[1:]
     return cell
 
@@ -234,8 +236,24 @@ def import_products(actor: Actor, text: Iterable[str]) -> ImportResult:
     products = read_products(text)  # parsed before the write transaction begins
     writing(actor)
     created, changed = upsert_products(actor, products, utcnow())
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError as error:  # another change added one of the file's SKUs meanwhile
+        db.session.rollback()
+        raise Conflict(
+            "Another change added a product with one of the file's SKUs while it was being "
+            "imported; nothing was imported. Import the file again."
+        ) from error
     return ImportResult(len(products), created, changed)
+
+
+def read_file(binary: IO[bytes]) -> io.StringIO:
+    """A file's text, read whole (at most ``MAX_FILE_BYTES``), decoded as ``decode`` does."""
+    data = binary.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        limit = MAX_FILE_BYTES // (1024 * 1024)
+        raise ImportRefused([(1, f"the file is larger than {limit} MiB: split it")])
+    return decode(data)
 
 
 def decode(data: bytes) -> io.StringIO:
@@ -251,11 +269,14 @@ def decode(data: bytes) -> io.StringIO:
 
 
 def _quote(cell: str) -> str:
-    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+    """A cell a spreadsheet will not run: behind a quote if it looks like a formula (or starts
+    with a quote itself, so that the import's unquoting gives back exactly the text)."""
+    return "'" + cell if cell.startswith((*_FORMULA_STARTS, "'")) else cell
 
 
-def export_products(actor: Actor, out: IO[str]) -> int:
-    """Write the whole price book, by SKU, in the import's format; return how many products."""
+def export_products(actor: Actor, out: IO[str]) -> tuple[int, int]:
+    """Write the whole price book, by SKU, in the import's format; return how many products and
+    rows."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     statement = (
@@ -264,7 +285,7 @@ def export_products(actor: Actor, out: IO[str]) -> int:
         .order_by(Product.sku)
         .execution_options(yield_per=500)
     )
-    count = 0
+    count = rows = 0
     for product in db.session.execute(statement).scalars():
         count += 1
         common = [_quote(product.sku), _quote(product.name), _quote(product.description)]
@@ -274,4 +295,5 @@ def export_products(actor: Actor, out: IO[str]) -> int:
         ]
         for currency, amount in prices or [("", "")]:
             writer.writerow([*common, currency, amount, active])
-    return count
+            rows += 1
+    return count, rows

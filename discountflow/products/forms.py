@@ -11,10 +11,10 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from ..currencies import format_major_units
 from ..dashboard.forms import CURRENCY_CHOICES, choices, to_minor_units
-from .schemas import DESCRIPTION_LENGTH, NAME_LENGTH, SKU_LENGTH
+from .schemas import DESCRIPTION_LENGTH, MAX_PRICES, NAME_LENGTH, SKU_LENGTH
 
 AMOUNT_LENGTH = 24
-MAX_PRICE_ROWS = 30  # the form's; the API takes one price per currency
+MAX_PRICE_ROWS = MAX_PRICES  # one per currency, as the API
 
 
 class PriceForm(Form):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool, field_validator
+from pydantic import AfterValidator, Field, StrictBool, field_validator
 
 from ..currencies import CURRENCIES
 from ..schemas import (
@@ -26,7 +27,22 @@ NAME_LENGTH = 200
 DESCRIPTION_LENGTH = 500
 MAX_PRICES = len(CURRENCIES)  # one per currency
 
-Sku = text(SKU_LENGTH, min_length=1)
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def _visible(value: str) -> str:
+    """A SKU people can read and pick: no tabs, line breaks or invisible characters (a
+    right-to-left override could make two SKUs look alike)."""
+    for char in value:
+        if char != " " and (char.isspace() or unicodedata.category(char) in _INVISIBLE):
+            raise ValueError(
+                "may hold letters, digits, punctuation and spaces only, not "
+                f"{unicodedata.name(char, repr(char))}"
+            )
+    return value
+
+
+Sku = Annotated[text(SKU_LENGTH, min_length=1), AfterValidator(_visible)]
 ProductName = text(NAME_LENGTH, min_length=1)
 ProductDescription = text(DESCRIPTION_LENGTH)
 Search = text(NAME_LENGTH)

@@ -61,10 +61,21 @@ def get_product(actor: Actor, product_id: str) -> Product:
     return fetch(actor, Product, product_id, "product")
 
 
+def _locked(actor: Actor, product_id: str) -> Product:
+    """A product about to change, locked (two changes to its prices run one after the other)."""
+    product = get_product(actor, product_id)
+    db.session.execute(
+        select(Product.id).where(Product.id == product.id).with_for_update()
+    ).scalar_one()
+    db.session.refresh(product)
+    return product
+
+
 def products_for_lines(
-    actor: Actor, product_ids: Collection[str], skus: Collection[str]
+    actor: Actor, product_ids: Collection[str], skus: Collection[str], *, lock: bool = False
 ) -> list[Product]:
-    """The organization's products with these ids or SKUs (with their prices), in one query."""
+    """The organization's products with these ids or SKUs (with their prices), in one query;
+    ``lock`` when line items that name them are about to be written."""
     if not product_ids and not skus:
         return []
     wanted = []
@@ -75,15 +86,21 @@ def products_for_lines(
     statement = select(Product).where(
         Product.organization_id == actor.organization_id, or_(*wanted)
     )
+    if lock:
+        # Held until the line items commit: a product cannot be deleted from under them
+        # (PostgreSQL's FOR KEY SHARE; SQLite's writers run one at a time anyway).
+        statement = statement.with_for_update(read=True, key_share=True)
     return list(db.session.execute(statement).scalars())
 
 
-def active_products(actor: Actor) -> list[Product]:
-    """Every active product of the organization, by SKU (the request form's choices)."""
+def active_products(actor: Actor, *, limit: int) -> list[Product]:
+    """The first ``limit`` active products of the organization, by SKU (the request form's
+    choices)."""
     statement = (
         select(Product)
         .where(Product.organization_id == actor.organization_id, Product.active.is_(True))
         .order_by(Product.sku)
+        .limit(limit)
     )
     return list(db.session.execute(statement).scalars())
 
@@ -95,12 +112,14 @@ def _prices(prices: list[PriceInput]) -> list[ProductPrice]:
     return [ProductPrice(currency=p.currency, unit_list_price=p.unit_list_price) for p in prices]
 
 
-def _commit(product: Product) -> Product:
+def _commit(product: Product, sku: str) -> Product:
+    """Commit a product whose SKU is ``sku`` (read before the commit: a refused one rolls
+    back, and the product with it)."""
     try:
         db.session.commit()
     except IntegrityError as error:
         db.session.rollback()
-        raise _sku_taken(product.sku) from error
+        raise _sku_taken(sku) from error
     return product
 
 
@@ -123,7 +142,7 @@ def create_product(actor: Actor, data: ProductCreate) -> Product:
     )
     db.session.add(product)
     events.add("product.created", product=product.id, sku=product.sku)
-    return _commit(product)
+    return _commit(product, data.sku)
 
 
 def _apply(product: Product, data: ProductUpdate, events: EventLog) -> list[str]:
@@ -150,9 +169,9 @@ def update_product(actor: Actor, product_id: str, data: ProductUpdate) -> Produc
     """Change a product (``active: false`` archives it); line items keep the price they took."""
     writing(actor)
     actor.require_manager(MANAGE_PRODUCTS)
-    product = get_product(actor, product_id)
+    product = _locked(actor, product_id)
     _apply(product, data, EventLog(actor, utcnow()))
-    return _commit(product)
+    return _commit(product, product.sku)
 
 
 def delete_product(actor: Actor, product_id: str) -> str:
@@ -160,7 +179,7 @@ def delete_product(actor: Actor, product_id: str) -> str:
     writing(actor)
     actor.require_manager(MANAGE_PRODUCTS)
     now = utcnow()
-    product = get_product(actor, product_id)
+    product = _locked(actor, product_id)
     EventLog(actor, now).add("product.deleted", product=product.id, sku=product.sku)
     db.session.delete(product)
     try:

@@ -26,7 +26,7 @@ from ..dashboard.forms import CURRENCY_CHOICES, validated
 from ..errors import DomainError
 from ..organizations.services import get_organization
 from . import services
-from .csv_files import ImportRefused, decode, export_products, import_products
+from .csv_files import ImportRefused, export_products, import_products, read_file
 from .forms import MAX_PRICE_ROWS, ImportForm, ProductForm, fill_from, product_input
 from .schemas import ProductCreate, ProductListQuery, ProductUpdate
 
@@ -158,7 +158,7 @@ def import_file():
     total = 0
     if form.validate_on_submit():
         try:
-            result = import_products(current_actor(), decode(form.file.data.read()))
+            result = import_products(current_actor(), read_file(form.file.data))
         except ImportRefused as refused:
             flash(refused.message, "error")
             total = len(refused.problems)

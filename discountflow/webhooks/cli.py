@@ -1,0 +1,38 @@
+"""``flask webhooks work|status``: the delivery worker, and what it has before it."""
+
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from ..database import rfc3339
+from .worker import Worker, backlog, stop_on_signals
+
+webhooks_cli = AppGroup("webhooks", help="Deliver webhooks, and see the backlog.")
+
+
+@webhooks_cli.command("work")
+@click.option("--burst", is_flag=True, help="Stop when nothing is due (instead of waiting).")
+def work_command(burst: bool) -> None:
+    """Deliver pending webhooks until stopped (SIGTERM finishes the delivery in hand).
+
+    Run one on SQLite; on PostgreSQL run as many as you like, on as many hosts.
+    """
+    stop = stop_on_signals()
+    poll = float(current_app.config["WEBHOOK_POLL_SECONDS"])
+    attempts = Worker().run(stop, poll=poll, burst=burst)
+    if burst:
+        click.echo(f"Made {attempts} delivery attempt{'s' if attempts != 1 else ''}.", err=True)
+
+
+@webhooks_cli.command("status")
+def status_command() -> None:
+    """Print the backlog: due now, scheduled for later, and the last day's outcomes."""
+    state = backlog()
+    oldest = rfc3339(state.oldest_due) if state.oldest_due else "-"
+    click.echo(f"due now:             {state.due} (oldest due since {oldest})")
+    click.echo(f"scheduled for later: {state.scheduled}")
+    click.echo(f"succeeded, last 24h: {state.succeeded_last_day}")
+    click.echo(f"failed, last 24h:    {state.failed_last_day}")
+    click.echo(f"endpoints disabled:  {state.disabled_endpoints}")

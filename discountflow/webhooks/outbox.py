@@ -1,0 +1,230 @@
+"""The transactional outbox: every event becomes its webhook deliveries in its own transaction.
+
+A session listener collects the ``Event`` rows a transaction adds. Just before it commits, each
+event some enabled endpoint of its organization subscribes to becomes one message — the JSON
+body every endpoint receives, ``{"id", "type", "created", "data": {"object": …}}``, where the
+object is the API's own ``Out`` model of what the event is about, as the transaction leaves it
+— and one pending delivery per subscribed endpoint. They commit with the change and its event,
+or roll back with them: an event exists if and only if its deliveries do. (An endpoint does not
+hear the events about itself: its own creation, rotation or disabling.) The worker
+(``worker.py``) sends them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, event, select
+from sqlalchemy.orm import Session
+
+from ..approvals.models import Approval, ApprovalLevel, Comment
+from ..approvals.queries import approval_json
+from ..approvals.schemas import CommentOut, LevelOut
+from ..audit.models import Event
+from ..audit.schemas import EventOut
+from ..auth.models import ApiKey
+from ..auth.schemas import ApiKeyOut
+from ..database import new_id, rfc3339
+from ..organizations.models import Organization, User
+from ..organizations.schemas import MemberOut, OrganizationOut
+from ..products.models import Product
+from ..products.schemas import ProductOut
+from .models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookMessage, subscribed
+from .schemas import EndpointOut
+
+_EVENTS = "discountflow.webhook_events"
+
+
+# --- what an event is about, as the API shows it -----------------------------------------------
+
+
+def _deleted(kind: str, object_id: Any) -> dict[str, Any]:
+    return {"object": kind, "id": object_id, "deleted": True}
+
+
+# Kinds of events whose service changes rows with a bulk UPDATE, past the identity map: their
+# objects are read again from the database.
+_WRITTEN_IN_BULK = frozenset({"api_key.generated", "api_key.rolled", "api_key.revoked"})
+_WRITTEN_IN_BULK |= {"approval.expired"}
+
+
+def _load(session: Session, model: Any, object_id: Any, fresh: bool) -> Any:
+    """The row as the transaction left it."""
+    if not isinstance(object_id, str):
+        return None
+    if not fresh:
+        return session.get(model, object_id)
+    return session.execute(
+        select(model).where(model.id == object_id).execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
+class _Objects:
+    """The objects of one transaction's events as JSON text, each shaped once (an approve
+    writes two events about one approval)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.shaped: dict[tuple[str, Any], str] = {}
+
+    def shown(self, each: Event, model: Any, object_id: Any, shape: Callable, kind: str) -> str:
+        key = (kind, object_id)
+        if key not in self.shaped:
+            row = _load(self.session, model, object_id, each.type in _WRITTEN_IN_BULK)
+            if row is None:
+                self.shaped[key] = _deleted_json(kind, object_id)
+            elif kind == "approval":  # remembered: the API's answer to this request, too
+                self.shaped[key] = approval_json(row, each.created_at)
+            else:
+                self.shaped[key] = shape(row).model_dump_json()
+        return self.shaped[key]
+
+
+def _deleted_json(kind: str, object_id: Any) -> str:
+    return json.dumps(_deleted(kind, object_id), separators=(",", ":"))
+
+
+# The kind of an event type (before its dot) → the model, where its id is, the shape.
+_OBJECTS: dict[str, tuple[Any, Callable[[Event], Any], Callable]] = {
+    "approval": (Approval, lambda e: e.approval_id, None),  # approval_json
+    "comment": (Comment, lambda e: e.data.get("comment"), CommentOut.of),
+    "api_key": (ApiKey, lambda e: e.data.get("api_key"), ApiKeyOut.of),
+    "member": (User, lambda e: e.data.get("member"), MemberOut.of),
+    "approval_level": (ApprovalLevel, lambda e: e.data.get("level"), LevelOut.of),
+    "organization": (Organization, lambda e: e.organization_id, OrganizationOut.of),
+    "product": (Product, lambda e: e.data.get("product"), ProductOut.of),
+    "webhook_endpoint": (WebhookEndpoint, lambda e: e.data.get("endpoint"), EndpointOut.of),
+}
+
+
+def payload_of(objects: _Objects, each: Event) -> str:
+    """The body every endpoint receives for this event, as JSON text."""
+    kind = each.type.split(".", 1)[0]
+    if kind in _OBJECTS:
+        model, id_of, shape = _OBJECTS[kind]
+        if each.type.endswith(".deleted"):
+            shown = _deleted_json(kind, id_of(each))
+        else:
+            shown = objects.shown(each, model, id_of(each), shape, kind)
+    else:
+        shown = EventOut.of(each).model_dump_json()
+    head = {"id": each.id, "type": each.type, "created": rfc3339(each.created_at)}
+    return json.dumps(head, separators=(",", ":"))[:-1] + ',"data":{"object":' + shown + "}}"
+
+
+# --- the listener ------------------------------------------------------------------------------
+
+
+def _collect(session: Session, flush_context: Any, instances: Any) -> None:
+    """Before each flush: remember the events the transaction adds."""
+    added = [each for each in session.new if isinstance(each, Event)]
+    if added:
+        session.info.setdefault(_EVENTS, []).extend(added)
+
+
+# Built once (SQLAlchemy then compiles each once): the enabled endpoints of some
+# organizations, and the inserts.
+_endpoints = WebhookEndpoint.__table__.c
+_ENABLED_ENDPOINTS = select(_endpoints.id, _endpoints.organization_id, _endpoints.events).where(
+    _endpoints.organization_id.in_(bindparam("organizations", expanding=True)),
+    _endpoints.enabled.is_(True),
+)
+
+
+def _insert(connection: Any, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert rows (all with the same keys) in one executemany, on the request's path: on
+    SQLite straight through the driver (SQLAlchemy's handling of each parameter cost more than
+    SQLite's inserting the rows), elsewhere as a Core insert."""
+    if connection.dialect.name != "sqlite":
+        connection.execute(table.insert(), rows)
+        return
+    names = list(rows[0])
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    times: dict[datetime, str] = {}  # an event's rows share its time: format it once
+
+    def value(each: Any) -> Any:
+        if not isinstance(each, datetime):
+            return each
+        if each not in times:  # what UTCDateTime stores on SQLite: naive UTC, to the µs
+            times[each] = each.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return times[each]
+
+    connection.exec_driver_sql(sql, [tuple(value(row[name]) for name in names) for row in rows])
+
+
+def _write_deliveries(session: Session) -> None:
+    """Before the commit: the messages and deliveries of the transaction's events."""
+    collected = session.info.pop(_EVENTS, [])
+    collected += [each for each in session.new if isinstance(each, Event)]
+    if not collected:
+        return
+    events = list({id(each): each for each in collected}.values())
+    for each in events:
+        if each.id is None:
+            each.id = new_id("evt")
+    session.flush()  # everything in the database, for the objects' reads
+    session.info.pop(_EVENTS, None)
+    connection = session.connection()
+    endpoints: dict[str, list[Any]] = {}
+    for endpoint in connection.execute(
+        _ENABLED_ENDPOINTS, {"organizations": list({each.organization_id for each in events})}
+    ):
+        endpoints.setdefault(endpoint.organization_id, []).append(endpoint)
+    if not endpoints:
+        return
+    messages, deliveries = [], []
+    objects = _Objects(session)
+    for each in events:
+        about = each.data.get("endpoint") if each.type.startswith("webhook_endpoint.") else None
+        targets = [
+            endpoint
+            for endpoint in endpoints.get(each.organization_id, ())
+            if subscribed(endpoint.events, each.type) and endpoint.id != about
+        ]
+        if not targets:
+            continue
+        messages.append(
+            {
+                "id": each.id,
+                "organization_id": each.organization_id,
+                "type": each.type,
+                "payload": payload_of(objects, each),
+                "created_at": each.created_at,
+            }
+        )
+        deliveries += [
+            {
+                "id": new_id("whd"),
+                "organization_id": each.organization_id,
+                "endpoint_id": endpoint.id,
+                "message_id": each.id,
+                "event_type": each.type,
+                "status": DeliveryStatus.PENDING.value,
+                "attempts": 0,
+                "next_attempt_at": each.created_at,
+                "last_error": "",
+                "last_response": "",
+                "created_at": each.created_at,
+            }
+            for endpoint in targets
+        ]
+    if messages:
+        _insert(connection, WebhookMessage.__table__, messages)
+        _insert(connection, WebhookDelivery.__table__, deliveries)
+
+
+def _forget(session: Session, *args: Any) -> None:
+    """A rollback: the events are gone, and so are their deliveries."""
+    session.info.pop(_EVENTS, None)
+
+
+def install() -> None:
+    """Listen on every session (once per process)."""
+    if not event.contains(Session, "before_flush", _collect):
+        event.listen(Session, "before_flush", _collect)
+        event.listen(Session, "before_commit", _write_deliveries)
+        event.listen(Session, "after_rollback", _forget)
+        event.listen(Session, "after_soft_rollback", _forget)

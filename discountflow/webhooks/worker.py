@@ -1,0 +1,465 @@
+"""The webhook worker (``flask --app app webhooks work``): sends pending deliveries, at least
+once, on the retry schedule, never the same one twice at a time.
+
+1. **Claim**, in a short transaction: up to a batch of due deliveries of enabled endpoints
+   (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so workers on several hosts each take their own;
+   ``BEGIN IMMEDIATE`` on SQLite), each marked with this claim and due again only when the
+   lease (``WEBHOOK_LEASE_SECONDS``) ends: no other worker takes it meanwhile, and if this one
+   dies mid-delivery the row is simply due again then.
+2. **Send**, outside any transaction: signed (Standard Webhooks), to a checked address, within
+   ``WEBHOOK_TIMEOUT_SECONDS`` in all, redirects not followed, 4 KiB of the answer kept.
+3. **Record**, in a short transaction, if the claim is still ours: a 2xx delivers it; anything
+   else schedules the next attempt — at once, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, then
+   every 12 h, each ±10 % — until 3 days after the event, when it fails. An endpoint whose
+   every attempt failed for 3 days is disabled, and its owner is told.
+
+One JSON line per attempt goes to stdout (``discountflow.deliveries``): delivery, endpoint,
+event type, attempt, outcome, HTTP status, duration — never the secret or the payload.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpcore
+from flask import current_app
+from sqlalchemy import func, select, update
+
+from ..actors import Actor
+from ..audit.services import EventLog
+from ..database import begin_write, rfc3339, utcnow
+from ..extensions import db
+from .models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookMessage
+from .safety import GuardedBackend, UnsafeDestination
+from .services import destination_rules, signing_secrets
+from .signing import UnreadableSecret, signature_headers
+
+deliveries_log = logging.getLogger("discountflow.deliveries")
+log = logging.getLogger(__name__)
+
+SCHEDULE = [
+    timedelta(0),
+    timedelta(seconds=5),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=5),
+    timedelta(hours=10),
+]
+THEN_EVERY = timedelta(hours=12)
+WINDOW = timedelta(days=3)
+JITTER = 0.10
+RESPONSE_KEPT = 4096
+BATCH = 20
+USER_AGENT = "DiscountFlow-Webhooks/2"
+
+
+def next_delay(attempts: int, rng: random.Random) -> timedelta:
+    """How long after its ``attempts``-th failed attempt a delivery is tried again."""
+    base = SCHEDULE[attempts] if attempts < len(SCHEDULE) else THEN_EVERY
+    return base * rng.uniform(1 - JITTER, 1 + JITTER)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status_code: int | None
+    response: str
+    error: str
+    duration_ms: int
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class Sender:
+    """POSTs over httpcore, on kept-alive connections, to checked addresses only."""
+
+    def __init__(self, timeout: float, allow_private: bool) -> None:
+        self.timeout = timeout
+        self.backend = GuardedBackend(allow_private)
+        self.pool = httpcore.ConnectionPool(
+            network_backend=self.backend,
+            max_connections=16,
+            keepalive_expiry=30.0,
+            retries=0,
+        )
+
+    def post(self, url: str, headers: dict[str, str], body: bytes) -> Outcome:
+        started = time.monotonic()
+        self.backend.deadline = started + self.timeout
+        timeouts = dict.fromkeys(("connect", "read", "write", "pool"), self.timeout)
+        status, kept, error = None, b"", ""
+        try:
+            with self.pool.stream(
+                "POST",
+                url,
+                headers=list(headers.items()),
+                content=body,
+                extensions={"timeout": timeouts},
+            ) as response:
+                status = response.status
+                for chunk in response.iter_stream():
+                    kept += chunk
+                    if len(kept) >= RESPONSE_KEPT:
+                        break
+        except httpcore.TimeoutException:
+            error = f"no answer within {self.timeout:g} s"
+        except UnsafeDestination as refused:
+            error = str(refused)
+        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as e:
+            error = f"{type(e).__name__}: {e}"[:500]
+        if status is not None and not 200 <= status < 300 and not error:
+            error = f"HTTP {status}"
+            if 300 <= status < 400:
+                error += ": redirects are not followed"
+        duration = round((time.monotonic() - started) * 1000)
+        text = kept[:RESPONSE_KEPT].decode("utf-8", errors="replace")
+        return Outcome(status, text, error, duration)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery this worker holds, with all it needs to send it."""
+
+    delivery_id: str
+    claim: str
+    attempt: int
+    organization_id: str
+    endpoint_id: str
+    url: str
+    message_id: str
+    event_type: str
+    payload: str
+    created_at: datetime
+    first_attempt_at: datetime | None
+    secrets: tuple[str, ...]
+    unreadable: str = ""
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+        sender: Sender | None = None,
+    ) -> None:
+        config = current_app.config
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.rules = destination_rules()
+        self.lease = timedelta(seconds=float(config["WEBHOOK_LEASE_SECONDS"]))
+        self.sender = sender or Sender(
+            float(config["WEBHOOK_TIMEOUT_SECONDS"]), self.rules.allow_private
+        )
+
+    # --- one pass ------------------------------------------------------------------------------
+
+    def run_once(self, batch: int = BATCH) -> int:
+        """Claim, send and record one batch of due deliveries; return how many were attempted.
+
+        The outcomes are recorded together, in one transaction, after the batch. Deliveries the
+        claim's lease would not cover (slow receivers) are given back unsent, so no other worker
+        can take one while this one still holds it.
+        """
+        claimed = self.claim(batch)
+        if not claimed:
+            return 0
+        # The last delivery may start so late that it still ends before the lease does.
+        timeout = self.sender.timeout
+        stop_at = time.monotonic() + self.lease.total_seconds() - timeout * 1.1
+        done = []
+        for number, each in enumerate(claimed):
+            if time.monotonic() > stop_at:
+                self.release(claimed[number:])
+                break
+            done.append((each, self.send(each)))
+        self.record(done)
+        return len(done)
+
+    def release(self, claimed: list[Claimed]) -> None:
+        """Give claimed deliveries back, due now, for any worker to take."""
+        begin_write()
+        for each in claimed:
+            db.session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id == each.delivery_id, WebhookDelivery.claim == each.claim)
+                .values(claim=None, next_attempt_at=self.clock())
+                .execution_options(synchronize_session=False)
+            )
+        db.session.commit()
+
+    def claim(self, batch: int) -> list[Claimed]:
+        now = self.clock()
+        begin_write()  # BEGIN IMMEDIATE on SQLite: one claimer at a time
+        due = (
+            select(WebhookDelivery.id)
+            .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+            .where(
+                WebhookDelivery.status == DeliveryStatus.PENDING.value,
+                WebhookDelivery.next_attempt_at <= now,
+                WebhookEndpoint.enabled.is_(True),
+            )
+            .order_by(WebhookDelivery.next_attempt_at)
+            .limit(batch)
+        )
+        if db.engine.dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True, of=WebhookDelivery)
+        ids = list(db.session.execute(due).scalars())
+        if not ids:
+            db.session.rollback()
+            return []
+        claim = secrets.token_hex(8)
+        db.session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(ids))
+            .values(claim=claim, next_attempt_at=now + self.lease)
+            .execution_options(synchronize_session=False)
+        )
+        rows = db.session.execute(
+            select(WebhookDelivery, WebhookEndpoint, WebhookMessage.payload)
+            .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+            .join(WebhookMessage, WebhookMessage.id == WebhookDelivery.message_id)
+            .where(WebhookDelivery.id.in_(ids))
+            .order_by(WebhookDelivery.next_attempt_at)
+        ).all()
+        claimed = []
+        for delivery, endpoint, payload in rows:
+            unreadable, keys = "", ()
+            try:
+                keys = tuple(signing_secrets(endpoint, now))
+            except UnreadableSecret as error:
+                unreadable = str(error)
+            claimed.append(
+                Claimed(
+                    delivery_id=delivery.id,
+                    claim=claim,
+                    attempt=delivery.attempts + 1,
+                    organization_id=delivery.organization_id,
+                    endpoint_id=endpoint.id,
+                    url=endpoint.url,
+                    message_id=delivery.message_id,
+                    event_type=delivery.event_type,
+                    payload=payload,
+                    created_at=delivery.created_at,
+                    first_attempt_at=delivery.first_attempt_at,
+                    secrets=keys,
+                    unreadable=unreadable,
+                )
+            )
+        db.session.commit()
+        return claimed
+
+    def send(self, each: Claimed) -> Outcome:
+        if each.unreadable:
+            return Outcome(None, "", each.unreadable, 0)
+        if self.rules.https_only and not each.url.startswith("https://"):
+            return Outcome(None, "", "refused: webhook URLs must use https in production", 0)
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            # Signed at the wall clock's time, which receivers check (within 5 minutes).
+            **signature_headers(
+                each.message_id, datetime.now(UTC), each.payload, list(each.secrets)
+            ),
+        }
+        return self.sender.post(each.url, headers, each.payload.encode())
+
+    def record(self, done: list[tuple[Claimed, Outcome]]) -> None:
+        """Record a batch's outcomes in one transaction (only where the claim is still ours)."""
+        now = self.clock()
+        begin_write()
+        self._endpoints: dict[str, WebhookEndpoint | None] = {}
+        lines = []
+        for each, outcome in done:
+            values: dict = {
+                "attempts": each.attempt,
+                "claim": None,
+                "first_attempt_at": each.first_attempt_at or now,
+                "last_attempt_at": now,
+                "last_status_code": outcome.status_code,
+                "last_error": outcome.error[:500],
+                "last_duration_ms": outcome.duration_ms,
+                "last_response": outcome.response,
+            }
+            if outcome.delivered:
+                values |= {"status": DeliveryStatus.SUCCEEDED.value, "delivered_at": now}
+                values["next_attempt_at"] = None
+                result = "succeeded"
+            else:
+                retry_at = now + next_delay(each.attempt, self.rng)
+                if retry_at > each.created_at + WINDOW:
+                    values |= {"status": DeliveryStatus.FAILED.value, "next_attempt_at": None}
+                    result = "failed"
+                else:
+                    values["next_attempt_at"] = retry_at
+                    result = "retrying"
+            written = db.session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id == each.delivery_id, WebhookDelivery.claim == each.claim)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if written:
+                self._endpoint_after(
+                    each,
+                    outcome,
+                    now,
+                    given_up=result == "failed",
+                    since=each.first_attempt_at or now,
+                )
+            lines.append(
+                {
+                    "delivery": each.delivery_id,
+                    "endpoint": each.endpoint_id,
+                    "event_type": each.event_type,
+                    "attempt": each.attempt,
+                    "result": result if written else "claim_lost",
+                    "status": outcome.status_code,
+                    "error": outcome.error or None,
+                    "duration_ms": outcome.duration_ms,
+                }
+            )
+        db.session.commit()
+        for line in lines:
+            deliveries_log.info(json.dumps(line, separators=(",", ":")))
+
+    def _endpoint_after(
+        self, each: Claimed, outcome: Outcome, now: datetime, *, given_up: bool, since: datetime
+    ) -> None:
+        """Track the endpoint's failures; disable it once every delivery failed for 3 days:
+        its first failure since the last success is 3 days old, or a delivery just spent its
+        whole window failing with no success since its first attempt."""
+        endpoint = self._endpoints.get(each.endpoint_id)
+        if endpoint is None:  # read fresh once per batch; this transaction's changes stay
+            endpoint = db.session.get(WebhookEndpoint, each.endpoint_id, populate_existing=True)
+            self._endpoints[each.endpoint_id] = endpoint
+        if endpoint is None:
+            return
+        if outcome.delivered:
+            endpoint.failing_since = None
+            return
+        if endpoint.failing_since is None:
+            endpoint.failing_since = now
+        failing = endpoint.failing_since
+        if endpoint.enabled and (now - failing >= WINDOW or (given_up and failing <= since)):
+            started = rfc3339(failing)
+            endpoint.enabled = False
+            endpoint.disabled_reason = (
+                f"Every delivery failed from {started} for 3 days, so the service disabled it. "
+                "Enable it again once it answers."
+            )
+            endpoint.updated_at = now
+            db.session.execute(
+                update(WebhookDelivery)
+                .where(
+                    WebhookDelivery.endpoint_id == endpoint.id,
+                    WebhookDelivery.status == DeliveryStatus.PENDING.value,
+                )
+                .values(
+                    status=DeliveryStatus.FAILED.value,
+                    next_attempt_at=None,
+                    claim=None,
+                    last_error="The endpoint was disabled.",
+                )
+                .execution_options(synchronize_session=False)
+            )
+            EventLog(Actor.system(each.organization_id), now).add(
+                "webhook_endpoint.disabled", endpoint=endpoint.id, failing_since=started
+            )
+            log.warning("webhook endpoint %s disabled: failing since %s", endpoint.id, started)
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, *, poll: float, burst: bool = False) -> int:
+        """Work until ``stop`` is set (or, with ``burst``, until nothing is due); return how
+        many attempts were made."""
+        total = 0
+        while not stop.is_set():
+            try:
+                done = self.run_once()
+            except Exception:  # noqa: BLE001 - a database hiccup must not end the worker
+                log.exception("webhook worker: a pass failed; trying again")
+                db.session.rollback()
+                done = 0
+                if burst:
+                    raise
+            total += done
+            if done == 0:
+                if burst:
+                    break
+                stop.wait(poll)
+        self.sender.close()
+        return total
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT: the worker finishes the delivery in hand, then stops."""
+    stop = threading.Event()
+
+    def handle(signum, frame):  # noqa: ARG001
+        log.info("webhook worker: stopping after the delivery in hand")
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop
+
+
+@dataclass(frozen=True)
+class Backlog:
+    due: int
+    scheduled: int
+    oldest_due: datetime | None
+    failed_last_day: int
+    succeeded_last_day: int
+    disabled_endpoints: int
+
+
+def backlog(now: datetime | None = None) -> Backlog:
+    """What the workers have before them (``webhooks status``)."""
+    now = now or utcnow()
+    pending = WebhookDelivery.status == DeliveryStatus.PENDING.value
+    due = db.session.execute(
+        select(func.count(), func.min(WebhookDelivery.next_attempt_at)).where(
+            pending, WebhookDelivery.next_attempt_at <= now
+        )
+    ).one()
+    scheduled = db.session.execute(
+        select(func.count()).where(pending, WebhookDelivery.next_attempt_at > now)
+    ).scalar_one()
+    day = now - timedelta(days=1)
+
+    def finished(status: DeliveryStatus) -> int:
+        return db.session.execute(
+            select(func.count()).where(
+                WebhookDelivery.status == status.value, WebhookDelivery.last_attempt_at >= day
+            )
+        ).scalar_one()
+
+    disabled = db.session.execute(
+        select(func.count()).where(
+            WebhookEndpoint.enabled.is_(False), WebhookEndpoint.disabled_reason != ""
+        )
+    ).scalar_one()
+    return Backlog(
+        due=due[0],
+        scheduled=scheduled,
+        oldest_due=due[1],
+        failed_last_day=finished(DeliveryStatus.FAILED),
+        succeeded_last_day=finished(DeliveryStatus.SUCCEEDED),
+        disabled_endpoints=disabled,
+    )
