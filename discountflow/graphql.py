@@ -44,6 +44,7 @@ from graphql import (
     Undefined,
     get_nullable_type,
     is_leaf_type,
+    is_non_null_type,
 )
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from strawberry.extensions import SchemaExtension
@@ -162,29 +163,54 @@ class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
     errors and nulls are exactly what it makes of them.
     """
 
-    def execute_field(self, parent_type, source, field_details_list, path, position_context):
-        plain = _plain_leaves(self.schema).get(
-            (parent_type.name, field_details_list[0].node.name.value)
-        )
+    def execute_fields(self, parent_type, source, path, grouped_field_set, position_context):
         middleware = self.middleware_manager
-        if plain is not None and (middleware is None or not middleware.middlewares):
-            attribute, serialize = plain
-            value = getattr(source, attribute, None)
-            if value is not None:
-                try:
-                    serialized = serialize(value)
-                except Exception:  # noqa: BLE001 - graphql-core says what was wrong, below
-                    serialized = None
-                if serialized is not None and serialized is not Undefined:
-                    return serialized
-        return super().execute_field(
-            parent_type, source, field_details_list, path, position_context
-        )
+        if middleware is not None and middleware.middlewares:
+            return super().execute_fields(
+                parent_type, source, path, grouped_field_set, position_context
+            )
+        plain = _plain_leaves(self.schema)
+        type_name = parent_type.name
+        results: dict[str, Any] = {}
+        others: dict[str, Any] = {}
+        for response_name, field_details_list in grouped_field_set.items():
+            leaf = plain.get((type_name, field_details_list[0].node.name.value))
+            if leaf is not None:
+                attribute, serialize, nullable = leaf
+                value = getattr(source, attribute, Undefined)
+                if value is None and nullable:
+                    results[response_name] = None
+                    continue
+                if value is not None and value is not Undefined:
+                    try:
+                        serialized = serialize(value)
+                    except Exception:  # noqa: BLE001 - graphql-core says what was wrong, below
+                        serialized = None
+                    if serialized is not None and serialized is not Undefined:
+                        results[response_name] = serialized
+                        continue
+            results[response_name] = None  # keeps the order of the selection
+            others[response_name] = field_details_list
+        if not others:
+            return results
+        done = super().execute_fields(parent_type, source, path, others, position_context)
+        if self.is_awaitable(done):
+
+            async def merged() -> dict[str, Any]:
+                results.update(await done)
+                return results
+
+            return merged()
+        results.update(done)
+        return results
 
 
 @cache
-def _plain_leaves(graphql_schema: GraphQLSchema) -> dict[tuple[str, str], tuple[str, Any]]:
-    """(type, field) → (the attribute it reads, its type's serializer), for plain leaves."""
+def _plain_leaves(
+    graphql_schema: GraphQLSchema,
+) -> dict[tuple[str, str], tuple[str, Any, bool]]:
+    """(type, field) → (the attribute it reads, its type's serializer, whether it may be
+    null), for plain leaves."""
     plain = {}
     for type_name, graphql_type in graphql_schema.type_map.items():
         if type_name.startswith("__") or not isinstance(graphql_type, GraphQLObjectType):
@@ -198,7 +224,11 @@ def _plain_leaves(graphql_schema: GraphQLSchema) -> dict[tuple[str, str], tuple[
                 and not field.args
                 and is_leaf_type(leaf)
             ):
-                plain[(type_name, field_name)] = (definition.python_name, leaf.serialize)
+                plain[(type_name, field_name)] = (
+                    definition.python_name,
+                    leaf.serialize,
+                    not is_non_null_type(field.type),
+                )
     return plain
 
 

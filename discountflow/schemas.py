@@ -218,20 +218,39 @@ class Out(BaseModel):
 
     @classmethod
     def of(cls, source: Any, **values: Any) -> Self:
-        for name, field in cls.model_fields.items():
+        for name, attribute, fixed, nested in cls._plan():
             if name in values:
                 continue
-            attribute = cls.sources.get(name, name)
+            if fixed is not _MISSING:  # the type name: one value it can have
+                values[name] = fixed
+                continue
             value = getattr(source, attribute, _MISSING)
             if value is not _MISSING:
                 values[name] = value
-            elif name == "object":
-                (values[name],) = get_args(field.annotation)
-            elif isinstance(field.annotation, type) and issubclass(field.annotation, Out):
-                values[name] = field.annotation.of(source)
+            elif nested is not None:
+                values[name] = nested.of(source)
             else:
                 raise AttributeError(f"{cls.__name__}.{name}: the source has no {attribute!r}")
         return cls.model_validate(values)
+
+    @classmethod
+    def _plan(cls) -> tuple[tuple[str, str, Any, type[Out] | None], ...]:
+        """How each field is read: (name, source attribute, fixed value, nested model)."""
+        plan = cls.__dict__.get("_of_plan")
+        if plan is None:
+            plan = []
+            for name, field in cls.model_fields.items():
+                fixed = get_args(field.annotation)[0] if name == "object" else _MISSING
+                annotation = field.annotation
+                nested = (
+                    annotation
+                    if isinstance(annotation, type) and issubclass(annotation, Out)
+                    else None
+                )
+                plan.append((name, cls.sources.get(name, name), fixed, nested))
+            plan = tuple(plan)
+            type.__setattr__(cls, "_of_plan", plan)
+        return plan
 
 
 class ActorOut(Out):
