@@ -7,6 +7,7 @@ through. With a shared storage (``RATELIMIT_STORAGE_URI=redis://…``) the worke
 """
 
 import os
+import tempfile
 
 _storage = os.environ.get("RATELIMIT_STORAGE_URI") or "memory://"
 _shared_storage = not _storage.startswith("memory://")
@@ -24,6 +25,44 @@ graceful_timeout = 30
 # id and the API key's public id (discountflow/operations.py); gunicorn's own is off.
 accesslog = None
 errorlog = "-"
+
+
+# Prometheus (GET /metrics, discountflow/metrics.py): each worker counts in its own files in one
+# folder, which a scrape adds up. Set before any worker imports prometheus_client; a folder of
+# our own unless PROMETHEUS_MULTIPROC_DIR names one (the webhook worker may share it).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="discountflow-metrics-")
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def on_starting(server):
+    """Begin the counts at zero: remove the files of processes that are gone (those of a live
+    one, such as a webhook worker sharing the folder, stay)."""
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    removed = 0
+    for name in os.listdir(folder):
+        pid = name.removesuffix(".db").rsplit("_", 1)[-1]
+        if name.endswith(".db") and not (pid.isdigit() and _alive(int(pid))):
+            os.remove(os.path.join(folder, name))
+            removed += 1
+    server.log.info("metrics: counting in %s (%d stale files removed)", folder, removed)
+
+
+def child_exit(server, worker):
+    """A worker is gone: its live gauges stop counting (its counters still add up)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def when_ready(server):

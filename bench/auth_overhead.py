@@ -9,7 +9,11 @@ Python keep-alive client. It prints:
 * the ratio of DiscountFlow's throughput to the baseline's (target ≥ 0.80);
 * valid-key throughput while 100 requests per second arrive with invalid keys — well-formed
   keys with a real lookup id and a wrong secret, the kind only bcrypt can refuse — as a ratio
-  of the undisturbed figure (target ≥ 0.80).
+  of the undisturbed figure (target ≥ 0.80);
+* the cost of the Prometheus metrics (``METRICS_TOKEN`` set: every request counted and timed,
+  in gunicorn's multiprocess mode) as the ratio of ``GET /v2/me`` with metrics to without, in
+  ``--pairs`` alternating pairs on two servers pinned to the same core (``bench/harness.py``),
+  and the same in CPU per request through the WSGI app (target ≥ 0.95: at most 5 % slower).
 
 The load spreads over 200 keys (100 organizations, each with a full-access and a read-only
 key) so that the documented limit of 500 per minute per key does all its work but never refuses,
@@ -35,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import harness  # noqa: E402
 from discountflow.auth.keys import checksum  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -219,6 +224,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--keys", type=int, default=200, help="API keys the load takes in turn")
+    parser.add_argument("--pairs", type=int, default=7, help="pairs for the metrics figure")
+    parser.add_argument("--pair-seconds", type=float, default=3)
+    parser.add_argument(
+        "--only-metrics", action="store_true", help="measure only the metrics' cost"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="discountflow-bench-"))
@@ -233,7 +243,58 @@ def main() -> None:
     env.pop("WEB_CONCURRENCY", None)
     env.pop("API_RATE_LIMIT", None)
     keys, target = prepare_keys(env, args.keys)
+    if not args.only_metrics:
+        overhead(env, keys, target, args)
+    metrics_cost(env, keys, args)
+    shutil.rmtree(workdir, ignore_errors=True)
 
+
+def metrics_cost(env: dict[str, str], keys: list[str], args: argparse.Namespace) -> None:
+    """``GET /v2/me`` with the metrics on against the same app with them off, paired."""
+    server_cores, load_cores, pinning = harness.cores()
+    me = harness.Request("GET", "/v2/me")
+    metered_env = {**env, "METRICS_TOKEN": "bench-metrics-token-0123456789"}
+    plain, plain_port = harness.serve("app:app", env, server_cores)
+    metered, metered_port = harness.serve("app:app", metered_env, server_cores)
+    try:
+        for port in (plain_port, metered_port):
+            harness.warm(port, keys, me)
+        ratio = harness.paired(
+            lambda: harness.throughput(metered_port, keys, me, args.pair_seconds, load_cores),
+            lambda: harness.throughput(plain_port, keys, me, args.pair_seconds, load_cores),
+            args.pairs,
+        )
+    finally:
+        harness.stop(plain)
+        harness.stop(metered)
+    cpu_env = {**env, "BCRYPT_ROUNDS": "4"}
+    counted_env = {
+        **metered_env,
+        "BCRYPT_ROUNDS": "4",
+        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="discountflow-bench-metrics-"),
+    }
+    plain_cpu, metered_cpu = [], []
+    for number in range(args.pairs):  # alternating processes: metrics are chosen at start
+        order = [(plain_cpu, cpu_env), (metered_cpu, counted_env)]
+        for costs, side_env in order if number % 2 == 0 else reversed(order):
+            costs += harness.cpu_per_request(
+                side_env, keys[:40], [me], pairs=1, on_cores=server_cores
+            )[0]
+    cpu = harness.cpu_ratio(metered_cpu, plain_cpu)
+    print(f"metrics ({pinning}):")
+    print(
+        f"GET /v2/me with metrics vs without  {ratio}  "
+        f"[{ratio.a:,.0f} vs {ratio.b:,.0f} req/s]  target >= 0.95  "
+        f"{'PASS' if ratio.median >= 0.95 else 'FAIL'}"
+    )
+    print(
+        f"CPU per request, with vs without    {cpu}  "
+        f"[{cpu.a:.0f} vs {cpu.b:.0f} µs]  (lower is better; target <= 1.05)"
+    )
+
+
+def overhead(env: dict[str, str], keys: list[str], target: str, args: argparse.Namespace) -> None:
+    """The original figures: rounds of bare Flask, then the app, then the app under a flood."""
     bare_runs, app_runs, flooded_runs, statuses = [], [], [], []
     for round_number in range(1, args.rounds + 1):
         process, port = start("bench.bare_app:app", env)
@@ -274,7 +335,6 @@ def main() -> None:
     print(f"ratio to undisturbed         {flooded / authenticated:8.2f}   (target >= 0.80)")
     refused = {status: statuses.count(status) for status in sorted(set(statuses))}
     print(f"invalid-key responses by status: {refused}")
-    shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -88,7 +88,11 @@ SETTINGS: dict[str, Setting] = {
     "WEBHOOK_TIMEOUT_SECONDS": Setting("WEBHOOK_TIMEOUT_SECONDS", float, 10.0),
     "WEBHOOK_POLL_SECONDS": Setting("WEBHOOK_POLL_SECONDS", float, 1.0),
     "WEBHOOK_LEASE_SECONDS": Setting("WEBHOOK_LEASE_SECONDS", float, 60.0),
+    # GET /metrics: off unless a scrape token is set or loopback scrapes are allowed.
+    "METRICS_TOKEN": Setting("METRICS_TOKEN", str, None),
+    "METRICS_ALLOW_LOOPBACK": Setting("METRICS_ALLOW_LOOPBACK", _boolean, False),
 }
+MIN_METRICS_TOKEN_LENGTH = 16
 
 
 class ConfigurationError(RuntimeError):
@@ -133,6 +137,11 @@ def _finish(app: Flask) -> None:
         raise ConfigurationError("BCRYPT_ROUNDS must be between 4 and 31")
     if int(config["PAGE_CACHE_MB"]) < 0:
         raise ConfigurationError("PAGE_CACHE_MB must be 0 or more")
+    token = config["METRICS_TOKEN"]
+    if token is not None and len(str(token)) < MIN_METRICS_TOKEN_LENGTH:
+        raise ConfigurationError(
+            f"METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters long"
+        )
     config["API_RATE_LIMIT"] = config["API_RATE_LIMIT"] or DEFAULT_API_RATE_LIMITS[environment]
     config["SQLALCHEMY_DATABASE_URI"] = database_url(
         config["SQLALCHEMY_DATABASE_URI"], Path(app.instance_path)

@@ -15,6 +15,7 @@ from flask.globals import request_ctx
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from . import metrics
 from .extensions import db
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class Conflict(DomainError):
 class RateLimited(DomainError):
     status, code = 429, "rate_limit_exceeded"
     message = "Too many requests. Retry after the time in Retry-After."
+    limit = "api_key"  # which limit refused (a label of the metrics)
 
     def __init__(self, retry_after: int, message: str | None = None) -> None:
         super().__init__(message)
@@ -75,6 +77,7 @@ class RateLimited(DomainError):
 
 class TooManyFailedAuthentications(RateLimited):
     message = "Too many failed authentication attempts from this address. Retry later."
+    limit = "authentication"
 
 
 # Codes and messages for HTTP errors raised by routing, Werkzeug or Flask-Limiter.
@@ -159,6 +162,9 @@ def _handle_domain_error(error: DomainError) -> Response:
     response = answer(error.status, error.code, error.message, param=error.param)
     if isinstance(error, RateLimited):
         response.headers["Retry-After"] = str(error.retry_after)
+        metrics.count_rate_limited(error.limit)
+    elif isinstance(error, InvalidApiKey):
+        metrics.count_auth_failure("api_key")
     return response
 
 

@@ -10,10 +10,14 @@
   address and scheme (Werkzeug's ``ProxyFix``), so per-address limits see the client.
 * A database that does not answer gets ``503`` in the documented error shape, and the service
   recovers by itself when it is back (the broken connection is dropped from the pool).
+* ``/metrics`` serves Prometheus (``metrics.py``) to a scraper holding ``METRICS_TOKEN``, or to
+  loopback with ``METRICS_ALLOW_LOOPBACK``; otherwise it does not exist (404).
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
 import re
@@ -22,14 +26,17 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, current_app, g, jsonify, request
+from flask import Blueprint, Flask, abort, current_app, g, jsonify, request
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import metrics
+from .database import utcnow
 from .errors import answer
 from .extensions import db, limiter
 from .ratelimit import STORAGE_ERRORS
+from .webhooks.worker import outbox_backlog
 
 bp = Blueprint("operations", __name__)
 access_log = logging.getLogger("discountflow.access")
@@ -66,6 +73,80 @@ def readyz():
     ready = all(state == "ok" for state in checks.values())
     response = jsonify(status="ready" if ready else "unavailable", **checks)
     response.status_code = 200 if ready else 503
+    return response
+
+
+@bp.get("/metrics")
+@limiter.exempt
+def prometheus_metrics():
+    """Prometheus's scrape: with ``METRICS_TOKEN`` as a Bearer token, or from loopback when
+    ``METRICS_ALLOW_LOOPBACK`` is set; not there at all otherwise. Never an API key."""
+    config = current_app.config
+    token = config["METRICS_TOKEN"]
+    if token:
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            presented.strip().encode(), str(token).encode()
+        ):
+            # JSON for a scraper (this is not a page of the dashboard).
+            response = jsonify(
+                error="invalid_metrics_token", message="Send the metrics token as a Bearer token."
+            )
+            response.status_code = 401
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+    elif not (config["METRICS_ALLOW_LOOPBACK"] and _from_loopback()):
+        abort(404)  # as any URL that does not exist
+    body = metrics.exposition(_figures_now)
+    return current_app.response_class(body, mimetype=None, content_type=metrics.CONTENT_TYPE)
+
+
+def _from_loopback() -> bool:
+    """The scrape comes from this machine itself, not relayed by a proxy on it."""
+    if "X-Forwarded-For" in request.headers or "Forwarded" in request.headers:
+        return False  # a proxy on this box relays someone else's request
+    try:
+        return ipaddress.ip_address(request.remote_addr or "").is_loopback
+    except ValueError:
+        return False
+
+
+def _figures_now():
+    """What a scrape reads from the database: the webhook outbox's backlog."""
+    try:
+        backlog = outbox_backlog(utcnow())
+        db.session.rollback()
+    except (OperationalError, InterfaceError) as error:
+        db.session.rollback()
+        metrics.count_backend_error("database")
+        log.warning("metrics: the outbox backlog could not be read: %s", error.__class__.__name__)
+        return []
+    pending = metrics.GaugeMetricFamily(
+        "discountflow_webhook_outbox_pending",
+        "Webhook deliveries not yet delivered or given up, by whether their attempt is due.",
+        labels=["state"],
+    )
+    pending.add_metric(["due"], backlog.due)
+    pending.add_metric(["scheduled"], backlog.scheduled)
+    oldest = metrics.GaugeMetricFamily(
+        "discountflow_webhook_outbox_oldest_due_seconds",
+        "How long the oldest due delivery has waited for its attempt (0 when none is due).",
+    )
+    waited = (utcnow() - backlog.oldest_due).total_seconds() if backlog.oldest_due else 0
+    oldest.add_metric([], max(0.0, waited))
+    return [pending, oldest]
+
+
+def _measure(response):
+    """Count the request and its duration, by route template (``metrics.observe_request``)."""
+    started = g.get("started")
+    rule = request.url_rule
+    metrics.observe_request(
+        rule.rule if rule is not None else None,
+        request.method,
+        response.status_code,
+        time.perf_counter() - started if started else 0.0,
+    )
     return response
 
 
@@ -122,6 +203,7 @@ def _database_unavailable(error: Exception):
         db.session.rollback()
     except Exception:  # noqa: BLE001 - the connection is already gone
         db.session.remove()
+    metrics.count_backend_error("database")
     log.error("database unavailable on %s %s: %s", request.method, request.path, error)
     if "database is locked" in str(error):  # SQLite: another write held the lock too long
         message = "The database is busy with another change just now. Try again shortly."
@@ -186,6 +268,8 @@ def init_app(app: Flask) -> None:
     app.before_request_funcs.setdefault(None, []).insert(0, _start)
     app.after_request(_relative_redirect)
     app.after_request(_finish)
+    if app.config["METRICS_TOKEN"] or app.config["METRICS_ALLOW_LOOPBACK"]:
+        app.after_request(_measure)
     for error in (OperationalError, InterfaceError):  # refused, dropped, or locked too long
         app.register_error_handler(error, _database_unavailable)
     app.register_error_handler(DataError, _unusable_value)

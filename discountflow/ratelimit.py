@@ -22,6 +22,7 @@ from limits import parse as parse_limit
 from limits.errors import StorageError
 from limits.storage import MemoryStorage
 
+from . import metrics
 from .extensions import limiter
 
 SWEEP_INTERVAL = 1.0
@@ -93,6 +94,7 @@ STORAGE_ERRORS = _storage_errors()
 def storage_unavailable(error: BaseException) -> None:
     """Note (at most every ``WARN_EVERY`` seconds) that the limit storage failed a request."""
     global _last_warning
+    metrics.count_backend_error("redis")
     now = time.monotonic()
     if now - _last_warning >= WARN_EVERY:
         _last_warning = now

@@ -13,7 +13,7 @@ from discountflow.config import SETTINGS, ConfigurationError, database_url
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_VARS = list(SETTINGS)
-GUNICORN_VARS = ["PORT", "HOST", "WEB_CONCURRENCY", "GUNICORN_THREADS"]
+GUNICORN_VARS = ["PORT", "HOST", "WEB_CONCURRENCY", "GUNICORN_THREADS", "PROMETHEUS_MULTIPROC_DIR"]
 
 
 @pytest.fixture
@@ -84,7 +84,13 @@ def test_dotenv_file(environ, tmp_path):
 
 @pytest.mark.parametrize(
     "name, value",
-    [("DISCOUNTFLOW_ENV", "prod"), ("BCRYPT_ROUNDS", "many"), ("BCRYPT_ROUNDS", "3")],
+    [
+        ("DISCOUNTFLOW_ENV", "prod"),
+        ("BCRYPT_ROUNDS", "many"),
+        ("BCRYPT_ROUNDS", "3"),
+        ("METRICS_TOKEN", "short"),
+        ("METRICS_ALLOW_LOOPBACK", "maybe"),
+    ],
 )
 def test_invalid_values_are_refused(environ, name, value):
     environ.setenv(name, value)
@@ -127,6 +133,8 @@ SAMPLES = {
     "WEBHOOK_TIMEOUT_SECONDS": ("5", "WEBHOOK_TIMEOUT_SECONDS", 5.0),
     "WEBHOOK_POLL_SECONDS": ("0.5", "WEBHOOK_POLL_SECONDS", 0.5),
     "WEBHOOK_LEASE_SECONDS": ("120", "WEBHOOK_LEASE_SECONDS", 120.0),
+    "METRICS_TOKEN": ("t" * 32, "METRICS_TOKEN", "t" * 32),
+    "METRICS_ALLOW_LOOPBACK": ("true", "METRICS_ALLOW_LOOPBACK", True),
 }
 
 

@@ -27,6 +27,7 @@ BASE_MODULES = {
     "errors",
     "extensions",
     "hashing",
+    "metrics",
     "pagination",
     "ratelimit",
     "revisions",

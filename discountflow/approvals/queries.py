@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, exists, false, func, or_, select
 from sqlalchemy.orm import aliased
 
+from .. import metrics
 from ..actors import Actor
 from ..audit.models import Event
 from ..audit.services import events_of_approval
@@ -200,7 +201,9 @@ def approvals_page_json(actor: Actor, query: ApprovalListQuery, page: PageReques
         query.model_dump_json(),
     )
     if revision is not None and (body := cache.get(key, revision, now)) is not None:
+        metrics.count_page_cache(hit=True)
         return body
+    metrics.count_page_cache(hit=False)
     statement = _approvals_page_statement(actor, query, now, _approvals.id)
     rows, has_more = paginate(statement, Approval.__table__, page, scope=visible_to(actor))
     data = ",".join(pages.render(db.session.connection(), [row.id for row in rows], now))

@@ -21,6 +21,7 @@ from flask import current_app
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from .. import metrics
 from ..actors import Actor, writing
 from ..audit.services import EventLog
 from ..database import begin_write, rfc3339, utcnow
@@ -53,8 +54,15 @@ MAX_EXPIRY_DAYS = 3650
 _UNKNOWN_MEMBER_HASH: dict[int, bytes] = {}
 
 
+def _checkpw(secret: bytes, stored: bytes, kind: str) -> bool:
+    """bcrypt's verification, counted (``discountflow_bcrypt_verifications_total``)."""
+    metrics.count_bcrypt(kind)
+    return bcrypt.checkpw(secret, stored)
+
+
 class TooManySignIns(RateLimited):
     message = "Too many attempts. Wait a moment, then try again."
+    limit = "sign_in"
 
 
 def organizations_to_choose_from() -> bool:
@@ -117,8 +125,9 @@ def sign_in(
     secret = password.encode()[: MAX_SECRET_BYTES + 1]
     user = _account(organization, email)
     stored = user.password_hash.encode() if user is not None else _UNKNOWN_MEMBER_HASH[rounds]
-    matches = len(secret) <= MAX_SECRET_BYTES and bcrypt.checkpw(secret, stored)
+    matches = len(secret) <= MAX_SECRET_BYTES and _checkpw(secret, stored, "sign_in")
     if user is None or not matches:
+        metrics.count_auth_failure("sign_in")
         return None  # the reserved attempts stay counted: they failed
     for budget, reservation in reservations:
         budget.release(reservation)
@@ -475,7 +484,7 @@ def _read_key(presented: str, digest: bytes, revision: int | None, client_ip: st
         if cache.is_rejected(digest):
             raise InvalidApiKey()
         reservation = _reserve_a_check(client_ip)
-        if not bcrypt.checkpw(presented.encode(), row.key_hash.encode()):
+        if not _checkpw(presented.encode(), row.key_hash.encode(), "api_key"):
             cache.remember_rejected(digest)
             raise InvalidApiKey()  # the reserved attempt stays counted: it failed
         _give_back(reservation)

@@ -34,6 +34,7 @@ import httpcore
 from flask import current_app
 from sqlalchemy import func, select, update
 
+from .. import metrics
 from ..actors import Actor
 from ..audit.services import EventLog
 from ..database import begin_write, rfc3339, utcnow
@@ -335,6 +336,7 @@ class Worker:
             )
         db.session.commit()
         for line in lines:
+            metrics.count_delivery(line["result"])
             deliveries_log.info(json.dumps(line, separators=(",", ":")))
 
     def _endpoint_after(
@@ -429,9 +431,16 @@ class Backlog:
     disabled_endpoints: int
 
 
-def backlog(now: datetime | None = None) -> Backlog:
-    """What the workers have before them (``webhooks status``)."""
-    now = now or utcnow()
+@dataclass(frozen=True)
+class Outbox:
+    due: int
+    scheduled: int
+    oldest_due: datetime | None
+
+
+def outbox_backlog(now: datetime) -> Outbox:
+    """The pending deliveries, due and scheduled, and the oldest due attempt (two reads of
+    the ``(status, next_attempt_at)`` index: cheap enough for every Prometheus scrape)."""
     pending = WebhookDelivery.status == DeliveryStatus.PENDING.value
     due = db.session.execute(
         select(func.count(), func.min(WebhookDelivery.next_attempt_at)).where(
@@ -441,6 +450,13 @@ def backlog(now: datetime | None = None) -> Backlog:
     scheduled = db.session.execute(
         select(func.count()).where(pending, WebhookDelivery.next_attempt_at > now)
     ).scalar_one()
+    return Outbox(due=due[0], scheduled=scheduled, oldest_due=due[1])
+
+
+def backlog(now: datetime | None = None) -> Backlog:
+    """What the workers have before them (``webhooks status``)."""
+    now = now or utcnow()
+    outbox = outbox_backlog(now)
     day = now - timedelta(days=1)
 
     def finished(status: DeliveryStatus) -> int:
@@ -456,9 +472,9 @@ def backlog(now: datetime | None = None) -> Backlog:
         )
     ).scalar_one()
     return Backlog(
-        due=due[0],
-        scheduled=scheduled,
-        oldest_due=due[1],
+        due=outbox.due,
+        scheduled=outbox.scheduled,
+        oldest_due=outbox.oldest_due,
         failed_last_day=finished(DeliveryStatus.FAILED),
         succeeded_last_day=finished(DeliveryStatus.SUCCEEDED),
         disabled_endpoints=disabled,
