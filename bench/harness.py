@@ -134,33 +134,57 @@ def throughput(
     connections: int = 16,
 ) -> float:
     """Requests per second with ``wrk``, the keys taken in turn; any non-2xx ends the run."""
+    out = run_wrk(
+        port,
+        WRK_SCRIPT,
+        {"BENCH_KEYS_FILE": "\n".join(keys) + "\n"},
+        {"BENCH_METHOD": request.method, "BENCH_PATH": request.path, "BENCH_BODY": request.body},
+        seconds,
+        on_cores,
+        connections,
+        f"{request.method} {request.path}",
+    )
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def run_wrk(
+    port: int,
+    script: str,
+    files: dict[str, str],
+    env: dict[str, str],
+    seconds: float,
+    on_cores: set[int] | None,
+    connections: int,
+    what: str,
+) -> str:
+    """Run ``wrk`` with a Lua script against the port; ``files`` are written to a temporary
+    folder and their paths passed in the environment variables they are named by. Returns
+    wrk's report; any non-2xx or socket error ends the run."""
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed (apt-get install wrk)")
     workdir = Path(tempfile.mkdtemp(prefix="discountflow-wrk-"))
     try:
-        (workdir / "keys.txt").write_text("\n".join(keys) + "\n")
-        (workdir / "load.lua").write_text(WRK_SCRIPT)
-        command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
-        command += ["-s", str(workdir / "load.lua"), f"http://127.0.0.1:{port}"]
+        paths = {}
+        for name, text in files.items():
+            path = workdir / name.lower()
+            path.write_text(text)
+            paths[name] = str(path)
+        (workdir / "load.lua").write_text(script)
+        command = ["wrk", "-t1", f"-c{connections}", "--timeout", "10s"]
+        command += [f"-d{max(1, round(seconds))}s", "-s", str(workdir / "load.lua")]
         out = subprocess.run(
-            command,
+            [*command, f"http://127.0.0.1:{port}"],
             capture_output=True,
             text=True,
             check=True,
             preexec_fn=(lambda: os.sched_setaffinity(0, on_cores)) if on_cores else None,
-            env={
-                **os.environ,
-                "BENCH_KEYS_FILE": str(workdir / "keys.txt"),
-                "BENCH_METHOD": request.method,
-                "BENCH_PATH": request.path,
-                "BENCH_BODY": request.body,
-            },
+            env={**os.environ, **paths, **env},
         ).stdout
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if "Non-2xx" in out or "Socket errors" in out:
-        raise SystemExit(f"{request.method} {request.path}: errors during the run:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        raise SystemExit(f"{what}: errors during the run:\n{out}")
+    return out
 
 
 # --- pairs ---------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -155,29 +154,16 @@ def seed(env: dict[str, str], approvals: int, receiver_url: str) -> dict:
 
 def approve_throughput(port: int, side: dict, seconds: float, on_cores) -> float:
     """Approvals per second for one side, each request approving the next pending approval."""
-    workdir = Path(tempfile.mkdtemp(prefix="discountflow-wrk-"))
-    try:
-        (workdir / "ids.txt").write_text("\n".join(side["ids"]) + "\n")
-        (workdir / "load.lua").write_text(WRK_SCRIPT)
-        command = ["wrk", "-t1", "-c8", "--timeout", "10s", f"-d{max(1, round(seconds))}s"]
-        command += ["-s", str(workdir / "load.lua"), f"http://127.0.0.1:{port}"]
-        out = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            check=True,
-            preexec_fn=(lambda: os.sched_setaffinity(0, on_cores)) if on_cores else None,
-            env={
-                **os.environ,
-                "BENCH_IDS_FILE": str(workdir / "ids.txt"),
-                "BENCH_KEY": side["key"],
-                "BENCH_OFFSET": str(side["offset"]),
-            },
-        ).stdout
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise SystemExit(f"approve: errors during the run:\n{out}")
+    out = harness.run_wrk(
+        port,
+        WRK_SCRIPT,
+        {"BENCH_IDS_FILE": "\n".join(side["ids"]) + "\n"},
+        {"BENCH_KEY": side["key"], "BENCH_OFFSET": str(side["offset"])},
+        seconds,
+        on_cores,
+        8,
+        "approve",
+    )
     done = int(re.search(r"(\d+) requests in", out).group(1))
     side["offset"] += done + MARGIN
     if side["offset"] >= len(side["ids"]):

@@ -876,7 +876,7 @@ def _shapes():
         "Product": (products.ProductOut, set()),
         "Price": (products.PriceOut, set()),
         "WebhookEndpoint": (webhooks.EndpointOut, {"deliveries"}),
-        "WebhookEndpointWithSecret": (webhooks.EndpointWithSecretOut, set()),
+        "WebhookEndpointWithSecret": (webhooks.EndpointWithSecretOut, {"deliveries"}),
         "WebhookDelivery": (webhooks.DeliveryOut, set()),
         "ApiKeySession": (auth.ApiKeySessionOut, {"id"}),
         "OrganizationRef": (auth.OrganizationRef, set()),

@@ -6,7 +6,6 @@ slot shows) lives in ``services.py``.
 
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -23,7 +22,7 @@ from flask import (
 )
 from flask_login import current_user, login_required, login_user, logout_user
 
-from ..dashboard import current_actor
+from ..dashboard import current_actor, fresh_nonce, nonce_is_fresh, shown_once
 from . import services
 from .forms import GRACE_CHOICES, SLOTS, KeyForm, RollKeyForm, SignInForm, SignOutForm
 from .services import SESSION_ID
@@ -108,25 +107,13 @@ def _owner_only() -> None:
         abort(404)
 
 
-def _fresh_nonce() -> str:
-    nonce = secrets.token_urlsafe(16)
-    session[KEY_NONCE] = nonce
-    return nonce
-
-
-def _consume_nonce(form: KeyForm) -> bool:
-    """A key form works once: resubmitting it (reload, back) must not issue or show a key."""
-    expected = session.pop(KEY_NONCE, None)
-    return expected is not None and secrets.compare_digest(expected, form.nonce.data or "")
-
-
 @bp.get("/settings/api-keys")
 @login_required
 def api_keys():
     """The API tab: each slot's status, last use, dates, last four; generate, roll, revoke."""
     _owner_only()
     slots = services.key_slots(current_actor())
-    nonce = _fresh_nonce()
+    nonce = fresh_nonce(KEY_NONCE)
     return render_template(
         "auth/api_keys.html",
         title="API Keys",
@@ -140,13 +127,8 @@ def api_keys():
 
 
 def _reveal(api_key, key: str, previous: str):
-    """Show a new key once. The page is not stored, and nothing in its URL repeats it."""
-    response = current_app.make_response(
-        render_template("auth/api_key_created.html", api_key=api_key, key=key, previous=previous)
-    )
-    response.headers["Cache-Control"] = "no-store, max-age=0"
-    response.headers["Pragma"] = "no-cache"
-    return response
+    """Show a new key once."""
+    return shown_once("auth/api_key_created.html", api_key=api_key, key=key, previous=previous)
 
 
 def _used_form_again():
@@ -160,7 +142,7 @@ def generate_key():
     """Generate a slot's key; the slot's previous key stops working at once."""
     _owner_only()
     form = KeyForm()
-    if not form.validate() or not _consume_nonce(form):
+    if not form.validate() or not nonce_is_fresh(KEY_NONCE, form.nonce.data):
         return _used_form_again()
     api_key, key = services.generate_key(current_actor(), read_only=form.slot.data == "read_only")
     return _reveal(api_key, key, "Any previous key of this slot stopped working.")
@@ -172,7 +154,7 @@ def roll_key():
     """Issue a new key and keep the current one working for a grace period."""
     _owner_only()
     form = RollKeyForm()
-    if not form.validate() or not _consume_nonce(form):
+    if not form.validate() or not nonce_is_fresh(KEY_NONCE, form.nonce.data):
         return _used_form_again()
     grace = timedelta(hours=int(form.grace_hours.data))
     api_key, key = services.roll_key(

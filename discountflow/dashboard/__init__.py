@@ -9,13 +9,24 @@ all, see ``api.SessionInterface``).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import humanize
-from flask import Flask, Response, current_app, flash, redirect, request, session, url_for
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user
 from markupsafe import Markup
 from pydantic import BaseModel
@@ -92,6 +103,28 @@ def _navigation() -> dict:
 def current_actor() -> Actor:
     """The signed-in member, acting from the dashboard."""
     return Actor.for_user(current_user, Surface.DASHBOARD)
+
+
+def fresh_nonce(name: str) -> str:
+    """A one-time token for a form that reveals a secret, remembered in the session."""
+    nonce = secrets.token_urlsafe(16)
+    session[name] = nonce
+    return nonce
+
+
+def nonce_is_fresh(name: str, presented: str | None) -> bool:
+    """Whether a form's one-time token is the one issued (and spend it): a reload or going
+    back must not issue or show a second secret."""
+    expected = session.pop(name, None)
+    return expected is not None and secrets.compare_digest(expected, presented or "")
+
+
+def shown_once(template: str, **context: Any) -> Response:
+    """A page that shows a secret once: never stored, and nothing in its URL repeats it."""
+    response = current_app.make_response(render_template(template, **context))
+    response.headers["Cache-Control"] = "no-store, max-age=0"
+    response.headers["Pragma"] = "no-cache"
+    return response
 
 
 def list_query(model: type[BaseModel], page_size: int, query: dict[str, Any]):

@@ -67,17 +67,7 @@ class WebhookEndpoint:
 
 
 @strawberry.type(description="An endpoint with its signing secret: shown once, store it now.")
-class WebhookEndpointWithSecret:
-    id: strawberry.ID
-    url: str
-    description: str
-    events: list[str]
-    enabled: bool
-    disabled_reason: str | None
-    failing_since: DateTime | None
-    previous_secret_expires: DateTime | None
-    created: DateTime
-    updated: DateTime
+class WebhookEndpointWithSecret(WebhookEndpoint):
     secret: str
 
 

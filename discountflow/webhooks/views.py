@@ -6,23 +6,19 @@ Views are thin: a form, one service call, a page. Who may do what is the service
 
 from __future__ import annotations
 
-import secrets
-
 from flask import (
     Blueprint,
     abort,
-    current_app,
     flash,
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 from flask_login import current_user, login_required
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..dashboard import current_actor
+from ..dashboard import current_actor, fresh_nonce, nonce_is_fresh, shown_once
 from ..dashboard.forms import validated
 from ..errors import DomainError
 from ..extensions import db
@@ -56,25 +52,8 @@ def disabled_endpoints_notice() -> dict:
         return {}
 
 
-def _fresh_nonce() -> str:
-    nonce = secrets.token_urlsafe(16)
-    session[NONCE] = nonce
-    return nonce
-
-
-def _nonce_used(form) -> bool:
-    """A form that shows a secret works once: a reload or going back must not show another."""
-    expected = session.pop(NONCE, None)
-    return expected is None or not secrets.compare_digest(expected, form.nonce.data or "")
-
-
 def _reveal(endpoint, secret: str, what: str):
-    response = current_app.make_response(
-        render_template("webhooks/secret.html", endpoint=endpoint, secret=secret, what=what)
-    )
-    response.headers["Cache-Control"] = "no-store, max-age=0"
-    response.headers["Pragma"] = "no-cache"
-    return response
+    return shown_once("webhooks/secret.html", endpoint=endpoint, secret=secret, what=what)
 
 
 def _used_again():
@@ -89,7 +68,7 @@ def index():
     form = EndpointForm()
     status = 200
     if request.method == "POST":
-        if _nonce_used(form):
+        if not nonce_is_fresh(NONCE, form.nonce.data):
             return _used_again()
         if form.validate():
             try:
@@ -103,7 +82,7 @@ def index():
         else:
             status = 400
     endpoints, _ = services.list_endpoints(actor, PageRequest(100))
-    form.nonce.data = _fresh_nonce()
+    form.nonce.data = fresh_nonce(NONCE)
     return render_template(
         "webhooks/index.html", title="Webhooks", form=form, endpoints=endpoints
     ), status
@@ -136,7 +115,7 @@ def show(endpoint_id: str):
     query = DeliveryListQuery(limit=RECENT)
     deliveries, _ = services.list_deliveries(actor, endpoint_id, query, query.page())
     rotate = NonceForm()
-    rotate.nonce.data = _fresh_nonce()
+    rotate.nonce.data = fresh_nonce(NONCE)
     return render_template(
         "webhooks/show.html",
         title=endpoint.url,
@@ -151,7 +130,7 @@ def show(endpoint_id: str):
 def rotate(endpoint_id: str):
     """A new secret, shown once; the previous one signs beside it for 24 hours."""
     form = NonceForm()
-    if _nonce_used(form):
+    if not nonce_is_fresh(NONCE, form.nonce.data):
         return _used_again()
     endpoint, secret = services.rotate_secret(current_actor(), endpoint_id)
     return _reveal(
