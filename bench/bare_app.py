@@ -36,3 +36,8 @@ if os.environ.get("BARE_PAGE"):
     @app.get("/v2/approvals")
     def approvals():
         return PAGE
+
+
+def create_app() -> Flask:
+    """The baseline as a factory, like DiscountFlow's (``bench/harness.py`` builds both so)."""
+    return app

@@ -60,11 +60,6 @@ def upgrade():
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_messages")),
     )
-    with op.batch_alter_table("webhook_messages", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_webhook_messages_organization_id"), ["organization_id"], unique=False
-        )
-
     op.create_table(
         "webhook_deliveries",
         sa.Column("id", sa.String(length=32), nullable=False),
@@ -120,9 +115,6 @@ def downgrade():
         batch_op.drop_index("ix_webhook_deliveries_due")
 
     op.drop_table("webhook_deliveries")
-    with op.batch_alter_table("webhook_messages", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_webhook_messages_organization_id"))
-
     op.drop_table("webhook_messages")
     with op.batch_alter_table("webhook_endpoints", schema=None) as batch_op:
         batch_op.drop_index("ix_webhook_endpoints_organization_created")
