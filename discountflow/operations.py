@@ -204,6 +204,7 @@ def _database_unavailable(error: Exception):
     except Exception:  # noqa: BLE001 - the connection is already gone
         db.session.remove()
     metrics.count_backend_error("database")
+    g.database_unavailable = True  # the page that says so must not need the database either
     log.error("database unavailable on %s %s: %s", request.method, request.path, error)
     if "database is locked" in str(error):  # SQLite: another write held the lock too long
         message = "The database is busy with another change just now. Try again shortly."

@@ -212,6 +212,44 @@ def test_the_api_answers_503_while_the_database_is_down_and_recovers_by_itself(t
         proxy.stop()
 
 
+def test_dashboard_pages_answer_503_while_the_database_is_down(tmp_path):
+    """Found by the fault run (loadtest/): the 503 page loaded the signed-in member again for
+    its menu, failed again, and became a 500."""
+    from .dashboard import sign_in
+
+    with fresh_postgres_database() as database:
+        url = make_url(database)
+        proxy = TcpProxy(url.host, url.port or 5432)
+        proxy.start()
+        through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
+            hide_password=False
+        )
+        app = make_app(tmp_path, SQLALCHEMY_DATABASE_URI=through_proxy)
+        from discountflow.extensions import db
+
+        with app.app_context():
+            db.create_all()
+        create_org(app)
+        client = app.test_client()
+        assert sign_in(client, "owner@acme.example", PASSWORD).status_code in (302, 303)
+        assert client.get("/inbox").status_code == 200
+
+        proxy.stop()
+        for path in ("/inbox", "/approvals", "/settings/webhooks", "/sign-in"):
+            down = client.get(path)
+            assert down.status_code == 503, (path, down.status_code, down.data[:200])
+            assert down.headers["Retry-After"] == "5"
+            assert "The database is not reachable just now." in down.text
+            assert 'aria-label="Main"' not in down.text  # no menu: nobody could be loaded
+
+        proxy.start()
+        assert client.get("/inbox").status_code == 200
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        proxy.stop()
+
+
 def test_on_postgresql_with_redis_a_known_key_costs_no_query_until_keys_change(tmp_path, redis_url):
     from sqlalchemy import event
 

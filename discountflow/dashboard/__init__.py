@@ -21,6 +21,7 @@ from flask import (
     Response,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -62,7 +63,14 @@ def init_app(app: Flask) -> None:
 
 
 def _load_user(user_id: str) -> User | None:
-    """The member of the cookie's dashboard session, while that session is open on the server."""
+    """The member of the cookie's dashboard session, while that session is open on the server.
+
+    While the database is away (``g.database_unavailable``, set by the 503's handler) the page
+    that says so is shown to nobody in particular: loading the member there would fail again
+    and turn the 503 into a 500.
+    """
+    if g.get("database_unavailable"):
+        return None
     lifetime = current_app.permanent_session_lifetime
     return session_member(user_id, session.get(SESSION_ID), lifetime)
 
