@@ -1,7 +1,7 @@
 """The verdicts of a load run: pure functions from what the clients saw (``records.py``), what
 the database holds and what the processes measured, to ``Check`` results.
 
-Nothing here reads a clock or a file: ``run.py`` gathers, these functions judge, and the tests
+Nothing here reads a file or the time: ``run.py`` gathers, these functions judge, and the tests
 feed them fabricated records. A check that cannot be judged from the run (too short, nothing
 of the kind happened) is *skipped* with its reason rather than passed.
 """
@@ -9,6 +9,7 @@ of the kind happened) is *skipped* with its reason rather than passed.
 from __future__ import annotations
 
 import statistics
+import time
 from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -123,6 +124,14 @@ class Observations:
         return seen
 
 
+def clock(moment: float) -> str:
+    """An epoch time as the local clock shows it, to the millisecond (``13:10:27.391``); small
+    numbers (fabricated records' seconds) as they are."""
+    if moment < 1e9:
+        return f"{moment:.3f} s"
+    return time.strftime("%H:%M:%S", time.localtime(moment)) + f".{int(moment % 1 * 1000):03d}"
+
+
 def _examples(items: Sequence[Any], count: int = 3) -> str:
     return "; ".join(str(item) for item in items[:count])
 
@@ -159,7 +168,7 @@ def no_server_errors(requests: Sequence[Request], windows: Sequence[Window]) -> 
         return Check(
             "no 5xx outside the documented 503s",
             False,
-            f"{len(refused)} server errors: {summary}. First at {first.start:.3f}: "
+            f"{len(refused)} server errors: {summary}. First at {clock(first.start)}: "
             f"{first.status} {first.method} {first.name}, body {first.body[:160]!r}",
         )
     note = f"; documented 503s during faults: {sum(allowed.values())}" if allowed else ""
@@ -416,8 +425,9 @@ def over_budget_key(
             Check(
                 "over-budget key: never more than the limit in any window",
                 False,
-                f"{len(over)} requests admitted beyond {limit} per {window:g} s; the first at "
-                f"{request.start:.3f} came after {certain} admissions certainly inside its window",
+                f"{len(over)} requests admitted beyond {limit} per {window:g} s; the first, at "
+                f"{clock(request.start)}, came after {certain} admissions certainly inside its "
+                "window",
             )
         )
     else:
@@ -445,7 +455,7 @@ def over_budget_key(
                 "over-budget key: refused only when its budget was spent",
                 False,
                 f"{len(under)} refusals while fewer than {limit} requests could have been "
-                f"counted; the first at {request.start:.3f} had at most {could} in its window",
+                f"counted; the first at {clock(request.start)} had at most {could} in its window",
             )
         )
     else:
@@ -555,6 +565,8 @@ class Sample:
     rss_mb: float
     fds: int
     sockets: int
+    anon_mb: float = 0.0  # of the RSS: anonymous memory (the heap: where a leak shows)
+    file_mb: float = 0.0  # of the RSS: file-backed pages (a memory-mapped SQLite database)
 
 
 def slope_per_hour(points: Sequence[tuple[float, float]]) -> float:
@@ -592,33 +604,46 @@ def series(samples: Sequence[Sample]) -> dict[tuple[str, int], list[Sample]]:
     return dict(grouped)
 
 
+MEMORY_KINDS = {
+    "rss_mb": "RSS",
+    "anon_mb": "anonymous memory",
+    "file_mb": "file-backed memory",
+}
+
+
 def rss_growth(
     samples: Sequence[Sample],
     started: float,
     warmup: float = 300.0,
     bound_mb_per_hour: float = 5.0,
     minimum_span: float = 300.0,
+    kind: str = "rss_mb",
 ) -> Check:
-    """No process's RSS grew more than ``bound_mb_per_hour`` after the warm-up (a linear fit of
-    the samples after ``warmup`` seconds). Judged only where a process has at least
+    """No process's RSS (or, with ``kind``, its anonymous or file-backed part) grew more than
+    ``bound_mb_per_hour`` after the warm-up (a linear fit of the samples after ``warmup``
+    seconds, with its standard error). Judged only where a process has at least
     ``minimum_span`` seconds of samples after the warm-up — in a shorter run the warm-up
     (imports, caches filling, pools opening) is all there is, and its slope says nothing of a
     leak — else skipped with the slopes reported."""
+    what = MEMORY_KINDS[kind]
     slopes, judged = [], []
     for (role, pid), points in series(samples).items():
         after = [s for s in points if s.t >= started + warmup]
         if len(after) >= 2 and after[-1].t - after[0].t >= minimum_span:
-            points_after = [(s.t, s.rss_mb) for s in after]
+            points_after = [(s.t, float(getattr(s, kind))) for s in after]
             judged.append(
                 (role, pid, slope_per_hour(points_after), slope_error_per_hour(points_after))
             )
         elif len(points) >= 4:  # fewer (a process killed or started by a fault) say nothing
             tail = points[len(points) // 2 :]
-            slopes.append((role, pid, slope_per_hour([(s.t, s.rss_mb) for s in tail])))
+            slopes.append(
+                (role, pid, slope_per_hour([(s.t, float(getattr(s, kind))) for s in tail]))
+            )
+    name = f"{what} flat after warm-up"
     if not judged:
         described = ", ".join(f"{role} {pid}: {slope:+.1f}" for role, pid, slope in slopes)
         return Check(
-            "RSS flat after warm-up",
+            name,
             None,
             f"needs {minimum_span / 60:g} min of samples after a {warmup / 60:g} min warm-up "
             f"(a run of at least {(warmup + minimum_span) / 60:g} min); indicative slopes over "
@@ -629,7 +654,7 @@ def rss_growth(
         f"{role} {pid}: {slope:+.2f} ± {error:.2f}" for role, pid, slope, error in judged
     )
     return Check(
-        "RSS flat after warm-up",
+        name,
         not over,
         f"slopes after {warmup / 60:g} min, MB/h ± standard error (bound "
         f"{bound_mb_per_hour:g}): {described}",

@@ -234,18 +234,25 @@ def _memory_section(report: RunReport) -> list[str]:
         "Sampled every 10 s. Slope: least-squares fit of RSS after the first "
         f"{report.warmup / 60:g} min (over the whole series when shorter), MB per hour.",
         "",
-        "| Process | Samples | RSS first → last (MB) | Slope (MB/h) | fds first → last | "
-        "sockets first → last |",
-        "| --- | ---: | --- | ---: | --- | --- |",
+        "RSS is split into its anonymous part (the heap: where a leak shows) and its "
+        "file-backed part (mapped files, such as SQLite's memory-mapped database, which grows "
+        "as the database does; the OS may drop those pages at any time).",
+        "",
+        "| Process | Samples | RSS first → last (MB) | RSS slope (MB/h) | anonymous first → last |"
+        " anonymous slope | file-backed first → last | fds first → last | sockets first → last |",
+        "| --- | ---: | --- | ---: | --- | ---: | --- | --- | --- |",
     ]
     for (role, pid), points in series(report.samples).items():
         after = [s for s in points if s.t >= report.begin + report.warmup]
         fitted = after if len(after) >= 2 else points
-        slope = slope_per_hour([(s.t, s.rss_mb) for s in fitted])
+        rss_slope = slope_per_hour([(s.t, s.rss_mb) for s in fitted])
+        anon_slope = slope_per_hour([(s.t, s.anon_mb) for s in fitted])
+        whole = "" if len(after) >= 2 else " (whole run)"
         first, last = points[0], points[-1]
         lines.append(
             f"| {role} {pid} | {len(points)} | {first.rss_mb:.1f} → {last.rss_mb:.1f} | "
-            f"{slope:+.1f}{'' if len(after) >= 2 else ' (whole run)'} | "
+            f"{rss_slope:+.1f}{whole} | {first.anon_mb:.1f} → {last.anon_mb:.1f} | "
+            f"{anon_slope:+.1f}{whole} | {first.file_mb:.1f} → {last.file_mb:.1f} | "
             f"{first.fds} → {last.fds} | {first.sockets} → {last.sockets} |"
         )
     processes = series(report.samples)
@@ -359,11 +366,17 @@ def write_plots(report: RunReport, folder: Path) -> list[Path]:
     figure, (rss, fds) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     for (role, pid), points in series(report.samples).items():
         times = [s.t - report.begin for s in points]
-        rss.plot(times, [s.rss_mb for s in points], marker=".", label=f"{role} {pid}")
+        line = rss.plot(times, [s.rss_mb for s in points], marker=".", label=f"{role} {pid}")
+        rss.plot(
+            times, [s.anon_mb for s in points], linestyle="--", color=line[0].get_color()
+        )  # its anonymous part
         fds.plot(times, [s.fds for s in points], marker=".", label=f"{role} {pid}")
     shade(rss)
     shade(fds)
-    rss.set(ylabel="RSS (MB)", title="Memory and file descriptors per process")
+    rss.set(
+        ylabel="RSS (MB)",
+        title="Memory (solid: RSS, dashed: its anonymous part) and descriptors per process",
+    )
     fds.set(xlabel="seconds since start", ylabel="open fds")
     rss.legend(fontsize="small")
     figure.tight_layout()

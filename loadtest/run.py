@@ -782,6 +782,9 @@ def judge(
         checks.no_claims_in_progress(state["claims_in_progress"]),
         *checks.over_budget_key(over_budget, limit, window, resets),
         checks.rss_growth(load.samples, load.begin, WARMUP_SECONDS),
+        # The same for the anonymous part alone: where a leak shows. File-backed pages (a
+        # memory-mapped SQLite database read as it grows) are the OS's cache, not a leak.
+        checks.rss_growth(load.samples, load.begin, WARMUP_SECONDS, kind="anon_mb"),
         checks.fds_flat(
             load.samples,
             load.begin,

@@ -1,5 +1,6 @@
-"""Every ``interval`` seconds, the RSS and open file descriptors of every gunicorn worker and
-of the webhook worker (``psutil``; sockets counted apart from files and pipes via ``/proc``)."""
+"""Every ``interval`` seconds, the RSS (and its anonymous and file-backed parts) and open file
+descriptors of every gunicorn worker and of the webhook worker (``psutil``, and ``/proc`` for
+the parts of the RSS and for sockets, counted apart from files and pipes)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,21 @@ def sockets_of(pid: int) -> int:
     return count
 
 
+def resident_parts(pid: int) -> tuple[float, float]:
+    """A process's resident memory split in MB: anonymous (heap) and file-backed (mapped
+    files, such as SQLite's memory-mapped database), from ``/proc/<pid>/status`` (Linux)."""
+    parts = {"RssAnon:": 0.0, "RssFile:": 0.0}
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                name, _, value = line.partition(" ")
+                if name in parts:
+                    parts[name] = int(value.split()[0]) / 1024  # kB
+    except (OSError, ValueError):
+        pass
+    return round(parts["RssAnon:"], 2), round(parts["RssFile:"], 2)
+
+
 def measure(role: str, pid: int) -> Sample | None:
     """One sample of one process, or None if it is gone."""
     try:
@@ -48,7 +64,8 @@ def measure(role: str, pid: int) -> Sample | None:
         fds = process.num_fds()
     except psutil.Error:
         return None
-    return Sample(time.time(), role, pid, round(rss, 2), fds, sockets_of(pid))
+    anon, mapped = resident_parts(pid)
+    return Sample(time.time(), role, pid, round(rss, 2), fds, sockets_of(pid), anon, mapped)
 
 
 class ProcessSampler(threading.Thread):
