@@ -381,6 +381,17 @@ def test_rss_growing_after_the_warm_up_fails_and_a_short_run_is_skipped():
     assert short.passed is None and "at least 10 min" in short.detail
 
 
+def test_growth_of_mapped_pages_alone_fails_rss_but_not_anonymous_memory():
+    """A memory-mapped database read as it grows adds file-backed pages, not heap."""
+    growing_file = [
+        Sample(s.t, s.role, s.pid, s.rss_mb, s.fds, s.sockets, 80.0, s.rss_mb - 80.0)
+        for s in samples("gunicorn-worker", 7, 20.0, 15)
+    ]
+    assert checks.rss_growth(growing_file, 0.0).failed
+    anonymous = checks.rss_growth(growing_file, 0.0, kind="anon_mb")
+    assert anonymous.passed and anonymous.name == "anonymous memory flat after warm-up"
+
+
 def test_descriptors_that_keep_growing_fail():
     steady = samples("gunicorn-worker", 7, 0.0, 3)
     assert checks.fds_flat(steady, 0.0, 60.0).passed
