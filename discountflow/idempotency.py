@@ -5,25 +5,35 @@ key), runs, and stores its status and body. A retry with the same key and the sa
 gets that response back for 24 hours; the same key with another request is refused with 400
 ``idempotency_key_reused``; a retry while the first is still running gets 409. A first
 request that fails with a server error releases its key, since nothing it did was committed.
+When the database itself went away mid-request, the key cannot be released then: the process
+remembers it and releases it with its next claim once the database answers again (found by the
+fault run of ``loadtest/``: the release failed into a 500 and the key stayed claimed).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import threading
 from datetime import datetime, timedelta
 from functools import partial
 
 from flask import Response, g, request
 from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .database import UTCDateTime, begin_write, new_id, utcnow
 from .errors import DomainError, InvalidParameter
 from .extensions import db
 
+log = logging.getLogger(__name__)
 HEADER = "Idempotency-Key"
+DATABASE_AWAY = (OperationalError, InterfaceError)
+# Claims of failed requests this process could not release (the database was away).
+_unreleased: set[str] = set()
+_unreleased_lock = threading.Lock()
 RETENTION = timedelta(hours=24)
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces
 
@@ -71,6 +81,8 @@ def begin(organization_id: str, api_key_id: str) -> Response | None:
             param=HEADER,
         )
     fingerprint = _fingerprint()
+    if _unreleased:
+        _release_leftovers()
     begin_write()
     now = utcnow()
     record = db.session.execute(
@@ -116,13 +128,47 @@ def finish(response: Response) -> Response:
     record_id = g.pop("idempotency_record_id", None)
     if record_id is None:
         return response
-    db.session.rollback()  # whatever the view left behind is not ours to commit
-    begin_write()
-    if response.status_code >= 500:
-        db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == record_id))
-    else:
-        record = db.session.get(IdempotencyKey, record_id)
-        record.status_code = response.status_code
-        record.body = response.get_data(as_text=True)
-    db.session.commit()
+    try:
+        db.session.rollback()  # whatever the view left behind is not ours to commit
+        begin_write()
+        if response.status_code >= 500:
+            db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == record_id))
+        else:
+            record = db.session.get(IdempotencyKey, record_id)
+            record.status_code = response.status_code
+            record.body = response.get_data(as_text=True)
+        db.session.commit()
+    except DATABASE_AWAY as error:
+        _rollback_quietly()
+        if response.status_code >= 500:  # nothing was done: release the key when we can
+            with _unreleased_lock:
+                _unreleased.add(record_id)
+        # (After a success the key stays claimed: releasing it could let a retry act twice.)
+        log.warning("Idempotency-Key not settled, the database is away: %s", type(error).__name__)
     return response
+
+
+def _release_leftovers() -> None:
+    """Release the claims this process could not release while the database was away."""
+    with _unreleased_lock:
+        ids = list(_unreleased)
+    try:
+        begin_write()
+        db.session.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.id.in_(ids), IdempotencyKey.status_code.is_(None)
+            )
+        )
+        db.session.commit()
+    except DATABASE_AWAY:
+        _rollback_quietly()
+        return
+    with _unreleased_lock:
+        _unreleased.difference_update(ids)
+
+
+def _rollback_quietly() -> None:
+    try:
+        db.session.rollback()
+    except DATABASE_AWAY:
+        db.session.remove()

@@ -175,6 +175,46 @@ def test_a_retry_replays_the_first_response(api, world):
     assert _count_approvals(world) == before + 1
 
 
+def test_a_key_claimed_when_the_database_went_away_is_released_when_it_is_back(
+    api, world, monkeypatch
+):
+    """Found by the fault run (loadtest/): the database went away mid-request, releasing the
+    key failed into a 500, and the key stayed claimed (409 to every retry for 24 hours)."""
+    from sqlalchemy.exc import OperationalError
+
+    from discountflow import idempotency
+    from discountflow.approvals import services
+
+    def away(*args, **kwargs):
+        raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+    real_begin_write = idempotency.begin_write
+    calls = []
+
+    def begin_write_then_away(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the claim was taken; settling it finds the database gone
+            away()
+        return real_begin_write(*args, **kwargs)
+
+    before = _count_approvals(world)
+    headers = {"Idempotency-Key": "while-away"}
+    with monkeypatch.context() as patch:
+        patch.setattr(services, "create_approval", away)
+        patch.setattr(idempotency, "begin_write", begin_write_then_away)
+        down = api("POST", "/v2/approvals", json=request_body(10), headers=headers)
+    assert down.status_code == 503, down.get_json()  # not a 500
+    assert down.headers["Retry-After"] == "5"
+    # The database is back: the next claim of this process releases the key first.
+    other = api("POST", "/v2/approvals", json=request_body(5), headers={"Idempotency-Key": "x"})
+    assert other.status_code == 201
+    retry = api("POST", "/v2/approvals", json=request_body(10), headers=headers)
+    assert retry.status_code == 201, retry.get_json()
+    assert "Idempotent-Replayed" not in retry.headers
+    assert _count_approvals(world) == before + 2
+    assert not idempotency._unreleased
+
+
 def test_actions_are_idempotent_too(api, world):
     approval_id = create(world, "rep", 3)
     headers = {"Idempotency-Key": "submit-1"}
