@@ -626,6 +626,8 @@ def rss_growth(
     (imports, caches filling, pools opening) is all there is, and its slope says nothing of a
     leak — else skipped with the slopes reported."""
     what = MEMORY_KINDS[kind]
+    if not any(getattr(sample, kind) > 0 for sample in samples):
+        return Check(f"{what} flat after warm-up", None, f"{what} was not measured here")
     slopes, judged = [], []
     for (role, pid), points in series(samples).items():
         after = [s for s in points if s.t >= started + warmup]

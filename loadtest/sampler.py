@@ -47,10 +47,10 @@ def resident_parts(pid: int) -> tuple[float, float]:
     parts = {"RssAnon:": 0.0, "RssFile:": 0.0}
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                name, _, value = line.partition(" ")
-                if name in parts:
-                    parts[name] = int(value.split()[0]) / 1024  # kB
+            for line in status:  # "RssAnon:\t   23832 kB"
+                fields = line.split()
+                if len(fields) >= 2 and fields[0] in parts:
+                    parts[fields[0]] = int(fields[1]) / 1024  # kB
     except (OSError, ValueError):
         pass
     return round(parts["RssAnon:"], 2), round(parts["RssFile:"], 2)

@@ -4,6 +4,7 @@ fault (PostgreSQL and Redis needed: skipped without them, failed under ``CI``)."
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -390,6 +391,19 @@ def test_growth_of_mapped_pages_alone_fails_rss_but_not_anonymous_memory():
     assert checks.rss_growth(growing_file, 0.0).failed
     anonymous = checks.rss_growth(growing_file, 0.0, kind="anon_mb")
     assert anonymous.passed and anonymous.name == "anonymous memory flat after warm-up"
+    unmeasured = checks.rss_growth(samples("gunicorn-worker", 7, 20.0, 15), 0.0, kind="anon_mb")
+    assert unmeasured.passed is None and "not measured" in unmeasured.detail
+
+
+def test_the_sampler_splits_resident_memory():
+    from loadtest.sampler import measure
+
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs Linux's /proc")
+    sample = measure("test", os.getpid())
+    assert sample is not None and sample.fds > 0
+    assert sample.anon_mb > 0 and sample.file_mb > 0
+    assert abs(sample.anon_mb + sample.file_mb - sample.rss_mb) < 0.05 * sample.rss_mb + 1
 
 
 def test_descriptors_that_keep_growing_fail():
@@ -472,6 +486,12 @@ def test_a_two_minute_one_box_run_passes_every_check(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=False,
+    reason="open defects this run finds (issue 15): an Idempotency-Key claimed by a worker "
+    "killed mid-request stays claimed, and a request can outlive gunicorn's SIGTERM by 10 s; "
+    "two others it found are fixed (the dashboard's 503 page, keys claimed during an outage)",
+)
 def test_a_short_scale_out_run_survives_every_fault(tmp_path):
     from .servers import require_postgres, require_redis
 
