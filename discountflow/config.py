@@ -126,6 +126,10 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
     _finish(app)
 
 
+# libpq's own settings for a PostgreSQL connection (seconds; tcp_user_timeout in ms).
+SERVER_TIMEOUTS = {"connect_timeout": 5, "tcp_user_timeout": 15_000}
+
+
 def _finish(app: Flask) -> None:
     config = app.config
     environment = config["DISCOUNTFLOW_ENV"]
@@ -149,9 +153,20 @@ def _finish(app: Flask) -> None:
     if not config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         # A server database may restart under us: test a pooled connection before using it,
         # so the first request after an outage does not fail on a dead connection.
-        config["SQLALCHEMY_ENGINE_OPTIONS"] = {
-            "pool_pre_ping": True,
-            **config["SQLALCHEMY_ENGINE_OPTIONS"],
+        # And never wait for ever on a network that drops packets instead of refusing them:
+        # connecting gives up after 5 s, and an unanswered write on an open connection after
+        # 15 s (libpq's tcp_user_timeout), so a request ends with the documented 503.
+        options = {"pool_pre_ping": True, **config["SQLALCHEMY_ENGINE_OPTIONS"]}
+        if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+            options["connect_args"] = {**SERVER_TIMEOUTS, **options.get("connect_args", {})}
+        config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    if str(config["RATELIMIT_STORAGE_URI"]).startswith(("redis", "rediss")):
+        # The limiter fails open while Redis is away (ratelimit.py); a Redis that does not
+        # answer at all must not hold the request either.
+        config["RATELIMIT_STORAGE_OPTIONS"] = {
+            "socket_timeout": 0.5,
+            "socket_connect_timeout": 0.5,
+            **config["RATELIMIT_STORAGE_OPTIONS"],
         }
     if not config.get("SECRET_KEY"):
         if environment == "production":

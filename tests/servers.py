@@ -123,6 +123,8 @@ class TcpProxy:
         probe.close()
         self._listener = None
         self._sockets: list = []
+        # A server that hangs: connections stay open and are acknowledged, nothing is answered.
+        self.silent = False
 
     def start(self) -> None:
         import socket
@@ -149,11 +151,11 @@ class TcpProxy:
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source, sink) -> None:
+    def _pipe(self, source, sink) -> None:
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                if not self.silent:
+                    sink.sendall(data)
         except OSError:
             pass
         finally:

@@ -275,3 +275,76 @@ def test_on_postgresql_with_redis_a_known_key_costs_no_query_until_keys_change(t
         with other.app_context():
             auth.revoke_key(owner_actor(organization_id))  # bumps the revision in Redis
         assert client.get("/v2/me", headers=bearer(key)).status_code == 401  # the very next one
+
+
+def _answer_within(seconds: float, call):
+    """``call()``'s result, or a failure when it hangs (the hung thread is left behind)."""
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(call).result(timeout=seconds)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def test_a_redis_that_hangs_does_not_hold_the_api(tmp_path, redis_url):
+    """A Redis that accepts and acknowledges but never answers (a hung server, a network that
+    swallows replies): the limiter gives up after its socket timeout and the API fails open,
+    as it does when Redis refuses connections (found while chasing a request that outlived
+    gunicorn's SIGTERM in the fault run)."""
+    url = make_url(redis_url.replace("redis://", "postgresql://"))  # only to read host and port
+    proxy = TcpProxy(url.host, url.port or 6379)
+    proxy.start()
+    through_proxy = f"redis://127.0.0.1:{proxy.port}/{url.database or 0}"
+    app = make_app(tmp_path, RATELIMIT_STORAGE_URI=through_proxy)
+    _, owner = create_org(app)
+    key = generate_key(app, owner)
+    client = app.test_client()
+    try:
+        assert client.get("/v2/me", headers=bearer(key)).headers["X-RateLimit-Limit"] == "500"
+        proxy.silent = True
+        started = time.monotonic()
+        hung = _answer_within(10, lambda: client.get("/v2/me", headers=bearer(key)))
+        assert hung.status_code == 200
+        assert "X-RateLimit-Limit" not in hung.headers  # served unlimited while Redis is away
+        assert time.monotonic() - started < 3
+        proxy.silent = False
+    finally:
+        proxy.stop()
+
+
+def test_a_postgresql_that_hangs_answers_503_after_the_connect_timeout(tmp_path):
+    """A PostgreSQL server that accepts connections and never answers: a new connection gives
+    up after ``connect_timeout`` (5 s) and the request gets the documented 503, instead of
+    waiting for ever."""
+    with fresh_postgres_database() as database:
+        url = make_url(database)
+        proxy = TcpProxy(url.host, url.port or 5432)
+        proxy.start()
+        through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
+            hide_password=False
+        )
+        app = make_app(tmp_path, SQLALCHEMY_DATABASE_URI=through_proxy)
+        from discountflow.extensions import db
+
+        with app.app_context():
+            db.create_all()
+            assert db.engine.dialect.name == "postgresql"
+        _, owner = create_org(app)
+        key = generate_key(app, owner)
+        client = app.test_client()
+        try:
+            assert client.get("/v2/approvals", headers=bearer(key)).status_code == 200
+            proxy.silent = True
+            with app.app_context():
+                db.engine.dispose()  # the next request opens a new connection
+            started = time.monotonic()
+            hung = _answer_within(30, lambda: client.get("/v2/approvals", headers=bearer(key)))
+            assert hung.status_code == 503
+            assert hung.get_json()["error"] == "service_unavailable"
+            assert time.monotonic() - started < 15
+        finally:
+            proxy.silent = False
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
+            proxy.stop()
