@@ -29,6 +29,7 @@ class DomainError(Exception):
     status = 400
     code = "parameter_invalid"
     message = "The request is invalid."
+    headers: dict[str, str] = {}  # sent with the answer (never changed in place)
 
     def __init__(self, message: str | None = None, *, param: str | None = None) -> None:
         super().__init__(message or self.message)
@@ -160,6 +161,7 @@ def answer(
 def _handle_domain_error(error: DomainError) -> Response:
     db.session.rollback()  # a refusal leaves nothing half-done behind
     response = answer(error.status, error.code, error.message, param=error.param)
+    response.headers.update(error.headers)
     if isinstance(error, RateLimited):
         response.headers["Retry-After"] = str(error.retry_after)
         metrics.count_rate_limited(error.limit)

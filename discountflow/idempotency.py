@@ -8,6 +8,15 @@ request that fails with a server error releases its key, since nothing it did wa
 When the database itself went away mid-request, the key cannot be released then: the process
 remembers it and releases it with its next claim once the database answers again (found by the
 fault run of ``loadtest/``: the release failed into a 500 and the key stayed claimed).
+
+A claim is a lease of ``LEASE``: when the process holding it dies (a worker killed
+mid-request), a retry after the lease takes the key over and runs the request. That is safe
+because every commit of the claiming request marks the claim (``work_committed_at``) in the
+same transaction, and that mark needs the claim to still be its own: a request whose claim was
+taken over cannot commit any more (its commit is refused with 409), and a claim whose work was
+committed is never taken over. The one case left: the work was committed but the process died
+before it stored the response (a window of a millisecond); such a key answers 409 saying so,
+since running the request again would do it twice.
 """
 
 from __future__ import annotations
@@ -19,8 +28,19 @@ import threading
 from datetime import datetime, timedelta
 from functools import partial
 
-from flask import Response, g, request
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, delete, select
+from flask import Response, g, has_request_context, request
+from flask_sqlalchemy.session import Session
+from sqlalchemy import (
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    delete,
+    event,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -35,6 +55,10 @@ DATABASE_AWAY = (OperationalError, InterfaceError)
 _unreleased: set[str] = set()
 _unreleased_lock = threading.Lock()
 RETENTION = timedelta(hours=24)
+# How long a claim stays its request's own without a sign of life from it (see above). Far
+# longer than a request takes; short enough that a client retrying for half a minute after
+# its worker died gets its answer.
+LEASE = timedelta(seconds=10)
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces
 
 
@@ -49,6 +73,25 @@ class IdempotentRequestInProgress(DomainError):
     status, code = 409, "idempotency_key_in_use"
     message = "A request with this Idempotency-Key is still being processed. Retry shortly."
 
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__()
+        self.headers = {"Retry-After": str(max(1, retry_after))}
+
+
+class IdempotentRequestTakenOver(IdempotentRequestInProgress):
+    message = (
+        "This request took too long: a retry with the same Idempotency-Key has taken it over, "
+        "so it was not carried out here."
+    )
+
+
+class IdempotentResponseLost(IdempotentRequestInProgress):
+    message = (
+        "The request with this Idempotency-Key was carried out, but the server stopped before "
+        "it could answer. It will not be carried out again: look up its result, or send a new "
+        "request with a new key."
+    )
+
 
 class IdempotencyKey(db.Model):
     __tablename__ = "idempotency_keys"
@@ -62,6 +105,8 @@ class IdempotencyKey(db.Model):
     status_code: Mapped[int | None] = mapped_column(Integer)  # None while in progress
     body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set in the transaction that commits the request's work: from then on never taken over.
+    work_committed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 def _fingerprint() -> str:
@@ -94,14 +139,19 @@ def begin(organization_id: str, api_key_id: str) -> Response | None:
         db.session.delete(record)
         db.session.flush()
         record = None
+    if record is not None and record.status_code is None and _take_over(record, now):
+        record = None
     if record is not None:
         reused, in_progress = record.fingerprint != fingerprint, record.status_code is None
         response = Response(record.body, status=record.status_code, mimetype="application/json")
+        committed, claimed_at = record.work_committed_at, record.created_at
         db.session.commit()
         if reused:
             raise IdempotencyKeyReused()
+        if in_progress and committed is not None and claimed_at <= now - LEASE:
+            raise IdempotentResponseLost(retry_after=0)
         if in_progress:
-            raise IdempotentRequestInProgress()
+            raise IdempotentRequestInProgress(_seconds_left(claimed_at + LEASE - now))
         response.headers["Idempotent-Replayed"] = "true"
         return response
     record_id = new_id("idk")
@@ -118,9 +168,58 @@ def begin(organization_id: str, api_key_id: str) -> Response | None:
         db.session.commit()
     except IntegrityError as error:  # the same key, claimed a moment ago by a twin request
         db.session.rollback()
-        raise IdempotentRequestInProgress() from error
+        raise IdempotentRequestInProgress(_seconds_left(LEASE)) from error
     g.idempotency_record_id = record_id
     return None
+
+
+def _seconds_left(left: timedelta) -> int:
+    return int(-(-left.total_seconds() // 1))  # rounded up
+
+
+def _take_over(record: IdempotencyKey, now: datetime) -> bool:
+    """Take over a claim whose lease ran out with none of its work committed (its process
+    died): delete it, so that this request claims the key anew. The condition is checked by
+    the DELETE itself, so a claimant committing its work at this very moment wins."""
+    if record.created_at > now - LEASE or record.work_committed_at is not None:
+        return False
+    taken = db.session.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.id == record.id,
+            IdempotencyKey.status_code.is_(None),
+            IdempotencyKey.work_committed_at.is_(None),
+        ),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    if not taken:
+        db.session.refresh(record)
+        return False
+    db.session.expunge(record)
+    log.warning(
+        "Idempotency-Key claim %s taken over: its request left no sign of life for %s",
+        record.id,
+        LEASE,
+    )
+    return True
+
+
+@event.listens_for(Session, "before_commit")
+def _mark_work_committed(session: Session) -> None:
+    """In the transaction committing a claiming request's work, mark its claim: from then on
+    it is never taken over. A claim already taken over refuses the commit (409)."""
+    if not has_request_context():
+        return
+    record_id = g.get("idempotency_record_id")
+    if record_id is None:
+        return
+    marked = session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.id == record_id, IdempotencyKey.status_code.is_(None))
+        .values(work_committed_at=utcnow()),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    if not marked:
+        raise IdempotentRequestTakenOver(_seconds_left(LEASE))
 
 
 def finish(response: Response) -> Response:
@@ -133,10 +232,12 @@ def finish(response: Response) -> Response:
         begin_write()
         if response.status_code >= 500:
             db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == record_id))
-        else:
-            record = db.session.get(IdempotencyKey, record_id)
-            record.status_code = response.status_code
-            record.body = response.get_data(as_text=True)
+        else:  # (a claim taken over, whose request could not commit, is no longer there)
+            db.session.execute(
+                update(IdempotencyKey)
+                .where(IdempotencyKey.id == record_id)
+                .values(status_code=response.status_code, body=response.get_data(as_text=True))
+            )
         db.session.commit()
     except DATABASE_AWAY as error:
         _rollback_quietly()

@@ -309,15 +309,28 @@ def no_stuck_idempotency_keys(observed: Observations) -> Check:
     )
 
 
-def no_claims_in_progress(keys: Sequence[str]) -> Check:
-    """After the run (nothing running any more) no Idempotency-Key is still claimed as "in
-    progress" in the database: such a key answers ``409 idempotency_key_in_use`` to every
-    retry for 24 hours, so its client never learns what became of its request."""
-    if keys:
+def no_claims_in_progress(claims: Sequence[tuple[str, bool]]) -> Check:
+    """After the run (nothing running any more) no Idempotency-Key is stuck "in progress".
+
+    ``claims`` are the keys still claimed, each with whether its request's work was committed.
+    A claim with nothing committed belongs to a request that died (a worker killed): the next
+    retry after the claim's lease takes it over and runs the request, so it is not stuck. A
+    claim whose work was committed but whose answer was never stored answers ``409
+    idempotency_key_in_use`` to every retry for 24 hours: its client never learns the result."""
+    lost = [key for key, committed in claims if committed]
+    if lost:
         return Check(
             "no Idempotency-Key left in progress",
             False,
-            f"{len(keys)} keys still claimed after every request had ended: {_examples(keys)}",
+            f"{len(lost)} keys still claimed after every request had ended, their work "
+            f"committed and their answer lost: {_examples(lost)}",
+        )
+    if claims:
+        return Check(
+            "no Idempotency-Key left in progress",
+            True,
+            f"{len(claims)} claims of requests that died before committing anything, each "
+            "taken over by its next retry once its lease runs out",
         )
     return Check("no Idempotency-Key left in progress", True, "every claim was finished")
 

@@ -360,9 +360,12 @@ def read_database(url: str, ids: list[str]) -> dict[str, Any]:
                     }
                 )
             state["claims_in_progress"] = [
-                row.key
+                (row.key, row.work_committed_at is not None)
                 for row in connection.execute(
-                    text("SELECT key FROM idempotency_keys WHERE status_code IS NULL")
+                    text(
+                        "SELECT key, work_committed_at FROM idempotency_keys "
+                        "WHERE status_code IS NULL"
+                    )
                 )
             ]
             counts = {}

@@ -277,6 +277,125 @@ def test_a_concurrent_duplicate_is_409(api, world):
     assert _count_approvals(world) == before
 
 
+def _claim(world, key: str, body: dict, *, age_seconds: float, work_committed: bool) -> None:
+    """Leave a claim of ``key`` for ``body`` behind, as a request that died mid-way does."""
+    from datetime import timedelta
+
+    from discountflow.database import utcnow
+
+    probe_key = f"probe-{key}"
+    probe = world.app.test_client().post(
+        "/v2/approvals", json=body, headers={**bearer(world.key), "Idempotency-Key": probe_key}
+    )
+    assert probe.status_code == 201
+    with world.app.app_context():
+        probe = db.session.execute(
+            select(IdempotencyKey).where(IdempotencyKey.key == probe_key)
+        ).scalar_one()
+        claimed_at = utcnow() - timedelta(seconds=age_seconds)
+        db.session.add(
+            IdempotencyKey(
+                organization_id=probe.organization_id,
+                key=key,
+                fingerprint=probe.fingerprint,
+                api_key_id=probe.api_key_id,
+                created_at=claimed_at,
+                work_committed_at=claimed_at if work_committed else None,
+            )
+        )
+        db.session.commit()
+
+
+def test_a_claim_still_leased_is_409_with_retry_after(api, world):
+    body = request_body(10)
+    _claim(world, "leased", body, age_seconds=3, work_committed=False)
+    before = _count_approvals(world)
+    response = api("POST", "/v2/approvals", json=body, headers={"Idempotency-Key": "leased"})
+    assert response.status_code == 409
+    assert response.get_json() == {
+        "error": "idempotency_key_in_use",
+        "message": "A request with this Idempotency-Key is still being processed. Retry shortly.",
+    }
+    assert response.headers["Retry-After"] == "7"  # when the lease of 10 s runs out
+    assert _count_approvals(world) == before
+
+
+def test_a_claim_whose_request_died_is_taken_over_after_its_lease(api, world):
+    """Found by the fault run (loadtest/): a worker SIGKILLed mid-request left its key claimed,
+    and every retry got 409 for 24 hours. Nothing of the dead request was committed, so a
+    retry after the lease runs it."""
+    body = request_body(10)
+    _claim(world, "orphan", body, age_seconds=11, work_committed=False)
+    before = _count_approvals(world)
+    headers = {"Idempotency-Key": "orphan"}
+    retry = api("POST", "/v2/approvals", json=body, headers=headers)
+    assert retry.status_code == 201, retry.get_json()
+    assert "Idempotent-Replayed" not in retry.headers
+    assert _count_approvals(world) == before + 1
+    again = api("POST", "/v2/approvals", json=body, headers=headers)
+    assert again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json() == retry.get_json()
+    assert _count_approvals(world) == before + 1
+    with world.app.app_context():
+        claim = db.session.execute(
+            select(IdempotencyKey).where(IdempotencyKey.key == "orphan")
+        ).scalar_one()
+        assert claim.status_code == 201 and claim.work_committed_at is not None
+
+
+def test_a_claim_whose_work_was_committed_is_never_run_again(api, world):
+    """The dead request committed its work but could not store its answer: running it again
+    would do it twice, so the key says what happened instead."""
+    body = request_body(10)
+    _claim(world, "done-unanswered", body, age_seconds=60, work_committed=True)
+    before = _count_approvals(world)
+    response = api(
+        "POST", "/v2/approvals", json=body, headers={"Idempotency-Key": "done-unanswered"}
+    )
+    assert response.status_code == 409
+    assert response.get_json() == {
+        "error": "idempotency_key_in_use",
+        "message": "The request with this Idempotency-Key was carried out, but the server "
+        "stopped before it could answer. It will not be carried out again: look up its result, "
+        "or send a new request with a new key.",
+    }
+    assert _count_approvals(world) == before
+
+
+def test_a_request_whose_claim_was_taken_over_cannot_commit(api, world, monkeypatch):
+    """The lease ran out while the first request was still alive and a retry took its key
+    over: the first one's commit is refused, so the request is carried out once."""
+    from discountflow.approvals import services
+
+    real_create = services.create_approval
+
+    def taken_over_meanwhile(*args, **kwargs):
+        with db.engine.connect() as other:  # the retry, on another connection
+            other.execute(IdempotencyKey.__table__.delete().where(IdempotencyKey.key == "slow"))
+            other.commit()
+        return real_create(*args, **kwargs)
+
+    monkeypatch.setattr(services, "create_approval", taken_over_meanwhile)
+    before = _count_approvals(world)
+    response = api(
+        "POST", "/v2/approvals", json=request_body(10), headers={"Idempotency-Key": "slow"}
+    )
+    assert response.status_code == 409
+    assert response.get_json() == {
+        "error": "idempotency_key_in_use",
+        "message": "This request took too long: a retry with the same Idempotency-Key has "
+        "taken it over, so it was not carried out here.",
+    }
+    assert response.headers["Retry-After"] == "10"
+    assert _count_approvals(world) == before
+    with world.app.app_context():  # nothing of it is left, the claim included
+        assert (
+            db.session.execute(select(IdempotencyKey).where(IdempotencyKey.key == "slow")).first()
+            is None
+        )
+
+
 def test_keys_last_24_hours_and_belong_to_one_organization(app, api, world, monkeypatch):
     from datetime import timedelta
 
