@@ -1,0 +1,76 @@
+"""What an API request does on its cheap path is what it did before: the access line on stdout
+(written straight to the stream), and the per-key rate limit counted in one storage call."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from .conftest import create_org, database_url_for, generate_key, make_app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A process of its own, so that nothing but the service listens to the access log (pytest's
+# log capture would add its handler and send every line through ``logging``).
+REQUESTS = textwrap.dedent(
+    """
+    import json, sys
+    from discountflow import create_app
+
+    database, key = sys.argv[1], sys.argv[2]
+    app = create_app({"TESTING": True, "SECRET_KEY": "x" * 40, "SQLALCHEMY_DATABASE_URI": database,
+                      "BCRYPT_ROUNDS": 4, "TRUSTED_PROXY_COUNT": 1})
+    client = app.test_client()
+    bearer = {"Authorization": "Bearer " + key}
+    statuses = [
+        client.get("/v2/me", headers={**bearer, "X-Forwarded-For": "203.0.113.7"}).status_code,
+        client.get("/v2/caf\\u00e9\\"quoted\\\\?customer=secret-ish", headers={
+            **bearer, "Request-Id": "lb-1.2", "X-Forwarded-For": "198.51.100.9"}).status_code,
+        client.get("/v2/me", headers={"Authorization": "Bearer " + key + "x"}).status_code,
+    ]
+    print(json.dumps(statuses), file=sys.stderr)
+    """
+)
+
+
+def test_access_lines_on_stdout_are_exactly_json_dumps_lines(tmp_path):
+    app = make_app(tmp_path)
+    _, owner = create_org(app)
+    key = generate_key(app, owner)
+    done = subprocess.run(
+        [sys.executable, "-c", REQUESTS, database_url_for(tmp_path), key],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == [200, 404, 401]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3, done.stdout
+    records = [json.loads(line) for line in lines]
+    for line, record in zip(lines, records, strict=True):
+        assert line == json.dumps(record, separators=(",", ":"))  # byte for byte, ASCII-escaped
+        assert list(record) == [
+            "request_id",
+            "method",
+            "path",
+            "status",
+            "duration_ms",
+            "remote_addr",
+            "api_key",
+        ]
+        assert isinstance(record["duration_ms"], float)
+    me, odd, refused = records
+    key_id = "key_" + key.split("_")[2]
+    assert (me["method"], me["path"], me["status"]) == ("GET", "/v2/me", 200)
+    assert (me["remote_addr"], me["api_key"]) == ("203.0.113.7", key_id)
+    assert me["request_id"].startswith("req_") and len(me["request_id"]) == 28
+    assert (odd["path"], odd["status"], odd["request_id"]) == ('/v2/café"quoted\\', 404, "lb-1.2")
+    assert (odd["remote_addr"], odd["api_key"]) == ("198.51.100.9", key_id)
+    assert (refused["status"], refused["api_key"]) == (401, None)
+    assert key not in done.stdout and key.split("_")[3] not in done.stdout
+    assert "secret-ish" not in done.stdout
