@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 import strawberry
 from flask import Blueprint, Flask, current_app, g, request, send_from_directory
 from flask.cli import with_appcontext
@@ -46,6 +47,7 @@ from graphql import (
     is_leaf_type,
     is_non_null_type,
 )
+from graphql.execution.values import get_argument_values
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from strawberry.extensions import SchemaExtension
 from strawberry.flask.views import GraphQLView
@@ -60,9 +62,10 @@ from .approvals import graphql as approvals
 from .audit import graphql as audit
 from .auth import graphql as auth
 from .errors import DomainError, InvalidParameter
-from .graphql_base import SCALARS, Context
+from .graphql_base import SCALARS, SLICED, Context
 from .graphql_limits import Analysis, parse_query
 from .organizations import graphql as organizations
+from .pagination import MAX_LIMIT
 from .products import graphql as products
 from .webhooks import graphql as webhooks
 
@@ -170,11 +173,18 @@ class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 parent_type, source, path, grouped_field_set, position_context
             )
         plain = _plain_leaves(self.schema)
+        sliced = _sliced_lists(self.schema)
         type_name = parent_type.name
         results: dict[str, Any] = {}
         others: dict[str, Any] = {}
         for response_name, field_details_list in grouped_field_set.items():
-            leaf = plain.get((type_name, field_details_list[0].node.name.value))
+            field_name = field_details_list[0].node.name.value
+            leaf = plain.get((type_name, field_name))
+            if leaf is None and (type_name, field_name) in sliced:
+                items = self._plain_list(parent_type, source, field_details_list, sliced)
+                if items is not None:
+                    results[response_name] = items
+                    continue
             if leaf is not None:
                 attribute, serialize, nullable = leaf
                 value = getattr(source, attribute, Undefined)
@@ -203,6 +213,92 @@ class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return merged()
         results.update(done)
         return results
+
+    def _plain_list(self, parent_type, source, field_details_list, sliced) -> list | None:
+        """A list field that slices an attribute of its object (``lineItems(first: 10)``) and
+        selects only plain leaves of its items, completed here in one pass; ``None`` (take
+        graphql-core's path) for anything else: an argument outside 1–100, a fragment deferred,
+        a field that is not a plain leaf, a value that does not serialize."""
+        # The same selection recurs for every object of a page: plan it once per request.
+        plans = self.__dict__.setdefault("_plain_list_plans", {})
+        key = (parent_type.name, id(field_details_list))
+        if key not in plans:
+            plans[key] = (
+                field_details_list,
+                self._plan_plain_list(parent_type, field_details_list, sliced),
+            )
+        plan = plans[key][1]
+        if plan is None:
+            return None
+        attribute, first, readers = plan
+        completed = []
+        for item in getattr(source, attribute)[:first]:
+            values = {}
+            for response_name, item_attribute, serialize, nullable in readers:
+                value = getattr(item, item_attribute, Undefined)
+                if value is None:
+                    if not nullable:
+                        return None
+                    values[response_name] = None
+                    continue
+                if value is Undefined:
+                    return None
+                try:
+                    serialized = serialize(value)
+                except Exception:  # noqa: BLE001 - graphql-core says what was wrong
+                    return None
+                if serialized is None or serialized is Undefined:
+                    return None
+                values[response_name] = serialized
+            completed.append(values)
+        return completed
+
+    def _plan_plain_list(self, parent_type, field_details_list, sliced) -> tuple | None:
+        name = field_details_list[0].node.name.value
+        attribute, item_type = sliced[(parent_type.name, name)]
+        if item_type.is_type_of is not None:
+            return None
+        arguments = get_argument_values(
+            parent_type.fields[name], field_details_list[0].node, self.variable_values
+        )
+        first = arguments.get("first")
+        if type(first) is not int or not 1 <= first <= MAX_LIMIT:
+            return None
+        grouped, defer_usages, _ = self.collect_subfields(item_type, field_details_list)
+        if defer_usages:
+            return None
+        plain = _plain_leaves(self.schema)
+        readers = []
+        for response_name, subfields in grouped.items():
+            leaf = plain.get((item_type.name, subfields[0].node.name.value))
+            if leaf is None:
+                return None
+            readers.append((response_name, *leaf))
+        return attribute, first, readers
+
+
+@cache
+def _sliced_lists(graphql_schema: GraphQLSchema) -> dict[tuple[str, str], tuple[str, Any]]:
+    """(type, field) → (the attribute it slices, its item type), for the list fields declared
+    with ``graphql_base.sliced`` (a non-null list of non-null objects, argument ``first``)."""
+    found = {}
+    for type_name, graphql_type in graphql_schema.type_map.items():
+        if type_name.startswith("__") or not isinstance(graphql_type, GraphQLObjectType):
+            continue
+        for field_name, field in graphql_type.fields.items():
+            definition = (field.extensions or {}).get("strawberry-definition")
+            attribute = (getattr(definition, "metadata", None) or {}).get(SLICED)
+            if attribute is None:
+                continue
+            item = get_nullable_type(get_nullable_type(field.type).of_type)
+            if (
+                is_non_null_type(field.type)
+                and is_non_null_type(get_nullable_type(field.type).of_type)
+                and isinstance(item, GraphQLObjectType)
+                and set(field.args) == {"first"}
+            ):
+                found[(type_name, field_name)] = (attribute, item)
+    return found
 
 
 @cache
@@ -364,9 +460,16 @@ class Endpoint(GraphQLView):
             body["errors"] = [_formatted(error) for error in errors]
         body["extensions"] = {"cost": {"requested": context.cost}}
         media = GRAPHQL_RESPONSE if _wants_graphql_response() else "application/json"
-        return current_app.response_class(
-            json.dumps(body, separators=(",", ":")), status=status, mimetype=media
-        )
+        return current_app.response_class(_dumps(body), status=status, mimetype=media)
+
+
+def _dumps(body: dict[str, Any]) -> bytes | str:
+    """The answer as JSON: orjson's, ten times faster, or the standard library's for what
+    orjson does not write (an integer beyond 64 bits in a JSON value)."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, separators=(",", ":"))
 
 
 def _unexpected(error: GraphQLError) -> bool:

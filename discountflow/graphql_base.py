@@ -116,6 +116,18 @@ def actor(info: Info) -> Actor:
 # --- lists -------------------------------------------------------------------------------------
 
 
+# Metadata of a list field that only slices an attribute of its object (``sliced``).
+SLICED = "discountflow-sliced"
+
+
+def sliced(attribute: str, **options: Any) -> dict[str, Any]:
+    """Options of ``strawberry.field`` for a list field whose resolver only returns
+    ``self.<attribute>[:first]``: the endpoint may then complete it in one pass when its
+    items' selected fields are plain (``discountflow/graphql.py``); the resolver stays the
+    definition, used whenever the lean path does not apply."""
+    return {**options, "metadata": {SLICED: attribute}}
+
+
 def check_first(first: int) -> int:
     """Every list takes ``first``, 1 to 100 (the limits refuse others before execution too)."""
     if not 1 <= first <= MAX_LIMIT:

@@ -20,6 +20,7 @@ from ..graphql_base import (
     actor,
     check_first,
     page,
+    sliced,
     validated,
 )
 from . import levels, queries, services
@@ -126,11 +127,13 @@ class Approval:
     updated: DateTime
 
     # The object is an ApprovalOut: ``self`` below is that object.
-    @strawberry.field
+    @strawberry.field(**sliced("line_items"))
     def line_items(self, first: int) -> list[LineItem]:
         return self.line_items[: check_first(first)]
 
-    @strawberry.field(description="The steps of the current submission, in order.")
+    @strawberry.field(
+        **sliced("steps", description="The steps of the current submission, in order.")
+    )
     def steps(self, first: int) -> list[Step]:
         return self.steps[: check_first(first)]
 
