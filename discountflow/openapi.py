@@ -67,6 +67,8 @@ def respond(result: Any) -> FlaskResponse:
         result, status = result
     if isinstance(result, BaseModel):
         return FlaskResponse(result.model_dump_json(), status=status, mimetype="application/json")
+    if isinstance(result, FlaskResponse) and result.status_code == status:
+        return result  # a finished answer (a rendered page, a cached body): nothing to convert
     return make_response(result, status)
 
 
