@@ -1,40 +1,37 @@
 """Throughput of authenticated ``GET /v2/approvals?limit=20`` against a bare Flask baseline.
 
 Run from the repository root:
-``python bench/approvals_list.py [--seconds 10] [--rounds 3] [--sizes 1000,100000]``
+``python bench/approvals_list.py [--seconds 3] [--pairs 7] [--approvals 100000] [--no-postgres]``
 
-For each size it seeds an SQLite database with that many approvals spread over 50
-organizations (about three line items each, steps for every submitted one, mixed statuses,
-created over the past year), then serves it with the shipped gunicorn configuration (one
-process, gthread) on loopback. In the same run, in alternating rounds, the bare Flask app of
-``bench/bare_app.py`` (``GET /v2/me``) gives the baseline. The load comes from ``wrk`` (a Lua
-script taking the 50 organizations' keys in turn) or, without it, a Python keep-alive client.
+It seeds an SQLite database with ``--approvals`` approvals spread over 50 organizations (about
+three line items each, steps for every submitted one, mixed statuses, created over the past
+year) and checks that a page is right: 200, 20 approvals newest first, each with its line items,
+some with steps — the newest of the key's organization. Organizations, owners and keys are made
+by the services (bcrypt cost 4, the key check is not what is measured); approvals, line items,
+steps, approvers and members are bulk-inserted. Decisions, comments and events are not seeded:
+the list never reads them.
 
-Every page is a full one: 20 approvals with their line items and the steps of their current
-round, the newest of the key's organization. Each size is served two ways:
+Every figure is measured the way ``bench/harness.py`` says: two servers under the shipped
+gunicorn configuration pinned to one core, ``wrk`` pinned to the others, the two sides in
+alternating pairs (A B, B A …), the median of the per-pair ratios with their min–max. The
+baseline is the bare Flask route of ``bench/bare_app.py`` (``GET /v2/me``). It prints:
 
-* ``served``, as shipped: a poll of an organization nobody changed since is answered from the
-  process's memory of rendered pages (``discountflow/approvals/page_cache.py``), which is what
-  an integration polling the list sees;
-* ``rendered``, with that memory off (``PAGE_CACHE_MB=0``): every page is read and rendered from
-  the database, as the first poll after each write is.
-
-It prints, per size and way:
-
-* the ratio of the page's throughput to the baseline's (target ≥ 0.50, for ``served``);
-* the in-process cost of a page (best of five runs through the Flask test client: steadier
-  than throughput on a busy machine);
-* for the larger sizes, the change against the smallest (target: within 10 %, since a page must
-  cost an index range scan, not a scan of the table, and reading it from memory must not
-  depend on the table either).
-
-Organizations, owners and keys are made by the services (bcrypt cost 4, the key check is not
-what is measured); approvals, line items, steps, approvers and members are bulk-inserted.
-Decisions, comments and events are not seeded: the list never reads them.
-
-For reference it also measures the bare app serving a captured copy of a real page (same size,
-re-encoded on every request, no auth, query or shaping): the share of the gap that is simply
-the size of the answer.
+* the page rendered — the memory of rendered pages off (``PAGE_CACHE_MB=0``), as the first poll
+  after each write is — on SQLite, one process, against the bare route (target ≥ 0.35 at
+  100,000 approvals);
+* for reference, the page as shipped on SQLite, where a poll of an organization nobody changed
+  since is answered from the process's memory (``discountflow/approvals/page_cache.py``), and
+  the bare app serving a captured copy of the same page (no auth, query or shaping: the share of
+  the gap that is simply the size of the answer), each against the bare route;
+* the page on PostgreSQL and Redis as a polling integration sees it — the shipped configuration
+  at 2 worker processes, where every page is rendered — against the bare route at 2 workers
+  (target ≥ 0.50). The same approvals are seeded into a scratch database of
+  ``BENCH_POSTGRES_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``);
+  ``BENCH_REDIS_URL`` (default ``redis://127.0.0.1:6379/14``) is flushed. Skipped, saying so,
+  where either does not answer (or with ``--no-postgres``);
+* the in-process CPU per page of each database (``time.process_time`` through the WSGI app, no
+  network) over the bare route's, in alternating fresh processes (on PostgreSQL, the app's
+  process only).
 
 The per-key rate limit still runs on every request, but ``API_RATE_LIMIT`` is raised to
 1000000 per minute: 50 keys at about 1000 requests per second would each pass the documented
@@ -49,8 +46,6 @@ import json
 import os
 import random
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,7 +55,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.auth_overhead import load, organization_with_keys, start, stop  # noqa: E402
+from bench import harness  # noqa: E402
+from bench.auth_overhead import organization_with_keys  # noqa: E402
 
 ORGANIZATIONS = 50
 PAGE = 20
@@ -68,6 +64,7 @@ LIST_PATH = f"/v2/approvals?limit={PAGE}"
 BASELINE_PATH = "/v2/me"  # the bare app's one route
 RATE_LIMIT = "1000000 per minute"
 CHUNK = 20_000  # approvals per transaction while seeding
+APPROVALS = 100_000
 
 # (stored status, share, how it came about)
 STATUS_MIX = [
@@ -347,10 +344,10 @@ def _by_column(rows: list[dict]) -> list[dict]:
     return rows
 
 
-# --- load --------------------------------------------------------------------------------------
+# --- verification ------------------------------------------------------------------------------
 
 
-def verify(port: int, key: str, size: int) -> bytes:
+def verify(port: int, key: str, where: str) -> bytes:
     """One page must be 200 with 20 approvals, each with line items, some with steps."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     connection.request("GET", LIST_PATH, headers={"Authorization": f"Bearer {key}"})
@@ -374,198 +371,183 @@ def verify(port: int, key: str, size: int) -> bytes:
         ):
             problem = "not newest first"
     if problem:
-        raise SystemExit(
-            f"{size:,} approvals: GET {LIST_PATH} is wrong ({problem}):\n{body[:2000]}"
-        )
+        raise SystemExit(f"{where}: GET {LIST_PATH} is wrong ({problem}):\n{body[:2000]}")
     return body
 
 
-def _spread(runs: list[float]) -> str:
-    return f"{min(runs):.0f}-{max(runs):.0f}"
-
-
-def _variation(runs: list[float]) -> float:
-    """How far apart the rounds of one figure are, relative to their median."""
-    return (max(runs) - min(runs)) / statistics.median(runs)
-
-
-def in_process_cost(env: dict[str, str], keys: list[str], pages: int = 500) -> float:
-    """Milliseconds per page through the Flask test client, best of five, in a fresh process.
-
-    No server and no load generator: on a busy machine this moves far less than throughput
-    does, so it is the steadier answer to "does a page cost more in a larger table?".
-    """
-    script = (
-        "import sys, time\n"
-        "from discountflow import create_app\n"
-        "keys = sys.argv[1:]\n"
-        "client = create_app().test_client()\n"
-        "headers = [{'Authorization': 'Bearer ' + key} for key in keys]\n"
-        f"path, pages = {LIST_PATH!r}, {pages}\n"
-        "for h in headers: assert client.get(path, headers=h).status_code == 200\n"
-        "best = float('inf')\n"
-        "for _ in range(5):\n"
-        "    started = time.perf_counter()\n"
-        "    for n in range(pages): client.get(path, headers=headers[n % len(headers)])\n"
-        "    best = min(best, (time.perf_counter() - started) / pages)\n"
-        "print(best * 1000)\n"
+def seeded(env: dict[str, str], approvals: int, where: str) -> list[str]:
+    """Seed ``approvals`` approvals (refusing a short count); return one key per organization."""
+    started = time.monotonic()
+    keys, counts = seed(env, approvals)
+    described = ", ".join(f"{count:,} {label}" for label, count in counts.items())
+    print(
+        f"{where}: seeded {described} in {ORGANIZATIONS} organizations "
+        f"({time.monotonic() - started:.1f} s)",
+        flush=True,
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script, *keys],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return float(out.stdout.strip().splitlines()[-1])
+    if counts["approvals"] != approvals:
+        raise SystemExit(f"{where}: expected {approvals} approvals, found {counts['approvals']}")
+    return keys
 
 
 # --- main --------------------------------------------------------------------------------------
 
-
-# How each size is served: as shipped (a poll of an unchanged organization is served from the
-# process's memory of rendered pages) and with that memory off, every page rendered from the
-# database as it is after each write.
-MODES = {"served": {}, "rendered": {"PAGE_CACHE_MB": "0"}}
+ME = harness.Request("GET", BASELINE_PATH)
+LIST = harness.Request("GET", LIST_PATH)
+PAGE_CPU_COUNT = 300  # pages per CPU run (a page costs milliseconds)
 
 
-def main() -> None:
+def names(approvals: int) -> dict[str, str]:
+    return {
+        "rendered": f"20-approval page rendered (cache miss), {approvals:,} approvals, vs bare",
+        "served": "20-approval page served from memory (cache hit), SQLite, vs bare",
+        "reference": "bare route serving the same page (size only) vs bare",
+        "cpu": "CPU per request 20-approval page rendered (SQLite) over bare route",
+        "postgres": "20-approval page, PostgreSQL + Redis, 2 workers, vs bare at 2 workers",
+        "postgres_cpu": "CPU per request 20-approval page (PostgreSQL + Redis) over bare route",
+    }
+
+
+def main() -> dict[str, harness.Figure]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
+    harness.arguments(parser)
     parser.add_argument(
-        "--sizes", default="1000,100000", help="comma-separated numbers of approvals"
+        "--approvals",
+        type=int,
+        default=APPROVALS,
+        help=f"approvals to seed (default {APPROVALS:,}; at least {ORGANIZATIONS * PAGE:,})",
+    )
+    parser.add_argument(
+        "--no-postgres", action="store_true", help="skip the PostgreSQL + Redis figures"
     )
     args = parser.parse_args()
-    sizes = sorted({int(size) for size in args.sizes.split(",")})
-    if sizes[0] < ORGANIZATIONS * PAGE:
-        parser.error(f"each size needs at least {ORGANIZATIONS * PAGE} approvals (full pages)")
+    if args.approvals < ORGANIZATIONS * PAGE:
+        parser.error(f"--approvals must be at least {ORGANIZATIONS * PAGE} (full pages)")
+    harness.quiet()
+    server_cores, load_cores, pinning = harness.cores()
+    print(f"{pinning}", flush=True)
+    named = names(args.approvals)
+    figures: dict[str, harness.Figure] = {}
 
-    workdir = Path(tempfile.mkdtemp(prefix="discountflow-bench-"))
+    def report(kind: str, figure: harness.Figure) -> None:
+        figures[named[kind]] = figure
+        print(figure.line(named[kind]), flush=True)
+
+    def pair(port_a: int, request_a, port_b: int, request_b, keys: list[str]) -> harness.Ratio:
+        return harness.paired(
+            lambda: harness.throughput(port_a, keys, request_a, args.seconds, load_cores),
+            lambda: harness.throughput(port_b, keys, request_b, args.seconds, load_cores),
+            args.pairs,
+        )
+
+    workdir = Path(tempfile.mkdtemp(prefix="discountflow-bench-approvals-"))
     base_env = {
         **os.environ,
         "SECRET_KEY": "bench",
-        "RATELIMIT_STORAGE_URI": "memory://",
         "BCRYPT_ROUNDS": "4",
         "DISCOUNTFLOW_ENV": "staging",
         "API_RATE_LIMIT": RATE_LIMIT,
     }
-    for variable in ("WEB_CONCURRENCY", "PAGE_CACHE_MB"):
+    for variable in ("WEB_CONCURRENCY", "PAGE_CACHE_MB", "METRICS_TOKEN"):
         base_env.pop(variable, None)
-    cases = [(size, mode) for size in sizes for mode in MODES]
-    process = None
     try:
-        envs, keys = {}, {}
-        for size in sizes:
-            started = time.monotonic()
-            database = {"DATABASE_URL": f"sqlite:///{workdir / f'{size}.sqlite'}"}
-            for mode, settings in MODES.items():
-                envs[size, mode] = {**base_env, **database, **settings}
-            keys[size], counts = seed(envs[size, "served"], size)
-            described = ", ".join(f"{count:,} {label}" for label, count in counts.items())
-            print(
-                f"seeded {described} in {ORGANIZATIONS} organizations "
-                f"({time.monotonic() - started:.1f} s)",
-                flush=True,
-            )
-            if counts["approvals"] != size:
-                raise SystemExit(f"expected {size} approvals, found {counts['approvals']}")
-        for size, mode in cases:
-            process, port = start("app:app", envs[size, mode])
-            page = verify(port, keys[size][0], size)
-            stop(process)
-            process = None
-        (workdir / "page.json").write_bytes(page)
-        bare_env = {**base_env, "BARE_PAGE": str(workdir / "page.json")}
-        print(f"verified: GET {LIST_PATH} returns {PAGE} approvals with line items and steps")
-        page_cost = {case: in_process_cost(envs[case], keys[case[0]]) for case in cases}
+        # --- SQLite, one process ---
+        served_env = {
+            **base_env,
+            "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite'}",
+            "RATELIMIT_STORAGE_URI": "memory://",
+        }
+        rendered_env = {**served_env, "PAGE_CACHE_MB": "0"}
+        keys = seeded(served_env, args.approvals, "SQLite")
+        servers = []
+        try:
+            rendered, rendered_port = harness.serve("app:app", rendered_env, server_cores)
+            servers.append(rendered)
+            served, served_port = harness.serve("app:app", served_env, server_cores)
+            servers.append(served)
+            page = verify(rendered_port, keys[0], "SQLite, rendered")
+            verify(served_port, keys[0], "SQLite, served")
+            (workdir / "page.json").write_bytes(page)
+            bare_env = {**served_env, "BARE_PAGE": str(workdir / "page.json")}
+            bare, bare_port = harness.serve("bench.bare_app:app", bare_env, server_cores)
+            servers.append(bare)
+            print(f"verified: GET {LIST_PATH} returns {PAGE} approvals with line items and steps")
+            for port, request in (
+                (bare_port, ME),
+                (bare_port, LIST),
+                (rendered_port, LIST),
+                (served_port, LIST),
+            ):
+                harness.warm(port, keys, request)
+                harness.throughput(port, keys, request, 1, load_cores)
+            ratio = pair(rendered_port, LIST, bare_port, ME, keys)
+            report("rendered", harness.Figure(ratio, harness.Target(0.35)))
+            report("served", harness.Figure(pair(served_port, LIST, bare_port, ME, keys)))
+            report("reference", harness.Figure(pair(bare_port, LIST, bare_port, ME, keys)))
+        finally:
+            for process in servers:
+                harness.stop(process)
+        ratio = harness.cpu_paired(
+            harness.CpuSide(rendered_env, LIST, count=PAGE_CPU_COUNT),
+            harness.CpuSide(rendered_env, ME, bare=True),
+            keys,
+            args.pairs,
+            server_cores,
+        )
+        report("cpu", harness.Figure(ratio, unit="µs"))
 
-        bare_runs: list[float] = []
-        bare_page_runs: list[float] = []
-        runs: dict[tuple[int, str], list[float]] = {case: [] for case in cases}
-        for round_number in range(1, args.rounds + 1):
-            process, port = start("bench.bare_app:app", bare_env)
-            load(port, keys[sizes[0]], 2, path=BASELINE_PATH)  # warm up
-            bare_runs.append(load(port, keys[sizes[0]], args.seconds, path=BASELINE_PATH))
-            bare_page_runs.append(load(port, keys[sizes[0]], args.seconds, path=LIST_PATH))
-            stop(process)
-            process = None
-            # Alternate the order of the cases from round to round, so none always runs first.
-            for size, mode in cases if round_number % 2 else cases[::-1]:
-                process, port = start("app:app", envs[size, mode])
-                load(port, keys[size], 2, path=LIST_PATH)  # warm up
-                runs[size, mode].append(load(port, keys[size], args.seconds, path=LIST_PATH))
-                stop(process)
-                process = None
-            figures = ", ".join(
-                f"{size:,} {mode} {runs[size, mode][-1]:.0f}" for size, mode in cases
-            )
-            print(
-                f"round {round_number}: bare {bare_runs[-1]:.0f} req/s, bare page "
-                f"{bare_page_runs[-1]:.0f} req/s, {figures} req/s",
-                flush=True,
-            )
+        # --- PostgreSQL and Redis, 2 workers ---
+        reason = "--no-postgres" if args.no_postgres else harness.unreachable()
+        if reason:
+            report("postgres", harness.skipped(reason, harness.Target(0.50)))
+            report("postgres_cpu", harness.skipped(reason, unit="µs"))
+        else:
+            postgres(args, base_env, server_cores, load_cores, report, pair)
     finally:
-        if process is not None:
-            stop(process)
         shutil.rmtree(workdir, ignore_errors=True)
+    harness.save(args.json, figures, pinning)
+    return figures
 
-    bare = statistics.median(bare_runs)
-    bare_page = statistics.median(bare_page_runs)
-    medians = {case: statistics.median(runs[case]) for case in cases}
-    print(
-        f"load generator: {'wrk' if shutil.which('wrk') else 'python'}; "
-        f"{args.rounds} rounds of {args.seconds:.0f} s; medians below"
-    )
-    print(
-        f"bare Flask baseline (GET {BASELINE_PATH})               {bare:8.0f} req/s"
-        f"   rounds {_spread(bare_runs)}"
-    )
-    print(
-        f"bare Flask serving a same-size page (reference)       {bare_page:8.0f} req/s"
-        f"   rounds {_spread(bare_page_runs)}   ratio {bare_page / bare:.2f}"
-    )
-    verdicts = []
-    for size, mode in cases:
-        ratio = medians[size, mode] / bare
-        target = ""
-        if mode == "served":
-            verdicts.append((f"ratio >= 0.50 at {size:,} approvals", ratio >= 0.50, f"{ratio:.2f}"))
-            target = "   (target >= 0.50)"
-        print(
-            f"GET {LIST_PATH}, {size:>7,} approvals, {mode:8}  {medians[size, mode]:6.0f} req/s"
-            f"   rounds {_spread(runs[size, mode])}   ratio {ratio:.2f}{target}"
-        )
-    for size, mode in cases:
-        print(
-            f"in-process cost of a page, {size:>7,} approvals, {mode:8}  "
-            f"{page_cost[size, mode]:6.2f} ms"
-        )
-    smallest = sizes[0]
-    for size in sizes[1:]:
-        for mode in MODES:
-            change = medians[size, mode] / medians[smallest, mode] - 1
-            cost_change = page_cost[size, mode] / page_cost[smallest, mode] - 1
-            verdicts.append(
-                (
-                    f"{size:,} within 10 % of {smallest:,}, {mode}",
-                    abs(change) <= 0.10,
-                    f"{change:+.1%}",
-                )
+
+def postgres(args, base_env, server_cores, load_cores, report, pair) -> None:
+    """The page on PostgreSQL and Redis, as shipped at 2 workers, against bare at 2 workers."""
+    with harness.ScratchPostgres() as database_url:
+        env = {
+            **base_env,
+            "DATABASE_URL": database_url,
+            "RATELIMIT_STORAGE_URI": harness.REDIS,
+            "WEB_CONCURRENCY": "2",
+        }
+        keys = seeded(env, args.approvals, "PostgreSQL")
+        servers = []
+        try:
+            app, app_port = harness.serve("app:app", env, server_cores)
+            servers.append(app)
+            bare, bare_port = harness.serve("bench.bare_app:app", env, server_cores)
+            servers.append(bare)
+            verify(app_port, keys[0], "PostgreSQL")
+            for port, request in ((bare_port, ME), (app_port, LIST)):
+                harness.warm(port, keys, request)
+                # 16 connections over both workers: each worker's one check per key.
+                harness.throughput(port, keys, request, 2, load_cores)
+            report(
+                "postgres",
+                harness.Figure(pair(app_port, LIST, bare_port, ME, keys), harness.Target(0.50)),
             )
-            print(
-                f"{size:,} against {smallest:,} approvals, {mode:8}  throughput {change:+6.1%}"
-                f"   (target within ±10 %); in-process cost {cost_change:+.1%}"
-            )
-            noise = max(_variation(runs[size, mode]), _variation(runs[smallest, mode]))
-            if noise > 0.10:
-                print(
-                    f"  note: the rounds of one case differ by up to {noise:.0%}, more than the "
-                    "band; the verdict below is noise-limited (a busy machine?)"
-                )
-    for target, met, figure in verdicts:
-        print(f"{'PASS' if met else 'FAIL'}  {target}: {figure}")
+        finally:
+            for process in servers:
+                harness.stop(process)
+        ratio = harness.cpu_paired(
+            harness.CpuSide(env, LIST, count=PAGE_CPU_COUNT),
+            harness.CpuSide(env, ME, bare=True),
+            keys,
+            args.pairs,
+            server_cores,
+        )
+        report(
+            "postgres_cpu",
+            harness.Figure(ratio, unit="µs", note="the app's process only"),
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """GraphQL against REST, on the same server, in alternating pairs (``bench/harness.py``).
 
-Run from the repository root:  ``python bench/graphql_vs_rest.py [--seconds 3] [--pairs 7]``
+Run from the repository root:
+``python bench/graphql_vs_rest.py [--seconds 3] [--pairs 7] [--json PATH]``
 
 It seeds an SQLite database of 1,000 approvals over 50 organizations (as
 ``bench/approvals_list.py`` does), serves it with the shipped gunicorn configuration, the
@@ -57,11 +58,11 @@ def graphql(query: str) -> harness.Request:
     return harness.Request("POST", "/v2/graphql", json.dumps({"query": query}))
 
 
-def main() -> dict[str, harness.Ratio]:
+def main() -> dict[str, harness.Figure]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3)
-    parser.add_argument("--pairs", type=int, default=7)
+    harness.arguments(parser)
     args = parser.parse_args()
+    harness.quiet()
     server_cores, load_cores, pinning = harness.cores()
     workdir = Path(tempfile.mkdtemp(prefix="discountflow-bench-graphql-"))
     env = {
@@ -87,13 +88,8 @@ def main() -> dict[str, harness.Ratio]:
                 lambda r=rest: harness.throughput(port, keys, r, args.seconds, load_cores),
                 args.pairs,
             )
-            results[name] = ratio
-            verdict = "PASS" if ratio.median >= target else "FAIL"
-            print(
-                f"{name}: {ratio}  [{ratio.a:,.0f} vs {ratio.b:,.0f} req/s]  "
-                f"target >= {target:.2f}  {verdict}",
-                flush=True,
-            )
+            results[name] = harness.Figure(ratio, harness.Target(target))
+            print(results[name].line(name), flush=True)
     finally:
         harness.stop(process)
     costs = harness.cpu_per_request(
@@ -106,9 +102,10 @@ def main() -> dict[str, harness.Ratio]:
     )
     for number, (name, *_rest) in enumerate(FIGURES):
         cpu = harness.cpu_ratio(costs[2 * number], costs[2 * number + 1])
-        print(
-            f"{name}, CPU per request: GraphQL {cpu.a:,.0f} µs, REST {cpu.b:,.0f} µs, ratio {cpu}"
-        )
+        cpu_name = f"CPU per request {name}"
+        results[cpu_name] = harness.Figure(cpu, unit="µs")
+        print(results[cpu_name].line(cpu_name), flush=True)
+    harness.save(args.json, results, pinning)
     return results
 
 

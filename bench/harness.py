@@ -312,3 +312,192 @@ def cpu_ratio(costs_a: list[float], costs_b: list[float]) -> Ratio:
         statistics.median(costs_b),
         len(ratios),
     )
+
+
+@dataclass(frozen=True)
+class CpuSide:
+    """One side of a CPU pair: the environment its process starts with, the request it sends
+    ``count`` times, and whether it is the bare baseline (``bench/bare_app.py``)."""
+
+    env: dict[str, str]
+    request: Request
+    bare: bool = False
+    count: int = 2000
+
+
+def cpu_paired(
+    side_a: CpuSide, side_b: CpuSide, keys: list[str], pairs: int, on_cores: set[int] | None
+) -> Ratio:
+    """CPU per request of two apps (or two settings), each run in a fresh process, the
+    processes alternating A B, B A … as ``paired`` does; the ratio A/B (lower is better)."""
+
+    def cost(side: CpuSide) -> float:
+        app = ("bench.bare_app", "create_app") if side.bare else ("discountflow", "create_app")
+        return cpu_per_request(side.env, keys, [side.request], side.count, 1, app, on_cores)[0][0]
+
+    return paired(lambda: cost(side_a), lambda: cost(side_b), pairs)
+
+
+# --- figures and their targets -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a figure must reach: at least ``value`` (a throughput ratio) or at most (a cost)."""
+
+    value: float
+    at_least: bool = True
+
+    def met(self, figure: float) -> bool:
+        return figure >= self.value if self.at_least else figure <= self.value
+
+    def __str__(self) -> str:
+        return f"{'>=' if self.at_least else '<='} {self.value:.2f}"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure a benchmark reports: its ratio (``None`` when skipped), its target (``None``:
+    reported beside the targets, not judged), the unit of each side's median, and a note (why it
+    was skipped, or what it measured)."""
+
+    ratio: Ratio | None
+    target: Target | None = None
+    unit: str = "req/s"
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if self.ratio is None:
+            return "SKIP"
+        if self.target is None:
+            return "INFO"
+        return "PASS" if self.target.met(self.ratio.median) else "FAIL"
+
+    def line(self, name: str) -> str:
+        """The figure on one line, as every benchmark prints it."""
+        if self.ratio is None:
+            return f"{name}: SKIP ({self.note})"
+        ratio, unit = self.ratio, self.unit
+        sides = f"[{ratio.a:,.0f} vs {ratio.b:,.0f} {unit}]"
+        judged = f"target {self.target}  {self.verdict}" if self.target else "(no target)"
+        if unit == "µs":
+            judged += "  (CPU per request: lower is better)"
+        note = f"\n  {self.note}" if self.note else ""
+        return f"{name}: {ratio}  {sides}  {judged}{note}"
+
+
+def skipped(reason: str, target: Target | None = None, unit: str = "req/s") -> Figure:
+    return Figure(None, target, unit, reason)
+
+
+def arguments(parser, seconds: float = 3, pairs: int = 7) -> None:
+    """The options every benchmark takes: seconds per side per pair, pairs, a JSON report."""
+    parser.add_argument(
+        "--seconds", type=float, default=seconds, help="seconds per side in each pair"
+    )
+    parser.add_argument("--pairs", type=int, default=pairs, help="alternating pairs per figure")
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the figures to PATH (bench/run_all.py)"
+    )
+
+
+def save(path: str | None, figures: dict[str, Figure], pinning: str) -> None:
+    """Write the figures as JSON for ``bench/run_all.py`` (nothing without a path)."""
+    if not path:
+        return
+    import json
+
+    rows = []
+    for name, figure in figures.items():
+        rows.append(
+            {
+                "name": name,
+                "ratio": figure.ratio.__dict__ if figure.ratio else None,
+                "target": figure.target.__dict__ if figure.target else None,
+                "unit": figure.unit,
+                "note": figure.note,
+                "verdict": figure.verdict,
+            }
+        )
+    Path(path).write_text(json.dumps({"pinning": pinning, "figures": rows}, indent=2))
+
+
+def load_figures(path: str | Path) -> tuple[dict[str, Figure], str]:
+    """Read what ``save`` wrote."""
+    import json
+
+    data = json.loads(Path(path).read_text())
+    figures = {}
+    for row in data["figures"]:
+        figures[row["name"]] = Figure(
+            Ratio(**row["ratio"]) if row["ratio"] else None,
+            Target(**row["target"]) if row["target"] else None,
+            row["unit"],
+            row["note"],
+        )
+    return figures, data["pinning"]
+
+
+def quiet() -> None:
+    """Keep the services' INFO logging (one line per organization seeded) out of the output;
+    servers and CPU processes are other processes and log as shipped."""
+    import logging
+
+    logging.disable(logging.INFO)
+
+
+# --- PostgreSQL and Redis ------------------------------------------------------------------------
+
+POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+def unreachable() -> str | None:
+    """Why PostgreSQL (``BENCH_POSTGRES_URL``) or Redis (``BENCH_REDIS_URL``) cannot be used,
+    or ``None`` when both answer."""
+    try:
+        import redis
+
+        redis.Redis.from_url(REDIS, socket_connect_timeout=2, socket_timeout=2).ping()
+    except Exception as error:  # any failure means: skip the figure
+        return f"Redis at {REDIS} unreachable: {type(error).__name__}"
+    try:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(POSTGRES, connect_args={"connect_timeout": 2})
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as error:
+        return f"PostgreSQL at {POSTGRES} unreachable: {type(error).__name__}"
+    return None
+
+
+class ScratchPostgres:
+    """A database of its own on the PostgreSQL server, dropped on exit; Redis's bench database
+    flushed on entry and exit."""
+
+    def __enter__(self) -> str:
+        import secrets
+
+        import redis
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+
+        redis.Redis.from_url(REDIS).flushdb()
+        base = make_url(POSTGRES)
+        self.name = f"discountflow_bench_{secrets.token_hex(4)}"
+        self.admin = create_engine(base, isolation_level="AUTOCOMMIT")
+        with self.admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{self.name}"'))
+        return base.set(database=self.name).render_as_string(hide_password=False)
+
+    def __exit__(self, *exc) -> None:
+        import redis
+        from sqlalchemy import text
+
+        with self.admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        self.admin.dispose()
+        redis.Redis.from_url(REDIS).flushdb()

@@ -1,6 +1,7 @@
 """What webhooks cost: the outbox on the request path, and the worker's delivery rate.
 
-Run from the repository root:  ``python bench/webhooks.py [--seconds 3] [--pairs 7]``
+Run from the repository root:
+``python bench/webhooks.py [--seconds 3] [--pairs 7] [--json PATH]``
 
 1. ``POST /v2/approvals/{id}/approve`` through the shipped gunicorn configuration (SQLite), for
    an organization with 3 enabled endpoints subscribed to everything, against the same for an
@@ -33,8 +34,9 @@ from bench import harness  # noqa: E402
 from bench.approvals_list import RATE_LIMIT  # noqa: E402
 from bench.auth_overhead import organization_with_keys  # noqa: E402
 
-TARGET = 0.90
+TARGET = harness.Target(0.90)
 ENDPOINTS = 3
+NAME = f"approve with {ENDPOINTS} webhook endpoints vs none"
 MARGIN = 64  # ids skipped after each run: requests wrk sent but had not counted when it stopped
 
 WRK_SCRIPT = """
@@ -222,14 +224,14 @@ def delivery_rate(env: dict[str, str], rounds: int, per_round: int) -> list[floa
     return rates
 
 
-def main() -> None:
+def main() -> dict[str, harness.Figure]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3)
-    parser.add_argument("--pairs", type=int, default=7)
+    harness.arguments(parser)
     parser.add_argument("--approvals", type=int, default=0, help="per side (default: enough)")
     parser.add_argument("--deliveries", type=int, default=1500, help="per worker round")
     parser.add_argument("--rounds", type=int, default=3, help="worker rounds")
     args = parser.parse_args()
+    harness.quiet()
     server_cores, load_cores, pinning = harness.cores()
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Quick)
     receiver.daemon_threads = True
@@ -259,12 +261,8 @@ def main() -> None:
         )
     finally:
         harness.stop(process)
-    verdict = "PASS" if ratio.median >= TARGET else "FAIL"
-    print(
-        f"approve with {ENDPOINTS} endpoints vs none: {ratio}  "
-        f"[{ratio.a:,.0f} vs {ratio.b:,.0f} req/s]  target >= {TARGET:.2f}  {verdict}",
-        flush=True,
-    )
+    figures = {NAME: harness.Figure(ratio, TARGET)}
+    print(figures[NAME].line(NAME), flush=True)
     # The deliveries the approvals above queued would be sent too: drop them first.
     os.environ.update(env)
     from discountflow import create_app
@@ -282,6 +280,8 @@ def main() -> None:
         f"{len(rates)} rounds of {args.deliveries // ENDPOINTS * ENDPOINTS})"
     )
     receiver.shutdown()
+    harness.save(args.json, figures, pinning)
+    return figures
 
 
 if __name__ == "__main__":
