@@ -31,7 +31,7 @@ from .actors import Actor, Surface
 from .auth.services import ApiKeyPrincipal, authenticate
 from .errors import InvalidParameter, RateLimited, ReadOnlyKey, is_api_request
 from .extensions import limiter
-from .ratelimit import STORAGE_ERRORS, storage_unavailable
+from .ratelimit import STORAGE_ERRORS, hit_moving_window, storage_unavailable
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 GRAPHQL_PATH = "/v2/graphql"
@@ -71,10 +71,10 @@ def _limit_api_key(key_id: str) -> None:
     if not limiter.enabled:  # RATELIMIT_ENABLED = False turns every limit off
         return
     item = api_rate_limit()
-    strategy = limiter.limiter
     try:
-        allowed = strategy.hit(item, RATE_LIMIT_SCOPE, key_id)
-        reset_at, remaining = strategy.get_window_stats(item, RATE_LIMIT_SCOPE, key_id)
+        allowed, reset_at, remaining = hit_moving_window(
+            limiter.limiter, item, RATE_LIMIT_SCOPE, key_id
+        )
     except STORAGE_ERRORS as error:  # fail open (see ratelimit.py), with a log line
         storage_unavailable(error)
         return

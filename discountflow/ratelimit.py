@@ -11,6 +11,7 @@ unchanged (expired entries are ignored when counting, only their memory waits up
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import threading
@@ -18,9 +19,12 @@ import time
 import weakref
 
 from flask import Flask
+from limits import RateLimitItem
 from limits import parse as parse_limit
 from limits.errors import StorageError
-from limits.storage import MemoryStorage
+from limits.storage import MemoryStorage, RedisStorage
+from limits.storage.memory import Entry
+from limits.strategies import MovingWindowRateLimiter
 
 from . import metrics
 from .extensions import limiter
@@ -62,6 +66,99 @@ def sweep_from_one_thread(storage: object) -> None:
         sweeper.start()
         # MemoryStorage starts a new timer only when its ``timer`` is not alive; this one is.
         storage.timer = sweeper
+
+
+# --- a moving window counted in one storage call ------------------------------------------------
+#
+# ``limits`` counts a request (``hit``) and reports the window (``get_window_stats``) in two
+# storage calls: on Redis two round trips, each a Lua script, for every API request. Both are
+# done here in one call — for Redis one script, the library's two scripts run back to back; for
+# the in-process storage under one lock — and answer exactly what the two calls would (tests in
+# tests/test_request_overhead.py compare them, request by request). Any other storage or
+# strategy takes the library's two calls.
+
+ACQUIRE_AND_WINDOW = """
+local timestamp = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local expiry = tonumber(ARGV[3])
+
+-- limits' acquire_moving_window.lua, for an amount of 1
+local acquired = 0
+local entry = redis.call('lindex', KEYS[1], limit - 1)
+if not (entry and tonumber(entry) >= timestamp - expiry) then
+    redis.call('lpush', KEYS[1], timestamp)
+    redis.call('ltrim', KEYS[1], 0, limit - 1)
+    redis.call('expire', KEYS[1], expiry)
+    acquired = 1
+end
+
+-- limits' moving_window.lua: the oldest entry still in the window, by binary search
+local target = timestamp - expiry
+local low, high, index = 0, limit - 1, nil
+while low <= high do
+    local mid = math.floor((low + high) / 2)
+    local value = tonumber(redis.call('lindex', KEYS[1], mid))
+    if value and value >= target then
+        index = mid
+        low = mid + 1
+    else
+        high = mid - 1
+    end
+end
+if index then
+    return {acquired, tostring(redis.call('lindex', KEYS[1], index)), index + 1}
+end
+return {acquired}
+"""
+_scripts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def hit_moving_window(
+    strategy: object, item: RateLimitItem, *identifiers: str
+) -> tuple[bool, float, int]:
+    """Count one request against ``item``; return whether it is allowed, when the window's
+    oldest request leaves it (epoch seconds) and how many requests the window has left — what
+    ``strategy.hit`` then ``strategy.get_window_stats`` answer, in one storage call."""
+    storage = getattr(strategy, "storage", None)
+    if isinstance(strategy, MovingWindowRateLimiter):
+        key, amount, expiry = item.key_for(*identifiers), item.amount, item.get_expiry()
+        if type(storage) is MemoryStorage and isinstance(storage.timer, _Sweeper):
+            return _hit_in_memory(storage, key, amount, expiry)
+        if isinstance(storage, RedisStorage):
+            return _hit_in_redis(storage, key, amount, expiry)
+    allowed = strategy.hit(item, *identifiers)
+    reset_at, remaining = strategy.get_window_stats(item, *identifiers)
+    return allowed, reset_at, remaining
+
+
+def _hit_in_memory(
+    storage: MemoryStorage, key: str, amount: int, expiry: int
+) -> tuple[bool, float, int]:
+    # MemoryStorage.acquire_entry then get_moving_window, under the key's lock. Expired entries
+    # are dropped by the storage's sweeper (sweep_from_one_thread), which this path relies on.
+    with storage.locks[key]:
+        events = storage.events.setdefault(key, [])
+        now = time.time()
+        allowed = not (len(events) >= amount and events[amount - 1].atime >= now - expiry)
+        if allowed:
+            events.insert(0, Entry(expiry))
+        count = bisect.bisect_left(events, -(now - expiry), key=lambda entry: -entry.atime)
+        if count:
+            return allowed, events[count - 1].atime + expiry, amount - count
+        return allowed, (events[-1].atime if events else now) + expiry, amount
+
+
+def _hit_in_redis(
+    storage: RedisStorage, key: str, amount: int, expiry: int
+) -> tuple[bool, float, int]:
+    script = _scripts.get(storage)
+    if script is None:
+        script = _scripts[storage] = storage.get_connection().register_script(ACQUIRE_AND_WINDOW)
+    timestamp = time.time()
+    answer = script([storage.prefixed_key(key)], [timestamp, amount, expiry])
+    if len(answer) == 3:
+        return bool(answer[0]), float(answer[1]) + expiry, amount - int(answer[2])
+    return bool(answer[0]), timestamp + expiry, amount
 
 
 # --- when the shared storage is down ------------------------------------------------------------

@@ -7,7 +7,11 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
+import uuid
 from pathlib import Path
+
+import pytest
 
 from .conftest import create_org, database_url_for, generate_key, make_app
 
@@ -74,3 +78,69 @@ def test_access_lines_on_stdout_are_exactly_json_dumps_lines(tmp_path):
     assert (refused["status"], refused["api_key"]) == (401, None)
     assert key not in done.stdout and key.split("_")[3] not in done.stdout
     assert "secret-ish" not in done.stdout
+
+
+# --- the per-key limit in one storage call -------------------------------------------------------
+
+# Steps between requests (seconds): bursts, pauses, a request exactly one window after another.
+STEPS = [0.0] * 7 + [0.5, 1.5, 0.25, 3.0, 0.0, 4.0, 10.0, 0.1, 2.0] * 4 + [9.99, 0.01, 20.0, 0.0]
+
+
+class FrozenTime:
+    def __init__(self, monkeypatch) -> None:
+        self.now = 1_800_000_000.25
+        monkeypatch.setattr(time, "time", lambda: self.now)  # limits reads time.time too
+
+
+def compare_with_the_library(monkeypatch, storage_a, storage_b) -> None:
+    """The library's two calls on storage A, the one call on storage B: the same answers."""
+    from limits import parse
+    from limits.strategies import MovingWindowRateLimiter
+
+    from discountflow.ratelimit import hit_moving_window
+
+    clock = FrozenTime(monkeypatch)
+    library, ours = MovingWindowRateLimiter(storage_a), MovingWindowRateLimiter(storage_b)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("took two storage calls")
+
+    monkeypatch.setattr(storage_b, "acquire_entry", refuse)
+    monkeypatch.setattr(storage_b, "get_moving_window", refuse)
+    item = parse("5 per 10 seconds")
+    refusals = 0
+    for number, step in enumerate(STEPS):
+        clock.now += step
+        allowed = library.hit(item, "api-key", "key_1")
+        expected = (allowed, *library.get_window_stats(item, "api-key", "key_1"))
+        answer = hit_moving_window(ours, item, "api-key", "key_1")
+        assert answer == pytest.approx(expected, abs=1e-3), number  # Redis keeps 14 digits
+        assert answer[0] is expected[0] and answer[2] == expected[2], number
+        refusals += not answer[0]
+    assert refusals >= 5  # the sequence does reach the limit
+
+
+def test_one_call_in_memory_answers_as_the_library_does(monkeypatch):
+    from limits.storage import MemoryStorage
+
+    from discountflow.ratelimit import sweep_from_one_thread
+
+    library, ours = MemoryStorage(), MemoryStorage()
+    sweep_from_one_thread(ours)  # as ratelimit.init_app does for the app's storage
+    compare_with_the_library(monkeypatch, library, ours)
+
+
+def test_one_call_in_redis_answers_as_the_library_does(monkeypatch):
+    from limits.storage import RedisStorage
+
+    from .servers import require_redis
+
+    url = require_redis()
+    prefix = f"discountflow-test-{uuid.uuid4().hex}"
+    library = RedisStorage(url, key_prefix=prefix + "-library")
+    ours = RedisStorage(url, key_prefix=prefix + "-ours")
+    try:
+        compare_with_the_library(monkeypatch, library, ours)
+    finally:
+        for storage in (library, ours):
+            storage.reset()
