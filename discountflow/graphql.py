@@ -36,6 +36,7 @@ from flask.cli import with_appcontext
 from graphql import (
     DocumentNode,
     GraphQLError,
+    GraphQLList,
     GraphQLObjectType,
     GraphQLSchema,
     MaxIntrospectionDepthRule,
@@ -172,21 +173,13 @@ class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return super().execute_fields(
                 parent_type, source, path, grouped_field_set, position_context
             )
-        plain = _plain_leaves(self.schema)
-        sliced = _sliced_lists(self.schema)
-        type_name = parent_type.name
         results: dict[str, Any] = {}
         others: dict[str, Any] = {}
-        for response_name, field_details_list in grouped_field_set.items():
-            field_name = field_details_list[0].node.name.value
-            leaf = plain.get((type_name, field_name))
-            if leaf is None and (type_name, field_name) in sliced:
-                items = self._plain_list(parent_type, source, field_details_list, sliced)
-                if items is not None:
-                    results[response_name] = items
-                    continue
-            if leaf is not None:
-                attribute, serialize, nullable = leaf
+        for response_name, kind, how, field_details_list in self._fields_plan(
+            parent_type, grouped_field_set
+        ):
+            if kind is _LEAF:
+                attribute, serialize, nullable = how
                 value = getattr(source, attribute, Undefined)
                 if value is None and nullable:
                     results[response_name] = None
@@ -199,6 +192,18 @@ class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     if serialized is not None and serialized is not Undefined:
                         results[response_name] = serialized
                         continue
+            elif kind is _SLICED:
+                items = self._plain_list(parent_type, source, field_details_list, how)
+                if items is not None:
+                    results[response_name] = items
+                    continue
+            elif kind is _OBJECT:
+                completed = self._plain_object(
+                    parent_type, source, path, response_name, field_details_list, how
+                )
+                if completed is not Undefined:
+                    results[response_name] = completed
+                    continue
             results[response_name] = None  # keeps the order of the selection
             others[response_name] = field_details_list
         if not others:
@@ -214,7 +219,61 @@ class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         results.update(done)
         return results
 
-    def _plain_list(self, parent_type, source, field_details_list, sliced) -> list | None:
+    def _fields_plan(self, parent_type, grouped_field_set) -> list[tuple]:
+        """How each field of a selection is executed: (response name, kind, what the kind
+        needs, its field details). A selection recurs for every object of a list (graphql-core
+        collects it once), so it is planned once per request."""
+        plans = self.__dict__.setdefault("_fields_plans", {})
+        planned = plans.get(id(grouped_field_set))
+        if planned is not None and planned[0] is grouped_field_set:
+            return planned[1]
+        plain = _plain_leaves(self.schema)
+        sliced = _sliced_lists(self.schema)
+        objects = _plain_objects(self.schema)
+        type_name = parent_type.name
+        plan = []
+        for response_name, field_details_list in grouped_field_set.items():
+            key = (type_name, field_details_list[0].node.name.value)
+            if key in plain:
+                plan.append((response_name, _LEAF, plain[key], field_details_list))
+            elif key in sliced:
+                plan.append((response_name, _SLICED, sliced[key], field_details_list))
+            elif key in objects:
+                plan.append((response_name, _OBJECT, objects[key], field_details_list))
+            else:
+                plan.append((response_name, None, None, field_details_list))
+        # (the selection is kept alive with its plan, so that its id is not reused)
+        plans[id(grouped_field_set)] = (grouped_field_set, plan)
+        return plan
+
+    def _plain_object(self, parent_type, source, path, response_name, field_details_list, how):
+        """A field without resolver or arguments holding an object, or a list of objects, of
+        a type that needs no check (``edges``, ``node``, ``pageInfo``): its objects' fields
+        are executed here directly, as graphql-core's completion would, and an error is handled
+        as graphql-core handles it for the field. ``Undefined`` (take graphql-core's path) for
+        a null, a missing attribute, a null item or a deferred fragment."""
+        attribute, object_type, is_list, return_type = how
+        value = getattr(source, attribute, Undefined)
+        if value is None or value is Undefined:
+            return Undefined
+        if is_list and (not isinstance(value, (list, tuple)) or None in value):
+            return Undefined
+        grouped, defer_usages, _ = self.collect_subfields(object_type, field_details_list)
+        if defer_usages:
+            return Undefined
+        field_path = path.add_key(response_name, parent_type.name)
+        try:
+            if not is_list:
+                return self.execute_fields(object_type, value, field_path, grouped, None)
+            return [
+                self.execute_fields(object_type, item, field_path.add_key(index), grouped, None)
+                for index, item in enumerate(value)
+            ]
+        except Exception as raw_error:  # noqa: BLE001 - handled as graphql-core handles it
+            self.handle_field_error(raw_error, return_type, field_details_list, field_path)
+            return None
+
+    def _plain_list(self, parent_type, source, field_details_list, how) -> list | None:
         """A list field that slices an attribute of its object (``lineItems(first: 10)``) and
         selects only plain leaves of its items, completed here in one pass; ``None`` (take
         graphql-core's path) for anything else: an argument outside 1–100, a fragment deferred,
@@ -225,7 +284,7 @@ class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if key not in plans:
             plans[key] = (
                 field_details_list,
-                self._plan_plain_list(parent_type, field_details_list, sliced),
+                self._plan_plain_list(parent_type, field_details_list, how),
             )
         plan = plans[key][1]
         if plan is None:
@@ -253,9 +312,9 @@ class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
             completed.append(values)
         return completed
 
-    def _plan_plain_list(self, parent_type, field_details_list, sliced) -> tuple | None:
+    def _plan_plain_list(self, parent_type, field_details_list, how) -> tuple | None:
         name = field_details_list[0].node.name.value
-        attribute, item_type = sliced[(parent_type.name, name)]
+        attribute, item_type = how
         if item_type.is_type_of is not None:
             return None
         arguments = get_argument_values(
@@ -275,6 +334,40 @@ class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 return None
             readers.append((response_name, *leaf))
         return attribute, first, readers
+
+
+# The kinds of field of a plan (``_ExecutionContext._fields_plan``); None: graphql-core's path.
+_LEAF, _SLICED, _OBJECT = "leaf", "sliced", "object"
+
+
+@cache
+def _plain_objects(graphql_schema: GraphQLSchema) -> dict[tuple[str, str], tuple]:
+    """(type, field) → (the attribute it reads, its object type, whether a list of them, its
+    type), for fields without resolver or arguments of a non-null object type, or a non-null
+    list of non-null objects, whose type has no ``is_type_of`` check."""
+    found = {}
+    for type_name, graphql_type in graphql_schema.type_map.items():
+        if type_name.startswith("__") or not isinstance(graphql_type, GraphQLObjectType):
+            continue
+        for field_name, field in graphql_type.fields.items():
+            definition = (field.extensions or {}).get("strawberry-definition")
+            if definition is None or not definition.is_basic_field or field.args:
+                continue
+            if not is_non_null_type(field.type):
+                continue
+            inner, is_list = field.type.of_type, False
+            if isinstance(inner, GraphQLList):
+                if not is_non_null_type(inner.of_type):
+                    continue
+                inner, is_list = inner.of_type.of_type, True
+            if isinstance(inner, GraphQLObjectType) and inner.is_type_of is None:
+                found[(type_name, field_name)] = (
+                    definition.python_name,
+                    inner,
+                    is_list,
+                    field.type,
+                )
+    return found
 
 
 @cache
