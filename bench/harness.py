@@ -391,7 +391,10 @@ def skipped(reason: str, target: Target | None = None, unit: str = "req/s") -> F
     return Figure(None, target, unit, reason)
 
 
-def arguments(parser, seconds: float = 3, pairs: int = 7) -> None:
+SECONDS, PAIRS = 3.0, 7  # every benchmark's defaults: seconds per side in each pair, pairs
+
+
+def arguments(parser, seconds: float = SECONDS, pairs: int = PAIRS) -> None:
     """The options every benchmark takes: seconds per side per pair, pairs, a JSON report."""
     parser.add_argument(
         "--seconds", type=float, default=seconds, help="seconds per side in each pair"

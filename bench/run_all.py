@@ -140,8 +140,8 @@ def main() -> int:
 
     print()
     settings = (
-        f"{args.seconds if args.seconds is not None else 'default'} s per side, "
-        f"{args.pairs if args.pairs is not None else 'default'} pairs"
+        f"{args.seconds if args.seconds is not None else harness.SECONDS:g} s per side, "
+        f"{args.pairs if args.pairs is not None else harness.PAIRS} pairs"
     )
     print(f"DiscountFlow benchmarks ({settings}; {'; '.join(sorted(pinnings)) or 'no figures'})")
     print(table(rows, args.markdown))
