@@ -35,6 +35,7 @@ from flask import Blueprint, Flask, current_app, g, request, send_from_directory
 from flask.cli import with_appcontext
 from graphql import (
     DocumentNode,
+    ExecutionResult,
     GraphQLError,
     GraphQLList,
     GraphQLObjectType,
@@ -44,12 +45,15 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     Undefined,
+    execute,
     get_nullable_type,
     is_leaf_type,
     is_non_null_type,
+    specified_rules,
 )
 from graphql.execution.values import get_argument_values
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.extensions import SchemaExtension
 from strawberry.flask.views import GraphQLView
 from strawberry.schema.config import StrawberryConfig
@@ -78,6 +82,7 @@ MAX_BODY_BYTES = 64 * 1024
 REMEMBERED_QUERY_LENGTH = 8 * 1024  # longer documents are parsed and validated every time
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 UNEXPECTED = "Internal server error"
+_SPECIFIED_RULES = tuple(specified_rules)  # Strawberry's default validation rules
 
 
 # --- the schema --------------------------------------------------------------------------------
@@ -529,12 +534,14 @@ class Endpoint(GraphQLView):
             replayed = idempotency.begin(context.actor.organization_id, context.actor.api_key_id)
             if replayed is not None:
                 return replayed
-        result = self.schema.execute_sync(
-            body["query"],
-            variable_values=body.get("variables"),
-            context_value=context,
-            operation_name=body.get("operationName"),
-        )
+        result = self._execute_query(body, context, operations[0])
+        if result is None:
+            result = self.schema.execute_sync(
+                body["query"],
+                variable_values=body.get("variables"),
+                context_value=context,
+                operation_name=body.get("operationName"),
+            )
         for error in result.errors or ():
             if isinstance(error.original_error, (OperationalError, InterfaceError)):
                 raise error.original_error  # the database is away: 503, as REST answers
@@ -545,6 +552,40 @@ class Endpoint(GraphQLView):
         status = (422 if _wants_graphql_response() else 400) if refused else 200
         return self._answer(None if refused else result.data, result.errors, context, status)
 
+    def _execute_query(self, body, context: Context, operation) -> ExecutionResult | None:
+        """A query whose document is remembered as valid, within the limits: executed by
+        graphql-core straight away, as Strawberry would once its hooks had found nothing to
+        refuse (``_RequestLimits``). ``None`` for everything else (mutations, documents too
+        large to remember or refused), which Strawberry's own ``execute_sync`` runs."""
+        if operation.operation is not OperationType.QUERY or context.query is None:
+            return None
+        environment = current_app.config["DISCOUNTFLOW_ENV"]
+        rules = (*_SPECIFIED_RULES, *_extra_rules(environment))
+        if _spec_errors(environment, context.query, rules):
+            return None
+        variables = body.get("variables")
+        if variables:
+            analysis = Analysis(self.schema._schema, context.document, variables)
+        else:
+            analysis = _analysis(environment, context.query)
+        if analysis.refusals():
+            return None
+        context.limits.append(analysis)
+        result = execute(
+            self.schema._schema,
+            context.document,
+            context_value=context,
+            variable_values=variables,
+            operation_name=body.get("operationName"),
+            executor_class=_ExecutionContext,
+            is_awaitable=optimized_is_awaitable,
+            is_async_iterable=_never,
+            operation_extensions=None,
+        )
+        if result.errors:
+            self.schema.process_errors(result.errors)
+        return result
+
     def _answer(self, data, errors, context: Context, status: int):
         body: dict[str, Any] = {}
         if status == 200:
@@ -554,6 +595,10 @@ class Endpoint(GraphQLView):
         body["extensions"] = {"cost": {"requested": context.cost}}
         media = GRAPHQL_RESPONSE if _wants_graphql_response() else "application/json"
         return current_app.response_class(_dumps(body), status=status, mimetype=media)
+
+
+def _never(_value: Any) -> bool:
+    return False
 
 
 def _dumps(body: dict[str, Any]) -> bytes | str:
