@@ -110,7 +110,7 @@ class KeyCache:
 
     def digest(self, key: str) -> bytes:
         """Return this process's HMAC of a presented key."""
-        return hmac.new(self._secret, key.encode(), hashlib.sha256).digest()
+        return hmac.digest(self._secret, key.encode(), hashlib.sha256)  # (OpenSSL's one-shot)
 
     def fresh(self, digest: bytes, revision: int | None) -> Any | None:
         """Return what was remembered of a verified key, if read under the current revision."""
@@ -174,14 +174,14 @@ def init_app(app: Flask) -> None:
     app.extensions[_CACHE] = KeyCache()
 
 
-def key_revision() -> KeyRevision:
-    """The current app's key revision."""
-    return current_app.extensions[_REVISION]
+def key_revision(app: Flask | None = None) -> KeyRevision:
+    """The app's key revision (the current app's unless one is given)."""
+    return (app or current_app).extensions[_REVISION]
 
 
-def key_cache() -> KeyCache:
-    """The current app's memory of verified and rejected keys."""
-    return current_app.extensions[_CACHE]
+def key_cache(app: Flask | None = None) -> KeyCache:
+    """The app's memory of verified and rejected keys (the current app's unless one is given)."""
+    return (app or current_app).extensions[_CACHE]
 
 
 def announce_key_change() -> None:
