@@ -144,3 +144,31 @@ def test_one_call_in_redis_answers_as_the_library_does(monkeypatch):
     finally:
         for storage in (library, ours):
             storage.reset()
+
+
+# --- Flask-Limiter's per-request hooks -----------------------------------------------------------
+
+
+def test_flask_limiters_hooks_run_off_the_api_only(app, key, monkeypatch):
+    """Below /v2 the API counts its own limit: Flask-Limiter's per-request context is never
+    built there (its hooks are skipped); the dashboard's requests still go through them."""
+    import flask_limiter
+    from flask import request
+
+    from .conftest import bearer
+
+    touched = []
+    context = flask_limiter.Limiter.context
+
+    def recording(limiter):
+        touched.append(request.path)
+        return context.fget(limiter)
+
+    monkeypatch.setattr(flask_limiter.Limiter, "context", property(recording))
+    client = app.test_client()
+    assert client.get("/v2/me", headers=bearer(key)).status_code == 200
+    assert client.get("/v2/nowhere", headers=bearer(key)).status_code == 404
+    assert client.get("/v2/me").status_code == 401
+    assert touched == []
+    assert client.get("/sign-in").status_code == 200
+    assert touched and set(touched) == {"/sign-in"}
