@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Flask, Request, Response, current_app, g, request
 from flask.sessions import SecureCookieSessionInterface
@@ -42,8 +41,7 @@ BODY_METHODS = frozenset({"POST", "PATCH", "PUT"})
 RATE_LIMIT_SCOPE = "api-key"
 
 
-@dataclass(frozen=True)
-class RateLimitWindow:
+class RateLimitWindow(NamedTuple):  # (a tuple: built on every API request)
     limit: int
     remaining: int
     reset_at: int  # epoch seconds when the oldest request in the window leaves it

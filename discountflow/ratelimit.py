@@ -190,7 +190,10 @@ def _hit_in_memory(
         allowed = not (len(events) >= amount and events[amount - 1].atime >= now - expiry)
         if allowed:
             events.insert(0, Entry(expiry))
-        count = bisect.bisect_left(events, -(now - expiry), key=lambda entry: -entry.atime)
+        if events and events[-1].atime > now - expiry:  # the sweeper keeps this the usual case
+            count = len(events)  # newest first: the oldest is in the window, so all of them are
+        else:
+            count = bisect.bisect_left(events, -(now - expiry), key=lambda entry: -entry.atime)
         if count:
             return allowed, events[count - 1].atime + expiry, amount - count
         return allowed, (events[-1].atime if events else now) + expiry, amount
