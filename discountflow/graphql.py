@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 from functools import cache, lru_cache
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -184,8 +185,11 @@ class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
             parent_type, grouped_field_set
         ):
             if kind is _LEAF:
-                attribute, serialize, nullable = how
+                attribute, serialize, nullable, as_is = how
                 value = getattr(source, attribute, Undefined)
+                if type(value) is as_is:
+                    results[response_name] = value
+                    continue
                 if value is None and nullable:
                     results[response_name] = None
                     continue
@@ -294,19 +298,25 @@ class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         plan = plans[key][1]
         if plan is None:
             return None
-        attribute, first, readers = plan
+        attribute, first, read, readers = plan
         completed = []
         for item in getattr(source, attribute)[:first]:
+            try:
+                row = read(item)
+            except AttributeError:
+                return None
             values = {}
-            for response_name, item_attribute, serialize, nullable in readers:
-                value = getattr(item, item_attribute, Undefined)
+            for (response_name, serialize, nullable, as_is), value in zip(
+                readers, row, strict=True
+            ):
+                if type(value) is as_is:
+                    values[response_name] = value
+                    continue
                 if value is None:
                     if not nullable:
                         return None
                     values[response_name] = None
                     continue
-                if value is Undefined:
-                    return None
                 try:
                     serialized = serialize(value)
                 except Exception:  # noqa: BLE001 - graphql-core says what was wrong
@@ -332,13 +342,19 @@ class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if defer_usages:
             return None
         plain = _plain_leaves(self.schema)
-        readers = []
+        readers, attributes = [], []
         for response_name, subfields in grouped.items():
             leaf = plain.get((item_type.name, subfields[0].node.name.value))
             if leaf is None:
                 return None
-            readers.append((response_name, *leaf))
-        return attribute, first, readers
+            item_attribute, serialize, nullable, as_is = leaf
+            attributes.append(item_attribute)
+            readers.append((response_name, serialize, nullable, as_is))
+        if not attributes:
+            return None
+        getter = attrgetter(*attributes)  # every value of an item in one call
+        read = getter if len(attributes) > 1 else lambda item: (getter(item),)
+        return attribute, first, read, readers
 
 
 # The kinds of field of a plan (``_ExecutionContext._fields_plan``); None: graphql-core's path.
@@ -402,9 +418,9 @@ def _sliced_lists(graphql_schema: GraphQLSchema) -> dict[tuple[str, str], tuple[
 @cache
 def _plain_leaves(
     graphql_schema: GraphQLSchema,
-) -> dict[tuple[str, str], tuple[str, Any, bool]]:
+) -> dict[tuple[str, str], tuple[str, Any, bool, type | None]]:
     """(type, field) → (the attribute it reads, its type's serializer, whether it may be
-    null), for plain leaves."""
+    null, the Python type answered as it is), for plain leaves."""
     plain = {}
     for type_name, graphql_type in graphql_schema.type_map.items():
         if type_name.startswith("__") or not isinstance(graphql_type, GraphQLObjectType):
@@ -422,8 +438,30 @@ def _plain_leaves(
                     definition.python_name,
                     leaf.serialize,
                     not is_non_null_type(field.type),
+                    _as_is(leaf),
                 )
     return plain
+
+
+# The scalars whose serialization of a value of this exact Python type is the value itself.
+_AS_IS = {
+    "String": ("text", str),
+    "ID": ("id_1", str),
+    "Boolean": (True, bool),
+    "Long": (2**40, int),
+}
+
+
+def _as_is(leaf) -> type | None:
+    """The Python type a leaf's values may have to be answered as they are (checked once on
+    a sample: the serializer must give the very value back), or None."""
+    sample, python_type = _AS_IS.get(leaf.name, (None, None))
+    if python_type is None:
+        return None
+    try:
+        return python_type if leaf.serialize(sample) is sample else None
+    except Exception:  # noqa: BLE001 - then every value goes through the serializer
+        return None
 
 
 @cache
