@@ -53,6 +53,7 @@ from graphql import (
     specified_rules,
 )
 from graphql.execution.values import get_argument_values
+from graphql.pyutils import Path as ResponsePath
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.extensions import SchemaExtension
@@ -132,6 +133,12 @@ class _RequestLimits(SchemaExtension):
             context.refused = True
 
 
+@cache
+def _query_rules(environment: str) -> tuple:
+    """The rules ``_RequestLimits`` validates with: Strawberry's defaults and ours."""
+    return (*_SPECIFIED_RULES, *_extra_rules(environment))
+
+
 def _extra_rules(environment: str) -> tuple:
     if environment == "production":
         return (MaxIntrospectionDepthRule, NoSchemaIntrospectionCustomRule)
@@ -207,12 +214,18 @@ class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     results[response_name] = items
                     continue
             elif kind is _OBJECT:
-                completed = self._plain_object(
-                    parent_type, source, path, response_name, field_details_list, how
+                value = getattr(source, how[0], Undefined)
+                completed = self._complete_plain(
+                    parent_type, value, path, response_name, field_details_list, how
                 )
                 if completed is not Undefined:
                     results[response_name] = completed
                     continue
+            elif kind is _RESOLVED:
+                results[response_name] = self._resolve_plain(
+                    parent_type, source, path, response_name, field_details_list, how
+                )
+                continue
             results[response_name] = None  # keeps the order of the selection
             others[response_name] = field_details_list
         if not others:
@@ -239,6 +252,7 @@ class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         plain = _plain_leaves(self.schema)
         sliced = _sliced_lists(self.schema)
         objects = _plain_objects(self.schema)
+        resolved = _plain_resolvers(self.schema)
         type_name = parent_type.name
         plan = []
         for response_name, field_details_list in grouped_field_set.items():
@@ -249,20 +263,21 @@ class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 plan.append((response_name, _SLICED, sliced[key], field_details_list))
             elif key in objects:
                 plan.append((response_name, _OBJECT, objects[key], field_details_list))
+            elif key in resolved:
+                plan.append((response_name, _RESOLVED, resolved[key], field_details_list))
             else:
                 plan.append((response_name, None, None, field_details_list))
         # (the selection is kept alive with its plan, so that its id is not reused)
         plans[id(grouped_field_set)] = (grouped_field_set, plan)
         return plan
 
-    def _plain_object(self, parent_type, source, path, response_name, field_details_list, how):
-        """A field without resolver or arguments holding an object, or a list of objects, of
-        a type that needs no check (``edges``, ``node``, ``pageInfo``): its objects' fields
+    def _complete_plain(self, parent_type, value, path, response_name, field_details_list, how):
+        """The value of a field of a plain object type, or a list of such objects, of a type
+        that needs no check (``edges``, ``node``, ``pageInfo``, ``me``): its objects' fields
         are executed here directly, as graphql-core's completion would, and an error is handled
-        as graphql-core handles it for the field. ``Undefined`` (take graphql-core's path) for
-        a null, a missing attribute, a null item or a deferred fragment."""
-        attribute, object_type, is_list, return_type = how
-        value = getattr(source, attribute, Undefined)
+        as graphql-core handles it for the field. ``Undefined`` (let graphql-core complete it)
+        for a null, a missing attribute, a null item or a deferred fragment."""
+        _attribute, object_type, is_list, return_type = how
         if value is None or value is Undefined:
             return Undefined
         if is_list and (not isinstance(value, (list, tuple)) or None in value):
@@ -270,7 +285,7 @@ class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         grouped, defer_usages, _ = self.collect_subfields(object_type, field_details_list)
         if defer_usages:
             return Undefined
-        field_path = path.add_key(response_name, parent_type.name)
+        field_path = ResponsePath(path, response_name, parent_type.name)
         try:
             if not is_list:
                 return self.execute_fields(object_type, value, field_path, grouped, None)
@@ -279,6 +294,32 @@ class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 for index, item in enumerate(value)
             ]
         except Exception as raw_error:  # noqa: BLE001 - handled as graphql-core handles it
+            self.handle_field_error(raw_error, return_type, field_details_list, field_path)
+            return None
+
+    def _resolve_plain(self, parent_type, source, path, response_name, field_details_list, how):
+        """A field whose resolver takes nothing (``me``, ``organization``), called directly
+        rather than through Strawberry's per-call wrapping (it has no argument, permission or
+        extension to apply), then completed as graphql-core's ``execute_field`` would."""
+        resolver, with_self, object_how = how
+        return_type = object_how[3]
+        try:
+            value = resolver(source) if with_self else resolver()
+            completed = self._complete_plain(
+                parent_type, value, path, response_name, field_details_list, object_how
+            )
+            if completed is not Undefined:
+                return completed
+            field_path = ResponsePath(path, response_name, parent_type.name)
+            field_def = parent_type.fields[field_details_list[0].node.name.value]
+            info = self.build_resolve_info(
+                field_def, [each.node for each in field_details_list], parent_type, field_path
+            )
+            return self.complete_value(
+                return_type, field_details_list, info, field_path, value, None
+            )
+        except Exception as raw_error:  # noqa: BLE001 - handled as graphql-core handles it
+            field_path = ResponsePath(path, response_name, parent_type.name)
             self.handle_field_error(raw_error, return_type, field_details_list, field_path)
             return None
 
@@ -358,7 +399,7 @@ class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
 
 # The kinds of field of a plan (``_ExecutionContext._fields_plan``); None: graphql-core's path.
-_LEAF, _SLICED, _OBJECT = "leaf", "sliced", "object"
+_LEAF, _SLICED, _OBJECT, _RESOLVED = "leaf", "sliced", "object", "resolved"
 
 
 @cache
@@ -374,19 +415,58 @@ def _plain_objects(graphql_schema: GraphQLSchema) -> dict[tuple[str, str], tuple
             definition = (field.extensions or {}).get("strawberry-definition")
             if definition is None or not definition.is_basic_field or field.args:
                 continue
-            if not is_non_null_type(field.type):
+            entry = _object_entry(definition.python_name, field.type)
+            if entry is not None:
+                found[(type_name, field_name)] = entry
+    return found
+
+
+def _object_entry(attribute: str, field_type) -> tuple | None:
+    """(attribute, object type, whether a list, the field's type) for a non-null object type,
+    or a non-null list of non-null objects, whose type has no ``is_type_of`` check."""
+    if not is_non_null_type(field_type):
+        return None
+    inner, is_list = field_type.of_type, False
+    if isinstance(inner, GraphQLList):
+        if not is_non_null_type(inner.of_type):
+            return None
+        inner, is_list = inner.of_type.of_type, True
+    if isinstance(inner, GraphQLObjectType) and inner.is_type_of is None:
+        return attribute, inner, is_list, field_type
+    return None
+
+
+@cache
+def _plain_resolvers(graphql_schema: GraphQLSchema) -> dict[tuple[str, str], tuple]:
+    """(type, field) → (its resolver, whether it takes the object, the plain-object entry of
+    its type), for fields of a plain object type (as ``_plain_objects``) whose synchronous
+    resolver takes no argument, no ``info``, no root or parent, and that carry no permission
+    or extension: what Strawberry's wrapping would do for them is only the call."""
+    found = {}
+    for type_name, graphql_type in graphql_schema.type_map.items():
+        if type_name.startswith("__") or not isinstance(graphql_type, GraphQLObjectType):
+            continue
+        for field_name, field in graphql_type.fields.items():
+            definition = (field.extensions or {}).get("strawberry-definition")
+            resolver = getattr(definition, "base_resolver", None)
+            if (
+                resolver is None
+                or field.args
+                or resolver.arguments
+                or resolver.is_async
+                or resolver.info_parameter is not None
+                or resolver.root_parameter is not None
+                or resolver.parent_parameter is not None
+                or definition.permission_classes
+                or definition.extensions
+            ):
                 continue
-            inner, is_list = field.type.of_type, False
-            if isinstance(inner, GraphQLList):
-                if not is_non_null_type(inner.of_type):
-                    continue
-                inner, is_list = inner.of_type.of_type, True
-            if isinstance(inner, GraphQLObjectType) and inner.is_type_of is None:
+            entry = _object_entry(definition.python_name, field.type)
+            if entry is not None:
                 found[(type_name, field_name)] = (
-                    definition.python_name,
-                    inner,
-                    is_list,
-                    field.type,
+                    resolver.wrapped_func,
+                    resolver.self_parameter is not None,
+                    entry,
                 )
     return found
 
@@ -532,6 +612,8 @@ def _body() -> dict[str, Any]:
 
 def _wants_graphql_response() -> bool:
     """Whether the client asked for the GraphQL-over-HTTP media type (before plain JSON)."""
+    if "graphql-response" not in request.headers.get("Accept", ""):
+        return False  # (most clients: no need to parse the header)
     accept = request.accept_mimetypes
     named = {value for value, quality in accept if quality > 0}
     return (
@@ -598,8 +680,7 @@ class Endpoint(GraphQLView):
         if operation.operation is not OperationType.QUERY or context.query is None:
             return None
         environment = current_app.config["DISCOUNTFLOW_ENV"]
-        rules = (*_SPECIFIED_RULES, *_extra_rules(environment))
-        if _spec_errors(environment, context.query, rules):
+        if _spec_errors(environment, context.query, _query_rules(environment)):
             return None
         variables = body.get("variables")
         if variables:

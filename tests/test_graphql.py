@@ -440,9 +440,7 @@ def test_rest_and_graphql_return_the_same_approval(api, ask, world):
         assert _as_rest(history[name]) == rest_list, name
 
 
-def test_nested_lists_answer_the_same_on_the_lean_path_and_graphql_cores(
-    ask, world, monkeypatch
-):
+def test_nested_lists_answer_the_same_on_the_lean_path_and_graphql_cores(ask, world, monkeypatch):
     """Line items and steps of plain leaves are completed in one pass (graphql.py); aliases,
     fragments, directives, variables and ``__typename`` (which takes graphql-core's own path)
     answer exactly what graphql-core makes of the same selection."""
@@ -485,6 +483,34 @@ def test_nested_lists_answer_the_same_on_the_lean_path_and_graphql_cores(
     refused = ask(lean, {"n": 0, "skip": False})
     assert refused.status_code == 400
     assert refused.get_json()["errors"][0]["extensions"]["code"] == "parameter_invalid"
+
+
+def test_a_refusal_in_a_resolver_called_directly_is_answered_as_graphql_core_would(
+    ask, monkeypatch
+):
+    """``me`` takes nothing, so the endpoint calls its resolver without Strawberry's wrapping;
+    a refusal from it is still located at its field and nulls the non-null root."""
+    from discountflow.auth import graphql as auth_graphql
+    from discountflow.errors import PermissionDenied
+
+    def refuse(*args):
+        raise PermissionDenied()
+
+    monkeypatch.setattr(auth_graphql, "_session", refuse)
+    response = ask("{ me { id } }")
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "data": None,
+        "errors": [
+            {
+                "message": "You are not allowed to do this.",
+                "locations": [{"line": 1, "column": 3}],
+                "path": ["me"],
+                "extensions": {"code": "permission_denied"},
+            }
+        ],
+        "extensions": {"cost": {"requested": 1}},
+    }
 
 
 def test_rest_and_graphql_return_the_same_lists(api, ask, world):

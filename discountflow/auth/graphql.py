@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import strawberry
+from limits import RateLimitItem
 
 from ..api import api_rate_limit, current_api_key
 from .models import Environment
 from .schemas import ApiKeySessionOut
+from .services import ApiKeyPrincipal
 
 EnvironmentEnum = strawberry.enum(Environment, name="Environment")
 
@@ -43,8 +47,15 @@ class _Session(ApiKeySessionOut):
         return self.key_id
 
 
+@lru_cache(maxsize=4096)
+def _session(principal: ApiKeyPrincipal, rate_limit: RateLimitItem) -> _Session:
+    """One key's session as it is now, built and validated once (principals compare by value,
+    as for ``GET /v2/me``); the object is only read."""
+    return _Session.of(principal, rate_limit)
+
+
 @strawberry.type
 class Query:
     @strawberry.field(description="The key this request authenticated with.")
     def me(self) -> ApiKeySession:
-        return _Session.of(current_api_key(), api_rate_limit())
+        return _session(current_api_key(), api_rate_limit())
