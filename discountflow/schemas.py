@@ -218,6 +218,12 @@ class Out(BaseModel):
 
     @classmethod
     def of(cls, source: Any, **values: Any) -> Self:
+        return cls.model_validate(cls.values_of(source, **values))
+
+    @classmethod
+    def values_of(cls, source: Any, **values: Any) -> dict[str, Any]:
+        """The fields ``of`` validates, before validation: a parent model takes a list of
+        these for a list of nested models, which pydantic then builds in one pass."""
         for name, attribute, fixed, nested in cls._plan():
             if name in values:
                 continue
@@ -228,10 +234,10 @@ class Out(BaseModel):
             if value is not _MISSING:
                 values[name] = value
             elif nested is not None:
-                values[name] = nested.of(source)
+                values[name] = nested.values_of(source)
             else:
                 raise AttributeError(f"{cls.__name__}.{name}: the source has no {attribute!r}")
-        return cls.model_validate(values)
+        return values
 
     @classmethod
     def _plan(cls) -> tuple[tuple[str, str, Any, type[Out] | None], ...]:

@@ -202,10 +202,10 @@ class LineItemOut(Out):
     sources = {"product": "product_id"}
 
     @classmethod
-    def of(cls, item: Any) -> LineItemOut:
+    def values_of(cls, item: Any) -> dict[str, Any]:
         list_amount = item.quantity * item.unit_list_price
         amount = item.quantity * item.unit_price
-        return super().of(
+        return super().values_of(
             item,
             list_amount=list_amount,
             amount=amount,
@@ -277,8 +277,8 @@ class ApprovalOut(Out):
         return super().of(
             approval,
             status=view.status,
-            line_items=[LineItemOut.of(item) for item in view.line_items],
-            steps=[StepOut.of(step) for step in view.steps],
+            line_items=[LineItemOut.values_of(item) for item in view.line_items],
+            steps=[StepOut.values_of(step) for step in view.steps],
             discount_amount=discount,
             discount_percent=percent_of(discount, approval.list_amount),
             max_line_discount_percent=to_percent(approval.max_line_discount_bps),
