@@ -173,11 +173,16 @@ def parse_document(query: str) -> tuple[DocumentNode, str | None]:
 class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """graphql-core's execution, with a lean path for the plainest fields.
 
-    A field that only reads a scalar or enum attribute of its object (no resolver, no
-    arguments: most fields of a page of approvals) is read and serialized here, without
-    building graphql-core's resolve info. Anything else — a null, a missing attribute, a value
-    that does not serialize, every field with a resolver — takes graphql-core's own path, so
-    errors and nulls are exactly what it makes of them.
+    Each selection is planned once per request (``_fields_plan``). Done here, without building
+    graphql-core's resolve info for each field: a field that only reads a scalar or enum
+    attribute of its object (most fields of a page of approvals); a list that slices an
+    attribute and selects only such leaves (``lineItems(first: 10)``); a field holding a plain
+    object or a list of them (``edges``, ``node``, ``pageInfo``), whose objects' fields are
+    executed directly; a field whose resolver takes nothing (``me``). Anything else — a null
+    where graphql-core would complain, a missing attribute, a value that does not serialize,
+    every resolver with arguments or ``info`` — takes graphql-core's own path, so errors and
+    nulls are exactly what it makes of them (``tests/test_graphql.py`` holds the two paths to
+    the same answers). Fields run in the order of their selection, the lean ones first.
     """
 
     def execute_fields(self, parent_type, source, path, grouped_field_set, position_context):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from operator import attrgetter
 from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
 from pydantic import (
@@ -224,6 +225,44 @@ class Out(BaseModel):
     def values_of(cls, source: Any, **values: Any) -> dict[str, Any]:
         """The fields ``of`` validates, before validation: a parent model takes a list of
         these for a list of nested models, which pydantic then builds in one pass."""
+        reads = cls.__dict__.get("_reads")
+        if reads is None:
+            reads = {}
+            type.__setattr__(cls, "_reads", reads)
+        given = tuple(values)  # the same few computed fields at each call site
+        read = reads.get(given)
+        if read is None:
+            read = reads[given] = cls._read_plan(given)
+        names, getter, fixed = read
+        try:
+            found = getter(source)
+        except AttributeError:  # a nested model built from the same source, or a mistake
+            return cls._values_field_by_field(source, values)
+        if len(names) == 1:
+            values[names[0]] = found
+        else:
+            values.update(zip(names, found, strict=True))
+        values.update(fixed)
+        return values
+
+    @classmethod
+    def _read_plan(cls, given: tuple[str, ...]) -> tuple[list[str], Any, list[tuple]]:
+        """The fields read from the source when ``given`` are computed: their names, one
+        getter for all of them, and the fixed values."""
+        names, attributes, fixed = [], [], []
+        for name, attribute, value, _nested in cls._plan():
+            if name in given:
+                continue
+            if value is not _MISSING:
+                fixed.append((name, value))
+            else:
+                names.append(name)
+                attributes.append(attribute)
+        getter = attrgetter(*attributes) if attributes else (lambda source: ())
+        return names, getter, fixed
+
+    @classmethod
+    def _values_field_by_field(cls, source: Any, values: dict[str, Any]) -> dict[str, Any]:
         for name, attribute, fixed, nested in cls._plan():
             if name in values:
                 continue
