@@ -491,9 +491,9 @@ def test_a_two_minute_one_box_run_passes_every_check(tmp_path):
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=False,
-    reason="an open defect this run finds now and then (issue 15): a request outliving "
-    "gunicorn's SIGTERM by 10 s, not yet shown gone over repeated runs since PostgreSQL and "
-    "Redis got client timeouts; the others it found are fixed (a key claimed by a killed "
+    reason="an open defect this run finds now and then (issue 15): a worker outliving "
+    "gunicorn's SIGTERM by more than 10 s (seen again on a loaded machine after PostgreSQL and "
+    "Redis got client timeouts); the others it found are fixed (a key claimed by a killed "
     "worker is taken over after its lease, the dashboard's 503 page, keys claimed during an "
     "outage)",
 )
@@ -501,9 +501,13 @@ def test_a_short_scale_out_run_survives_every_fault(tmp_path):
     from .servers import require_postgres, require_redis
 
     require_postgres()  # under CI a missing server fails the test; elsewhere it skips
-    require_redis()
+    redis_url = require_redis()
     report = tmp_path / "report"
+    # The test suite's own Redis database (flushed by the run): never one a load run or a
+    # benchmark on the same machine is using (a soak's per-key window was flushed once so).
+    redis_db = redis_url.rsplit("/", 1)[-1] or "0"
     arguments = ("--profile", "scale-out", "--seconds", "50", "--faults", "--users", "30")
+    arguments += ("--redis-db", redis_db)
     result = run_loadtest(*arguments, report=report, timeout=300)
     text = (report / "report.md").read_text() if (report / "report.md").exists() else ""
     for fault in FAULT_NAMES:
