@@ -403,6 +403,21 @@ class _ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         return attribute, first, read, readers
 
 
+def _schema_fields(graphql_schema: GraphQLSchema):
+    """(type name, field name, field, Strawberry's definition or None) for every field of the
+    schema's object types, introspection's own left out: what the tables below look through."""
+    for type_name, graphql_type in graphql_schema.type_map.items():
+        if type_name.startswith("__") or not isinstance(graphql_type, GraphQLObjectType):
+            continue
+        for field_name, field in graphql_type.fields.items():
+            yield (
+                type_name,
+                field_name,
+                field,
+                (field.extensions or {}).get("strawberry-definition"),
+            )
+
+
 # The kinds of field of a plan (``_ExecutionContext._fields_plan``); None: graphql-core's path.
 _LEAF, _SLICED, _OBJECT, _RESOLVED = "leaf", "sliced", "object", "resolved"
 
@@ -413,16 +428,12 @@ def _plain_objects(graphql_schema: GraphQLSchema) -> dict[tuple[str, str], tuple
     type), for fields without resolver or arguments of a non-null object type, or a non-null
     list of non-null objects, whose type has no ``is_type_of`` check."""
     found = {}
-    for type_name, graphql_type in graphql_schema.type_map.items():
-        if type_name.startswith("__") or not isinstance(graphql_type, GraphQLObjectType):
+    for type_name, field_name, field, definition in _schema_fields(graphql_schema):
+        if definition is None or not definition.is_basic_field or field.args:
             continue
-        for field_name, field in graphql_type.fields.items():
-            definition = (field.extensions or {}).get("strawberry-definition")
-            if definition is None or not definition.is_basic_field or field.args:
-                continue
-            entry = _object_entry(definition.python_name, field.type)
-            if entry is not None:
-                found[(type_name, field_name)] = entry
+        entry = _object_entry(definition.python_name, field.type)
+        if entry is not None:
+            found[(type_name, field_name)] = entry
     return found
 
 
@@ -448,31 +459,27 @@ def _plain_resolvers(graphql_schema: GraphQLSchema) -> dict[tuple[str, str], tup
     resolver takes no argument, no ``info``, no root or parent, and that carry no permission
     or extension: what Strawberry's wrapping would do for them is only the call."""
     found = {}
-    for type_name, graphql_type in graphql_schema.type_map.items():
-        if type_name.startswith("__") or not isinstance(graphql_type, GraphQLObjectType):
+    for type_name, field_name, field, definition in _schema_fields(graphql_schema):
+        resolver = getattr(definition, "base_resolver", None)
+        if (
+            resolver is None
+            or field.args
+            or resolver.arguments
+            or resolver.is_async
+            or resolver.info_parameter is not None
+            or resolver.root_parameter is not None
+            or resolver.parent_parameter is not None
+            or definition.permission_classes
+            or definition.extensions
+        ):
             continue
-        for field_name, field in graphql_type.fields.items():
-            definition = (field.extensions or {}).get("strawberry-definition")
-            resolver = getattr(definition, "base_resolver", None)
-            if (
-                resolver is None
-                or field.args
-                or resolver.arguments
-                or resolver.is_async
-                or resolver.info_parameter is not None
-                or resolver.root_parameter is not None
-                or resolver.parent_parameter is not None
-                or definition.permission_classes
-                or definition.extensions
-            ):
-                continue
-            entry = _object_entry(definition.python_name, field.type)
-            if entry is not None:
-                found[(type_name, field_name)] = (
-                    resolver.wrapped_func,
-                    resolver.self_parameter is not None,
-                    entry,
-                )
+        entry = _object_entry(definition.python_name, field.type)
+        if entry is not None:
+            found[(type_name, field_name)] = (
+                resolver.wrapped_func,
+                resolver.self_parameter is not None,
+                entry,
+            )
     return found
 
 
@@ -481,22 +488,18 @@ def _sliced_lists(graphql_schema: GraphQLSchema) -> dict[tuple[str, str], tuple[
     """(type, field) → (the attribute it slices, its item type), for the list fields declared
     with ``graphql_base.sliced`` (a non-null list of non-null objects, argument ``first``)."""
     found = {}
-    for type_name, graphql_type in graphql_schema.type_map.items():
-        if type_name.startswith("__") or not isinstance(graphql_type, GraphQLObjectType):
+    for type_name, field_name, field, definition in _schema_fields(graphql_schema):
+        attribute = (getattr(definition, "metadata", None) or {}).get(SLICED)
+        if attribute is None:
             continue
-        for field_name, field in graphql_type.fields.items():
-            definition = (field.extensions or {}).get("strawberry-definition")
-            attribute = (getattr(definition, "metadata", None) or {}).get(SLICED)
-            if attribute is None:
-                continue
-            item = get_nullable_type(get_nullable_type(field.type).of_type)
-            if (
-                is_non_null_type(field.type)
-                and is_non_null_type(get_nullable_type(field.type).of_type)
-                and isinstance(item, GraphQLObjectType)
-                and set(field.args) == {"first"}
-            ):
-                found[(type_name, field_name)] = (attribute, item)
+        item = get_nullable_type(get_nullable_type(field.type).of_type)
+        if (
+            is_non_null_type(field.type)
+            and is_non_null_type(get_nullable_type(field.type).of_type)
+            and isinstance(item, GraphQLObjectType)
+            and set(field.args) == {"first"}
+        ):
+            found[(type_name, field_name)] = (attribute, item)
     return found
 
 
@@ -507,24 +510,20 @@ def _plain_leaves(
     """(type, field) → (the attribute it reads, its type's serializer, whether it may be
     null, the Python type answered as it is), for plain leaves."""
     plain = {}
-    for type_name, graphql_type in graphql_schema.type_map.items():
-        if type_name.startswith("__") or not isinstance(graphql_type, GraphQLObjectType):
-            continue
-        for field_name, field in graphql_type.fields.items():
-            definition = (field.extensions or {}).get("strawberry-definition")
-            leaf = get_nullable_type(field.type)
-            if (
-                definition is not None
-                and definition.is_basic_field
-                and not field.args
-                and is_leaf_type(leaf)
-            ):
-                plain[(type_name, field_name)] = (
-                    definition.python_name,
-                    leaf.serialize,
-                    not is_non_null_type(field.type),
-                    _as_is(leaf),
-                )
+    for type_name, field_name, field, definition in _schema_fields(graphql_schema):
+        leaf = get_nullable_type(field.type)
+        if (
+            definition is not None
+            and definition.is_basic_field
+            and not field.args
+            and is_leaf_type(leaf)
+        ):
+            plain[(type_name, field_name)] = (
+                definition.python_name,
+                leaf.serialize,
+                not is_non_null_type(field.type),
+                _as_is(leaf),
+            )
     return plain
 
 
