@@ -47,12 +47,6 @@ def test_shared_storage_follows_web_concurrency(monkeypatch):
     assert config["bind"] == "0.0.0.0:5001"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_gunicorn(tmp_path, *extra, environ=None, module="app:app"):
     inherited = {name: value for name, value in os.environ.items() if name != "WEB_CONCURRENCY"}
     env = {
@@ -63,18 +57,25 @@ def start_gunicorn(tmp_path, *extra, environ=None, module="app:app"):
         "RATELIMIT_STORAGE_URI": "memory://",
         **(environ or {}),
     }
-    port = free_port()
+    # The listening socket is bound here and handed to gunicorn (``fd://``): a port only probed
+    # for being free could be taken, by the next server a test starts, before gunicorn binds it.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    port = listener.getsockname()[1]
     # Output goes to a file: a pipe nobody reads would fill up with the access log and stall
     # the server.
     output = open(tmp_path / f"gunicorn-{port}.log", "w+")  # noqa: SIM115 - closed by stop()
-    process = subprocess.Popen(
-        [GUNICORN, "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}", *extra, module],
-        cwd=ROOT,
-        env=env,
-        stdout=output,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with listener:
+        process = subprocess.Popen(
+            [GUNICORN, "-c", "gunicorn.conf.py", "-b", f"fd://{listener.fileno()}", *extra, module],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+            pass_fds=(listener.fileno(),),
+        )
     process.output = output
     return process, port
 
