@@ -53,7 +53,10 @@ def on_starting(server):
     for name in os.listdir(folder):
         pid = name.removesuffix(".db").rsplit("_", 1)[-1]
         if name.endswith(".db") and not (pid.isdigit() and _alive(int(pid))):
-            os.remove(os.path.join(folder, name))
+            try:
+                os.remove(os.path.join(folder, name))
+            except FileNotFoundError:
+                continue  # another server sharing the folder, starting now, removed it first
             removed += 1
     server.log.info("metrics: counting in %s (%d stale files removed)", folder, removed)
 

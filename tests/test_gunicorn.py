@@ -23,6 +23,9 @@ GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 def load_config(monkeypatch, **environ):
     for name in ("RATELIMIT_STORAGE_URI", "WEB_CONCURRENCY", "PORT"):
         monkeypatch.delenv(name, raising=False)
+    # The file sets PROMETHEUS_MULTIPROC_DIR in the environment when it is empty: put back after
+    # the test, or every server the suite starts later would share this one folder.
+    monkeypatch.setitem(os.environ, "PROMETHEUS_MULTIPROC_DIR", "")
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
     return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
@@ -45,6 +48,22 @@ def test_shared_storage_follows_web_concurrency(monkeypatch):
     )
     assert config["workers"] == 4
     assert config["bind"] == "0.0.0.0:5001"
+
+
+def test_two_servers_sharing_a_metrics_folder_start_together(monkeypatch, tmp_path):
+    """Both clean the folder's stale files as they start: the file one lists, the other may
+    have removed already (the two-instance test's 'gunicorn exited')."""
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    (folder / "counter_999999998.db").write_bytes(b"stale")
+    config = load_config(monkeypatch, PROMETHEUS_MULTIPROC_DIR=str(folder))
+    listed = os.listdir(folder) + ["counter_999999999.db"]  # gone by the time it is removed
+    monkeypatch.setattr(os, "listdir", lambda path: listed)
+    logged = []
+    server = type("Server", (), {"log": type("Log", (), {"info": lambda *a: logged.append(a)})})
+    config["on_starting"](server)
+    assert not (folder / "counter_999999998.db").exists()
+    assert logged[0][-1] == 1  # one stale file removed by this server
 
 
 def start_gunicorn(tmp_path, *extra, environ=None, module="app:app"):

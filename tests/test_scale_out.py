@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from .conftest import PASSWORD, bearer, create_org, generate_key, make_app
 from .servers import TcpProxy, fresh_postgres_database, require_redis
-from .test_gunicorn import start_gunicorn, stop, wait_for_line
+from .test_gunicorn import output_of, start_gunicorn, stop, wait_for_line
 
 pytestmark = pytest.mark.slow
 
@@ -46,8 +46,8 @@ def wait_until_serving(process, port: int, timeout: float = 30.0) -> None:
             time.sleep(0.1)
         finally:
             connection.close()
-        assert process.poll() is None, "gunicorn exited"
-    raise AssertionError("gunicorn did not start serving")
+        assert process.poll() is None, "gunicorn exited:\n" + output_of(process)[-4000:]
+    raise AssertionError("gunicorn did not start serving:\n" + output_of(process)[-4000:])
 
 
 def worker_count(process, expected: int, timeout: float = 20.0) -> int:
