@@ -211,26 +211,53 @@ def stop_gunicorn(gunicorn: Supervised, patience: float = 10.0) -> tuple[int | N
     """SIGTERM gunicorn as an operator would; a worker still busy ``patience`` seconds later
     (gunicorn would wait its 30 s graceful timeout for a request that never ends) gets SIGABRT,
     so that Python's fault handler (``PYTHONFAULTHANDLER=1``) writes every thread's stack to
-    ``logs/gunicorn.err``. Return gunicorn's exit code and one line per such worker."""
+    ``logs/gunicorn.err``. A worker still there half-way is also looked at with ``py-spy dump``
+    (where installed), which leaves it running: its stacks are in ``logs/worker-<pid>.stacks``
+    even should it exit before the SIGABRT. Return gunicorn's exit code and one line per such
+    worker."""
     workers = [pid for _, pid in gunicorn_workers(gunicorn.pid or 0)]
     if gunicorn.process is not None and gunicorn.process.poll() is None:
         gunicorn.process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + patience
-    busy = workers
-    while busy and time.monotonic() < deadline:
+    started = time.monotonic()
+    busy, looked_at = workers, False
+    while busy and time.monotonic() - started < patience:
         time.sleep(0.1)
         busy = [pid for pid in busy if _alive(pid)]
+        if busy and not looked_at and time.monotonic() - started >= patience / 2:
+            looked_at = True
+            for pid in busy:
+                dump_stacks(pid, gunicorn.logs / f"worker-{pid}.stacks", started)
     stuck = []
     for pid in busy:
         stuck.append(
             f"gunicorn worker {pid} was still busy {patience:g} s after SIGTERM (a request "
-            "that does not end); its threads' stacks are in logs/gunicorn.err"
+            f"that does not end); its threads' stacks are in logs/gunicorn.err and "
+            f"logs/worker-{pid}.stacks"
         )
         try:
             os.kill(pid, signal.SIGABRT)
         except OSError:
             pass
     return gunicorn.stop(), stuck
+
+
+def dump_stacks(pid: int, path: Path, since: float) -> None:
+    """Write a running process's Python stacks with ``py-spy dump``, if it is installed."""
+    spy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
+    if spy is None:
+        path.write_text("py-spy is not installed (pip install py-spy): no stacks\n")
+        return
+    # Stacks only, no local variables: those would hold API keys and request bodies.
+    try:
+        dumped = subprocess.run(
+            [spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=20
+        )
+        text = dumped.stdout + dumped.stderr
+    except (OSError, subprocess.SubprocessError) as error:
+        text = f"py-spy failed: {error!r}\n"
+    path.write_text(
+        f"{time.monotonic() - since:.1f} s after SIGTERM, py-spy dump --pid {pid}:\n{text}"
+    )
 
 
 def _alive(pid: int) -> bool:
