@@ -205,7 +205,11 @@ def init_app(app: Flask) -> None:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", configure_sqlite_connection)
         event.listen(engine, "begin", begin_sqlite_transaction)
-    app.extensions[_REVISIONS] = OrganizationRevisions(counters_path(engine, "-orgrev"))
+    app.extensions[_REVISIONS] = OrganizationRevisions(
+        counters_path(engine, "-orgrev"),
+        app.config["RATELIMIT_STORAGE_URI"],
+        app.config["RATELIMIT_KEY_PREFIX"],
+    )
     # db.session is one for every app in the process: listen once.
     if not event.contains(db.session, "after_commit", announce_changes):
         event.listen(db.session, "after_commit", announce_changes)

@@ -1,30 +1,39 @@
-"""Counters shared by every process on this host that uses the same SQLite database.
+"""Counters shared by every process that uses the same database.
 
 A process that remembers something read from the database (a verified API key, a rendered page
 of approvals) must stop trusting it on the very next request after another process changed the
 rows behind it. Each memory therefore records the *revision* it was read under, and whoever
-commits a change bumps the revision. The counters live in a small file beside the database,
-memory-mapped by every process: reading one is a memory read, with no system call and no
-release of the GIL, which matters under gunicorn's threads (reading a counter through SQLite
-measured several hundred microseconds of CPU per request there).
+commits a change bumps the revision.
 
-Where there is no such file (an in-memory SQLite database, another database),
-:meth:`SharedCounters.read` answers ``None`` and callers read the rows every time.
+On an SQLite file the counters live in a small file beside the database, memory-mapped by every
+process: reading one is a memory read, with no system call and no release of the GIL, which
+matters under gunicorn's threads (reading a counter through SQLite measured several hundred
+microseconds of CPU per request there). Elsewhere (PostgreSQL), with a Redis rate-limit storage,
+they live in Redis (:class:`RedisCounters`), which every process on every host reads in one
+round trip.
+
+Where there are neither (an in-memory SQLite database, PostgreSQL without Redis), or Redis does
+not answer, the revision is ``None`` and callers read the rows every time.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import mmap
 import os
+import secrets
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Iterable
 
 from sqlalchemy.engine import Engine
 
 _COUNTER = struct.Struct("<Q")
+log = logging.getLogger(__name__)
+WARN_EVERY = 10.0  # seconds between two warnings that Redis does not answer
 
 
 def counters_path(engine: Engine, suffix: str) -> str | None:
@@ -77,32 +86,109 @@ class SharedCounters:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
+class RedisCounters:
+    """Named counters in Redis, shared by every process on every host that uses it.
+
+    A counter Redis lost (restarted or flushed: nothing need be kept on disk) starts again from
+    a random 48-bit value, not from zero, so a revision read before the loss is not met again
+    after it. Should Redis not answer, :meth:`read` answers ``None`` (callers read the rows)
+    and says so in the log at most every ``WARN_EVERY`` seconds; a bump that fails is logged
+    (the memories it should have retired still run out after their own maximum age).
+    """
+
+    def __init__(self, storage_uri: str, prefix: str, unreadable: str) -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(
+            storage_uri, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
+        self._prefix = prefix
+        self._unreadable = unreadable  # the warning's words when Redis does not answer
+        self._warned = -WARN_EVERY
+
+    @classmethod
+    def of_storage(cls, storage_uri: str, prefix: str, unreadable: str) -> RedisCounters | None:
+        """Counters in the rate-limit storage, if it is Redis."""
+        if not storage_uri.startswith(("redis://", "rediss://")):
+            return None
+        return cls(storage_uri, prefix, unreadable)
+
+    def _keys(self, names: Iterable[str]) -> list[str]:
+        return [f"{self._prefix}:{name}" for name in names]
+
+    def read(self, names: list[str]) -> int | None:
+        """Return the sum of the named counters (one round trip), or ``None``."""
+        keys = self._keys(names)
+        try:
+            values = self._redis.mget(keys)
+            if None in values:  # never bumped, or lost: start from somewhere new
+                for key, value in zip(keys, values, strict=True):
+                    if value is None:
+                        self._redis.set(key, secrets.randbits(48), nx=True)
+                values = self._redis.mget(keys)
+            return sum(int(value) for value in values)
+        except Exception as error:  # noqa: BLE001 - any failure: trust nothing remembered
+            now = time.monotonic()
+            if now - self._warned >= WARN_EVERY:  # once in a while, not on every request
+                self._warned = now
+                log.warning("%s: %r", self._unreadable, error)
+            return None
+
+    def bump(self, names: Iterable[str]) -> None:
+        """Advance the named counters (one round trip); call after committing the change."""
+        pipeline = self._redis.pipeline(transaction=False)
+        for key in self._keys(names):
+            pipeline.set(key, secrets.randbits(48), nx=True)
+            pipeline.incr(key)
+        try:
+            pipeline.execute()
+        except Exception as error:  # noqa: BLE001
+            log.error("could not bump %s in Redis: %r", ", ".join(self._keys(names)), error)
+
+
 class OrganizationRevisions:
     """A revision per organization: what a process remembers of one organization's data
     is good while its revision stays the same.
 
-    Organizations share a fixed number of counters by a stable hash of their id (a bump may
-    also retire another organization's memories, never keep a stale one); one more counter,
-    bumped by :meth:`bump_all`, counts for every organization.
+    In the file beside an SQLite database, organizations share a fixed number of counters by a
+    stable hash of their id (a bump may also retire another organization's memories, never keep
+    a stale one); one more counter, bumped by :meth:`bump_all`, counts for every organization.
+    In Redis (``storage_uri``, where there is no such file) each organization has its own.
     """
 
     BUCKETS = 4096
+    EVERYONE = "org-revision:*"
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, storage_uri: str = "", prefix: str = "discountflow"):
         self._counters = SharedCounters(path, slots=self.BUCKETS + 1)
+        self._redis = None
+        if path is None:
+            self._redis = RedisCounters.of_storage(
+                storage_uri,
+                prefix,
+                "organization revisions unreadable in Redis, rendering pages from the database",
+            )
 
     def _slot(self, organization_id: str) -> int:
         return 1 + zlib.crc32(organization_id.encode()) % self.BUCKETS
 
     def current(self, organization_id: str) -> int | None:
         """Return the organization's revision, or ``None`` where nothing is shared."""
+        if self._redis is not None:
+            return self._redis.read([self.EVERYONE, f"org-revision:{organization_id}"])
         everyone = self._counters.read(0)
         if everyone is None:
             return None
         return everyone + self._counters.read(self._slot(organization_id))
 
     def bump(self, organization_ids: Iterable[str]) -> None:
+        if self._redis is not None:
+            self._redis.bump(f"org-revision:{each}" for each in set(organization_ids))
+            return
         self._counters.bump(self._slot(organization_id) for organization_id in organization_ids)
 
     def bump_all(self) -> None:
+        if self._redis is not None:
+            self._redis.bump([self.EVERYONE])
+            return
         self._counters.bump((0,))

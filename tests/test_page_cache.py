@@ -1,7 +1,8 @@
 """Remembered pages of approvals (approvals/page_cache.py) are never staler than the database.
 
-On PostgreSQL nothing is remembered; the tests of freshness still hold there, those about the
-memory itself are SQLite's.
+On SQLite the revisions live in a file beside the database; on PostgreSQL (``TEST_DATABASE``)
+in Redis, where every app of these tests keeps them (without Redis nothing is remembered there,
+which the last tests show).
 
 Every page served from memory must equal the page rendered afresh: after each kind of write,
 whoever wrote it (another process included), when an approval passes its validity, for each
@@ -10,7 +11,9 @@ viewer and each organization.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -26,9 +29,29 @@ from discountflow.approvals.schemas import (
 )
 from discountflow.database import utcnow
 from discountflow.extensions import db
+from discountflow.revisions import OrganizationRevisions
 
 from .approvals_world import act, build_world, create, request_body, set_level
-from .conftest import add_member, bearer, make_app
+from .conftest import ON_POSTGRESQL, add_member, bearer, make_app
+from .servers import require_redis
+
+
+def remembering_app(tmp_path, **overrides):
+    """An app whose processes share revisions: SQLite's file, or on PostgreSQL Redis (each test
+    its own key prefix, which every app of the test shares)."""
+    if ON_POSTGRESQL:
+        prefix = "pages-" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:12]
+        overrides = {
+            "RATELIMIT_STORAGE_URI": require_redis(),
+            "RATELIMIT_KEY_PREFIX": prefix,
+            **overrides,
+        }
+    return make_app(tmp_path, **overrides)
+
+
+@pytest.fixture
+def app(tmp_path):
+    return remembering_app(tmp_path)
 
 
 @contextmanager
@@ -62,7 +85,6 @@ def listed(api, query="limit=100"):
     return response.get_json()
 
 
-@pytest.mark.sqlite_only
 def test_an_unchanged_page_is_served_without_reading_the_database(app, world, api):
     create(world, "rep", 20, submit=True)
     first = listed(api)
@@ -137,7 +159,7 @@ def test_every_kind_of_write_is_seen_on_the_next_request(world, api, client):
 
 def test_a_write_by_another_process_is_seen_on_the_next_request(tmp_path, world, api):
     """Two app instances on one database file, as two gunicorn workers are."""
-    other = make_app(tmp_path)  # the same file: its own page cache, the same revisions
+    other = remembering_app(tmp_path)  # the same database: its own page cache, the same revisions
     assert listed(api)["data"] == []
     with other.app_context():
         from discountflow.actors import Actor, Surface
@@ -176,7 +198,6 @@ def test_a_page_is_rendered_again_when_an_approval_in_it_passes_its_validity(
     assert [a["id"] for a in listed(api, "status=expired")["data"]] == [approved]
 
 
-@pytest.mark.sqlite_only
 def test_each_viewer_and_each_organization_has_its_own_pages(app, world, client):
     mine = create(world, "rep", 20, submit=True)
     theirs = create(world, "rep2", 20, submit=True)
@@ -193,6 +214,27 @@ def test_each_viewer_and_each_organization_has_its_own_pages(app, world, client)
     assert [a["id"] for a in beta_page["data"]] == [beta_approval]
 
 
+def test_a_graphql_page_is_never_staler_than_the_database(world, client):
+    """GraphQL reads the page REST answers: remembered the same way, retired the same way."""
+    from .test_graphql import gql
+
+    approval_id = create(world, "rep", 10, submit=True)  # within the manager's authority
+    query = "{ approvals(first: 5) { edges { node { id status title } } } }"
+
+    def first_node():
+        body = gql(client, world.key, query).get_json()
+        return body["data"]["approvals"]["edges"][0]["node"]
+
+    assert first_node() == {"id": approval_id, "status": "PENDING", "title": "Deal"}
+    with statements(world.app) as seen:
+        assert first_node()["status"] == "PENDING"  # now from memory
+    assert not [s for s in seen if "approvals" in s]
+    act(world, "manager", "approve", approval_id, "ok")
+    assert first_node()["status"] == "APPROVED"
+    newer = create(world, "rep", 5)
+    assert first_node()["id"] == newer
+
+
 def test_a_member_added_later_is_seen_by_the_awaiting_filter(app, world, api):
     pending = create(world, "rep", 10, submit=True)
     newcomer = add_member(app, world.organization_id, "newcomer@acme.example")
@@ -201,7 +243,6 @@ def test_a_member_added_later_is_seen_by_the_awaiting_filter(app, world, api):
     assert [a["id"] for a in listed(api, f"awaiting_decision_by={newcomer}")["data"]] == [pending]
 
 
-@pytest.mark.sqlite_only
 def test_a_change_nobody_announced_is_seen_within_max_age(app, world, api, monkeypatch):
     """Should a process die between its commit and its bump, memory still runs out."""
     approval = create(world, "rep", 10)
@@ -239,3 +280,66 @@ def test_the_memory_is_bounded():
 def test_nothing_is_remembered_without_shared_revisions(tmp_path):
     app = make_app(tmp_path, SQLALCHEMY_DATABASE_URI="sqlite://")
     assert app.extensions["discountflow.organization_revisions"].current("org_x") is None
+    if ON_POSTGRESQL:  # and PostgreSQL with the in-process rate-limit storage
+        app = make_app(tmp_path, RATELIMIT_STORAGE_URI="memory://")
+        assert app.extensions["discountflow.organization_revisions"].current("org_x") is None
+
+
+# --- revisions kept in Redis (PostgreSQL) -------------------------------------------------------
+
+
+def test_revisions_in_redis_are_per_organization_and_start_anew_when_redis_lost_them():
+    import redis
+
+    url = require_redis()
+    prefix = "pages-" + secrets.token_hex(6)
+    revisions = OrganizationRevisions(None, url, prefix)
+    first = revisions.current("org_a")
+    other = revisions.current("org_b")
+    assert first is not None and revisions.current("org_a") == first
+    revisions.bump(["org_a"])
+    assert revisions.current("org_a") == first + 1
+    assert revisions.current("org_b") == other  # each organization its own
+    revisions.bump_all()
+    assert (revisions.current("org_a"), revisions.current("org_b")) == (first + 2, other + 1)
+    client = redis.Redis.from_url(url)
+    try:
+        client.delete(*client.keys(f"{prefix}:*"))  # restarted, or flushed
+        seen = {first, first + 1, first + 2}
+        revisions.bump(["org_a"])  # a bump of a lost counter does not start it from zero
+        assert revisions.current("org_a") not in seen | {1, 2}
+        client.delete(*client.keys(f"{prefix}:*"))
+        assert revisions.current("org_a") not in seen | {0, 1, 2}
+    finally:
+        client.delete(*client.keys(f"{prefix}:*"))
+        client.close()
+
+
+def test_an_unreachable_redis_means_nothing_is_remembered(caplog):
+    revisions = OrganizationRevisions(None, "redis://127.0.0.1:1/0", "pages")
+    with caplog.at_level("WARNING"):
+        for _ in range(20):
+            assert revisions.current("org_x") is None
+        revisions.bump(["org_x"])  # logged, not raised: the commit is done
+    unreadable = [r for r in caplog.records if "organization revisions unreadable" in r.message]
+    assert len(unreadable) == 1
+    assert any("could not bump" in r.message for r in caplog.records)
+
+
+@pytest.mark.skipif(not ON_POSTGRESQL, reason="SQLite keeps its revisions in a file")
+def test_pages_on_postgresql_are_rendered_every_time_while_redis_is_away(tmp_path):
+    app = make_app(tmp_path, RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0")
+    world = build_world(app)
+    client = app.test_client()
+
+    def titles() -> list[str]:
+        response = client.get("/v2/approvals", headers=bearer(world.key))
+        assert response.status_code == 200  # the API fails open without its limits
+        return [each["title"] for each in response.get_json()["data"]]
+
+    approval = create(world, "rep", 10)
+    assert titles() == ["Deal"]
+    with app.app_context():  # behind the services' back: only a read can tell
+        db.session.execute(update(Approval).where(Approval.id == approval).values(title="Quiet"))
+        db.session.commit()
+    assert titles() == ["Quiet"]

@@ -57,11 +57,8 @@ def list_approvals(query: ApprovalListQuery):
 
     Members see their own approvals; approvers, admins and the owner (and API keys) see all.
     """
-    actor, page = current_actor(), query.page()
-    if queries.lists_render_in_database():
-        body = queries.approvals_page_json(actor, query, page)
-        return Response(body, mimetype="application/json")
-    return ApprovalList.page(*queries.list_approvals(actor, query, page))
+    body = queries.approvals_page_json(current_actor(), query, query.page())
+    return Response(body, mimetype="application/json")
 
 
 @bp.post("/approvals")

@@ -280,17 +280,12 @@ class Query:
             argument=None,
             names={"limit": "first", "starting_after": "after"},
         )
-        if queries.lists_render_in_database():
-            # The page REST answers (rendered by SQLite, remembered while it is current),
-            # read back into the same models: one rule for what a page holds.
-            body = queries.approvals_page_json(actor(info), query, page(first, after))
-            listed = ApprovalList.model_validate_json(body)
-            shaped, has_more = listed.data, listed.has_more
-        else:
-            views, has_more = queries.list_approvals(actor(info), query, page(first, after))
-            shaped = [ApprovalOut.of(view) for view in views]
-        info.context.met(each.id for each in shaped)
-        return Connection.of(shaped, has_more)
+        # The page REST answers (remembered while it is current), read back into the same
+        # models: one rule for what a page holds.
+        body = queries.approvals_page_json(actor(info), query, page(first, after))
+        listed = ApprovalList.model_validate_json(body)
+        info.context.met(each.id for each in listed.data)
+        return Connection.of(listed.data, listed.has_more)
 
     @strawberry.field(description="One approval; null (with an error) when there is none.")
     def approval(self, info: Info, id: strawberry.ID) -> Approval | None:

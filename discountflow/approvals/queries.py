@@ -35,7 +35,7 @@ from .models import (
     effective_status,
 )
 from .page_cache import page_cache
-from .schemas import ApprovalListQuery, ApprovalOut
+from .schemas import ApprovalList, ApprovalListQuery, ApprovalOut
 
 
 @dataclass(frozen=True)
@@ -182,11 +182,12 @@ _NEXT_EXPIRY = select(func.min(_approvals.valid_until)).where(
 
 
 def approvals_page_json(actor: Actor, query: ApprovalListQuery, page: PageRequest) -> str:
-    """The JSON body of ``list_approvals``'s page, rendered by the database (``pages.py``).
+    """The JSON body of ``list_approvals``'s page: rendered by SQLite itself (``pages.py``),
+    elsewhere shaped in Python as ``ApprovalList``.
 
     The process remembers the page while it is still what the database would give
-    (``page_cache.py``): a poll of an unchanged organization reads nothing. The shape is
-    ``ApprovalList``'s exactly (``tests/test_approval_pages.py``).
+    (``page_cache.py``; on PostgreSQL with Redis as well): a poll of an unchanged organization
+    reads nothing. The shape is ``ApprovalList``'s exactly (``tests/test_approval_pages.py``).
     """
     now = utcnow()
     if db.session().in_transaction():
@@ -204,10 +205,15 @@ def approvals_page_json(actor: Actor, query: ApprovalListQuery, page: PageReques
         metrics.count_page_cache(hit=True)
         return body
     metrics.count_page_cache(hit=False)
-    statement = _approvals_page_statement(actor, query, now, _approvals.id)
-    rows, has_more = paginate(statement, Approval.__table__, page, scope=visible_to(actor))
-    data = ",".join(pages.render(db.session.connection(), [row.id for row in rows], now))
-    body = f'{{"object":"list","data":[{data}],"has_more":{"true" if has_more else "false"}}}'
+    if lists_render_in_database():
+        statement = _approvals_page_statement(actor, query, now, _approvals.id)
+        rows, has_more = paginate(statement, Approval.__table__, page, scope=visible_to(actor))
+        data = ",".join(pages.render(db.session.connection(), [row.id for row in rows], now))
+        body = f'{{"object":"list","data":[{data}],"has_more":{"true" if has_more else "false"}}}'
+    else:
+        statement = _approvals_page_statement(actor, query, now, *_APPROVAL_COLUMNS)
+        rows, has_more = paginate(statement, Approval.__table__, page, scope=visible_to(actor))
+        body = ApprovalList.page(_views_of(rows, now), has_more).model_dump_json()
     if revision is not None and cache.keeps(body):
         next_expiry = db.session.execute(
             _NEXT_EXPIRY, {"organization_id": actor.organization_id, "now": now}

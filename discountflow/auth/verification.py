@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import secrets
 import threading
 import time
@@ -33,12 +32,9 @@ from flask import Flask, current_app
 from sqlalchemy.engine import Engine
 
 from ..extensions import db
-from ..revisions import SharedCounters, counters_path
-
-log = logging.getLogger(__name__)
+from ..revisions import RedisCounters, SharedCounters, counters_path
 
 MAX_AGE = 10.0  # seconds a remembered row is trusted without reading it again
-WARN_EVERY = 10.0  # seconds between two warnings that Redis does not answer
 
 
 class KeyRevision:
@@ -51,44 +47,30 @@ class KeyRevision:
     Should Redis not answer, ``current`` is ``None``: rows are read, never trusted blindly.
     """
 
+    NAME = "key-revision"
+
     def __init__(self, engine: Engine, storage_uri: str = "", prefix: str = "discountflow") -> None:
         self._counter = SharedCounters(counters_path(engine, "-keyrev"))
         self._redis = None
-        self._redis_key = f"{prefix}:key-revision"
-        self._warned = -WARN_EVERY
-        if self._counter.path is None and storage_uri.startswith(("redis://", "rediss://")):
-            import redis
-
-            self._redis = redis.Redis.from_url(
-                storage_uri, socket_timeout=0.5, socket_connect_timeout=0.5
+        if self._counter.path is None:
+            self._redis = RedisCounters.of_storage(
+                storage_uri,
+                prefix,
+                "key revision unreadable in Redis, reading keys from the database",
             )
 
     def current(self) -> int | None:
         """Return the current revision, or ``None`` where there is no shared counter."""
         if self._redis is None:
             return self._counter.read()
-        try:
-            return int(self._redis.get(self._redis_key) or 0)
-        except Exception as error:  # noqa: BLE001 - any failure: trust nothing remembered
-            now = time.monotonic()
-            if now - self._warned >= WARN_EVERY:  # once in a while, not on every request
-                self._warned = now
-                log.warning(
-                    "key revision unreadable in Redis, reading keys from the database: %r", error
-                )
-            return None
+        return self._redis.read([self.NAME])
 
     def bump(self) -> None:
         """Advance the revision; call after committing a change to API keys."""
         if self._redis is None:
             self._counter.bump()
-            return
-        try:
-            self._redis.incr(self._redis_key)
-        except Exception as error:  # noqa: BLE001
-            # Other processes read rows while Redis is down, and stop trusting what they
-            # remember after MAX_AGE in any case.
-            log.error("could not bump the key revision in Redis: %r", error)
+        else:
+            self._redis.bump([self.NAME])
 
 
 class KeyCache:
