@@ -110,14 +110,15 @@ def configure_sqlite_connection(dbapi_connection, connection_record) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    # Pages of the file are read into each connection's own cache of SQLite's default 2 MiB
-    # (a larger one, 32 MiB, made no page faster and filled up with the database's growth, one
-    # per thread), and are not memory-mapped: a mapping made each worker's RSS grow with the
-    # file it touched (+6 MB/h in the 30-minute soak, pages the kernel could drop, but RSS is
-    # what operators watch), for 3 % of the CPU of a rendered page over 100,000 approvals
-    # (1.16 against 1.19 ms in-process; the OS page cache serves the reads either way).
+    # Pages of the file are read into each connection's own cache, kept small (512 KiB), and
+    # are not memory-mapped: RSS is what operators watch, and both made it grow in the 30-minute
+    # soak — a mapping with the file it touched (+6 MB/h of file pages the kernel could drop),
+    # SQLite's default 2 MiB caches (one per pooled connection) as they filled (+7.5 MB/h of
+    # anonymous memory). Neither made a page cheaper: a rendered page over 100,000 approvals
+    # costs 1.16–1.29 ms in-process with either cache size, mapped or not (the OS page cache
+    # serves the reads either way).
     cursor.execute("PRAGMA mmap_size=0")
-    cursor.execute("PRAGMA cache_size=-2048")
+    cursor.execute("PRAGMA cache_size=-512")
     cursor.close()
     # SQLite's own lower() folds ASCII only: searches ("Ärger", "ÜBER") fold every alphabet,
     # as on PostgreSQL.
