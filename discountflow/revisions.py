@@ -136,14 +136,15 @@ class RedisCounters:
 
     def bump(self, names: Iterable[str]) -> None:
         """Advance the named counters (one round trip); call after committing the change."""
+        keys = self._keys(names)
         pipeline = self._redis.pipeline(transaction=False)
-        for key in self._keys(names):
+        for key in keys:
             pipeline.set(key, secrets.randbits(48), nx=True)
             pipeline.incr(key)
         try:
             pipeline.execute()
         except Exception as error:  # noqa: BLE001
-            log.error("could not bump %s in Redis: %r", ", ".join(self._keys(names)), error)
+            log.error("could not bump %s in Redis: %r", ", ".join(keys), error)
 
 
 class OrganizationRevisions:
@@ -157,7 +158,7 @@ class OrganizationRevisions:
     """
 
     BUCKETS = 4096
-    EVERYONE = "org-revision:*"
+    EVERYONE = "org-revision:every"  # organization ids begin "org_"
 
     def __init__(self, path: str | None, storage_uri: str = "", prefix: str = "discountflow"):
         self._counters = SharedCounters(path, slots=self.BUCKETS + 1)
