@@ -270,11 +270,29 @@ def test_the_memory_is_bounded():
     for n in range(10):
         cache.put(n, 1, None, "x" * 100)
     assert len(cache) == 10
-    cache.put(10, 1, None, "x" * 100)  # the least recently used goes
+    cache.put(10, 1, None, "x" * 100)  # the oldest rendered goes
     assert cache.get(0, 1, now) is None and cache.get(10, 1, now) is not None
     cache.put("huge", 1, None, "x" * 200)  # more than an eighth of the memory: not kept
     assert cache.get("huge", 1, now) is None
     assert cache.get(10, 2, now) is None  # another revision
+
+
+def test_pages_too_old_to_be_served_are_forgotten(monkeypatch):
+    """Pages of queries nobody asks again do not pile up until the bound: a worker's memory
+    holds what it rendered in the last MAX_AGE seconds."""
+    clock = [1000.0]
+    monkeypatch.setattr(page_cache.time, "monotonic", lambda: clock[0])
+    cache = page_cache.PageCache(max_bytes=1_000_000)
+    now = utcnow()
+    for cursor in range(50):  # a poll walking through cursors, one page each
+        cache.put(("org", None, cursor), 1, None, "x" * 1000)
+        clock[0] += 0.5
+    assert len(cache) == 21  # rendered in the last 10 seconds (and this one)
+    assert cache.get(("org", None, 49), 1, now) is not None
+    assert cache.get(("org", None, 20), 1, now) is None
+    clock[0] += page_cache.MAX_AGE + 1
+    cache.put("next", 1, None, "x")
+    assert len(cache) == 1
 
 
 def test_nothing_is_remembered_without_shared_revisions(tmp_path):

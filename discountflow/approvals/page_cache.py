@@ -38,10 +38,14 @@ class _Page(NamedTuple):
 
 
 class PageCache:
-    """A bounded, thread-safe, least-recently-used memory of rendered pages.
+    """A bounded, thread-safe memory of rendered pages, oldest rendered first out.
 
-    ``max_bytes`` bounds the pages' text (``PAGE_CACHE_MB``); a page larger than an eighth of
-    it is not kept, and with 0 nothing is.
+    A page is never served more than ``MAX_AGE`` seconds after it was rendered, so it is
+    forgotten then too: what the memory holds is the pages rendered in the last ``MAX_AGE``
+    seconds, and under a steady load it stays the same size (kept until the bound, pages of
+    queries never asked again — other cursors, other filters — made a worker's memory creep up
+    for as long as it ran). ``max_bytes`` bounds the pages' text (``PAGE_CACHE_MB``); a page
+    larger than an eighth of it is not kept, and with 0 nothing is.
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -60,9 +64,6 @@ class PageCache:
             or time.monotonic() - page.rendered_at > MAX_AGE
         ):
             return None
-        with self._lock:
-            if key in self._pages:
-                self._pages.move_to_end(key)
         return page.body
 
     def keeps(self, body: str) -> bool:
@@ -74,14 +75,21 @@ class PageCache:
         if not self.keeps(body):
             return
         size = len(body)
+        now = time.monotonic()
         with self._lock:
             previous = self._pages.pop(key, None)
             if previous is not None:
                 self._bytes -= len(previous.body)
-            self._pages[key] = _Page(revision, fresh_until, time.monotonic(), body)
+            self._pages[key] = _Page(revision, fresh_until, now, body)
             self._bytes += size
-            while self._bytes > self._max_bytes:
-                _, evicted = self._pages.popitem(last=False)
+            # In the order rendered: forget the pages too old to be served, then the oldest
+            # while over the bound.
+            pages = self._pages
+            while pages:
+                oldest = next(iter(pages.values()))
+                if self._bytes <= self._max_bytes and now - oldest.rendered_at <= MAX_AGE:
+                    break
+                _, evicted = pages.popitem(last=False)
                 self._bytes -= len(evicted.body)
 
     def __len__(self) -> int:
