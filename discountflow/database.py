@@ -111,12 +111,11 @@ def configure_sqlite_connection(dbapi_connection, connection_record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     # Pages of the file are read into each connection's own cache, kept small (512 KiB), and
-    # are not memory-mapped: RSS is what operators watch, and both made it grow in the 30-minute
-    # soak — a mapping with the file it touched (+6 MB/h of file pages the kernel could drop),
-    # SQLite's default 2 MiB caches (one per pooled connection) as they filled (+7.5 MB/h of
-    # anonymous memory). Neither made a page cheaper: a rendered page over 100,000 approvals
-    # costs 1.16–1.29 ms in-process with either cache size, mapped or not (the OS page cache
-    # serves the reads either way).
+    # are not memory-mapped: a mapping made each worker's RSS grow with the file it touched
+    # (+6 MB/h of file pages in the 30-minute soak). Neither the mapping nor SQLite's default
+    # 2 MiB cache made a page cheaper: a rendered page over 100,000 approvals costs 1.16–1.29 ms
+    # in-process either way (the OS page cache serves the reads); the smaller cache is memory
+    # spared per pooled connection (it did not change the soak's slope, README).
     cursor.execute("PRAGMA mmap_size=0")
     cursor.execute("PRAGMA cache_size=-512")
     cursor.close()
