@@ -128,6 +128,32 @@ def _lower(value):
     return value.lower() if isinstance(value, str) else value
 
 
+def count_lost_connections(context) -> None:
+    """Treat a connection the driver cannot use any more as lost, so the pool replaces it.
+
+    psycopg marks a connection broken when libpq sees it fail, but not when the wait for an
+    answer finds the socket gone (``connection socket closed``: a reset arriving while a query
+    waits): the connection is left mid-query, status ACTIVE, and nothing can be done on it.
+    When that happened in the pool's pre-ping, SQLAlchemy's ping then tried to switch
+    autocommit back on that connection, and the ``ProgrammingError`` it got escaped as a 500
+    (found by the fault run while PostgreSQL was cut). A failed ping, or an error that leaves
+    the connection mid-query, now counts as a disconnect: the pool drops the connection and the
+    request gets a new one, or the 503 of a database that is away.
+    """
+    if context.is_disconnect:
+        return
+    if context.is_pre_ping:
+        context.is_disconnect = True  # the ping is ";": any failure means the connection is gone
+        return
+    connection = context.connection
+    if connection is None or connection.invalidated:
+        return
+    info = getattr(connection.connection.dbapi_connection, "info", None)
+    status = getattr(getattr(info, "transaction_status", None), "name", None)
+    if status == "ACTIVE":
+        context.is_disconnect = True
+
+
 # Execution option that makes the next transaction a writer from its first statement.
 WRITE_TRANSACTION = "discountflow_write"
 
@@ -205,6 +231,8 @@ def init_app(app: Flask) -> None:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", configure_sqlite_connection)
         event.listen(engine, "begin", begin_sqlite_transaction)
+    else:
+        event.listen(engine, "handle_error", count_lost_connections)
     app.extensions[_REVISIONS] = OrganizationRevisions(
         counters_path(engine, "-orgrev"),
         app.config["RATELIMIT_STORAGE_URI"],

@@ -212,6 +212,100 @@ def test_the_api_answers_503_while_the_database_is_down_and_recovers_by_itself(t
         proxy.stop()
 
 
+def _lose_pooled_sockets(app) -> int:
+    """Close the socket under every pooled connection, as a reset arriving while the pool's
+    ping waits leaves it: psycopg finds the socket gone ("connection socket closed") and the
+    connection mid-query (status ACTIVE), without marking it broken."""
+    import os
+
+    from discountflow.extensions import db
+
+    with app.app_context():
+        records = list(db.engine.pool._pool.queue)
+    for record in records:
+        os.close(record.dbapi_connection.fileno())
+    return len(records)
+
+
+def test_a_pooled_connection_found_dead_by_its_ping_is_replaced_not_a_500(tmp_path):
+    """Found by the fault run on PostgreSQL: SQLAlchemy's ping of a pooled connection whose
+    socket was gone tried to switch autocommit back on a connection left mid-query, and the
+    ProgrammingError it got became a 500 for ``POST /v2/approvals``. The connection is now
+    counted as lost: the pool connects again, or the request gets the 503 of a database away."""
+    from .approvals_world import build_world, request_body
+
+    with fresh_postgres_database() as database:
+        url = make_url(database)
+        proxy = TcpProxy(url.host, url.port or 5432)
+        proxy.start()
+        through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
+            hide_password=False
+        )
+        app = make_app(tmp_path, SQLALCHEMY_DATABASE_URI=through_proxy)
+        from discountflow.extensions import db
+
+        with app.app_context():
+            db.create_all()
+        world = build_world(app)
+        client = app.test_client()
+        headers = {**bearer(world.key), "Idempotency-Key": "first"}
+        assert client.get("/v2/approvals", headers=bearer(world.key)).status_code == 200
+
+        assert _lose_pooled_sockets(app) >= 1  # the database is there: a new connection
+        created = client.post("/v2/approvals", json=request_body(10), headers=headers)
+        assert created.status_code == 201, created.get_json()
+        replayed = client.post("/v2/approvals", json=request_body(10), headers=headers)
+        assert replayed.status_code == 201 and replayed.headers["Idempotent-Replayed"] == "true"
+        assert replayed.get_json() == created.get_json()
+
+        proxy.stop()  # and now the database is away too
+        assert _lose_pooled_sockets(app) >= 1
+        headers["Idempotency-Key"] = "second"
+        down = client.post("/v2/approvals", json=request_body(10), headers=headers)
+        assert down.status_code == 503, down.get_data(as_text=True)
+        assert down.get_json() == {
+            "error": "service_unavailable",
+            "message": "The database is not reachable just now. Try again shortly.",
+        }
+        assert down.headers["Retry-After"] == "5"
+
+        proxy.start()
+        retried = client.post("/v2/approvals", json=request_body(10), headers=headers)
+        assert retried.status_code == 201, retried.get_json()
+        listed = client.get("/v2/approvals", headers=bearer(world.key)).get_json()
+        assert len(listed["data"]) == 2  # each accepted once, nothing lost
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        proxy.stop()
+
+
+def test_a_connection_whose_socket_is_lost_mid_query_is_dropped_at_once(tmp_path):
+    """The same lost socket met by a query instead of the ping: psycopg leaves the connection
+    mid-query without marking it broken, so its rollback would fail too ("another command is
+    already in progress"); it is counted as lost at the first error instead."""
+    import os
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from discountflow.extensions import db
+
+    with fresh_postgres_database() as database:
+        app = make_app(tmp_path, SQLALCHEMY_DATABASE_URI=database)
+        with app.app_context():
+            with db.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+                os.close(connection.connection.dbapi_connection.fileno())
+                with pytest.raises(OperationalError) as lost:
+                    connection.execute(text("SELECT 2"))
+                assert lost.value.connection_invalidated
+                connection.rollback()  # nothing left to roll back: no second error
+            with db.engine.connect() as connection:
+                assert connection.execute(text("SELECT 3")).scalar() == 3
+            db.engine.dispose()
+
+
 def test_dashboard_pages_answer_503_while_the_database_is_down(tmp_path):
     """Found by the fault run (loadtest/): the 503 page loaded the signed-in member again for
     its menu, failed again, and became a 500."""
