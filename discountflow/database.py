@@ -15,7 +15,7 @@ from sqlalchemy import DateTime, event
 from sqlalchemy.types import TypeDecorator
 
 from .errors import InvalidParameter
-from .extensions import db
+from .extensions import HELD_WORK, HOLD_COMMITS, db
 from .revisions import OrganizationRevisions, counters_path
 
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
@@ -178,12 +178,24 @@ def begin_write(organization_id: str | None = None) -> None:
     rolled back, never committed: it wrote nothing of its own, and whatever a refused service
     left behind in it (a GraphQL request runs several mutations) must not be saved.
 
+    In a request whose commits are held for its answer (an ``Idempotency-Key``: see
+    ``extensions.Session``), the transaction is one for the whole request and each unit of
+    work a SAVEPOINT of it.
+
     ``organization_id`` names the organization whose data the transaction changes (or
     ``EVERY_ORGANIZATION``): what processes remember of it is retired when it commits.
     """
-    if db.session().in_transaction():
-        db.session.rollback()
-    db.session.connection(execution_options={WRITE_TRANSACTION: True})
+    session = db.session()
+    if session.info.get(HELD_WORK):
+        # An idempotent request's earlier work, held for its answer (extensions.Session): its
+        # transaction writes already; undo only what a refused unit of work left behind.
+        session.rollback()
+    else:
+        if session.in_transaction():
+            session.rollback()
+        session.connection(execution_options={WRITE_TRANSACTION: True})
+        if session.info.get(HOLD_COMMITS):
+            session.begin_nested()
     if organization_id is not None:
         mark_changed(organization_id)
 

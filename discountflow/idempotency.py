@@ -9,14 +9,17 @@ When the database itself went away mid-request, the key cannot be released then:
 remembers it and releases it with its next claim once the database answers again (found by the
 fault run of ``loadtest/``: the release failed into a 500 and the key stayed claimed).
 
+The request's work and its answer commit in one transaction (``finish``): while a claimed
+request runs, its commits are held (each unit of work a SAVEPOINT, ``extensions.Session``), so
+a retry finds the work and its answer, or neither. (Found by the fault run: PostgreSQL cut
+between the work's commit and the answer's left work done and nothing to replay.)
+
 A claim is a lease of ``LEASE``: when the process holding it dies (a worker killed
 mid-request), a retry after the lease takes the key over and runs the request. That is safe
-because every commit of the claiming request marks the claim (``work_committed_at``) in the
-same transaction, and that mark needs the claim to still be its own: a request whose claim was
-taken over cannot commit any more (its commit is refused with 409), and a claim whose work was
-committed is never taken over. The one case left: the work was committed but the process died
-before it stored the response (a window of a millisecond); such a key answers 409 saying so,
-since running the request again would do it twice.
+because nothing of the dead request was committed, and a claim stored with its answer is never
+taken over: a request whose claim was taken over cannot commit any more (409). A claim marked
+``work_committed_at`` with no answer can only be left by a version before the two were one
+commit: such a key answers 409 saying so, since running the request again would do it twice.
 """
 
 from __future__ import annotations
@@ -45,8 +48,9 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .database import UTCDateTime, begin_write, new_id, utcnow
-from .errors import DomainError, InvalidParameter
-from .extensions import db
+from .errors import DomainError, InvalidParameter, answer
+from .extensions import HELD_WORK, HOLD_COMMITS, db
+from .operations import database_unavailable
 
 log = logging.getLogger(__name__)
 HEADER = "Idempotency-Key"
@@ -170,6 +174,7 @@ def begin(organization_id: str, api_key_id: str) -> Response | None:
         db.session.rollback()
         raise IdempotentRequestInProgress(_seconds_left(LEASE)) from error
     g.idempotency_record_id = record_id
+    db.session().info[HOLD_COMMITS] = True  # the work commits with its answer, in finish()
     return None
 
 
@@ -205,8 +210,10 @@ def _take_over(record: IdempotencyKey, now: datetime) -> bool:
 
 @event.listens_for(Session, "before_commit")
 def _mark_work_committed(session: Session) -> None:
-    """In the transaction committing a claiming request's work, mark its claim: from then on
-    it is never taken over. A claim already taken over refuses the commit (409)."""
+    """As each unit of a claiming request's work commits (held in the request's transaction,
+    see ``finish``), mark its claim, which also locks it on PostgreSQL: a take-over waits for
+    the request's commit, and then finds its answer. A claim already taken over refuses the
+    unit (409)."""
     if not has_request_context():
         return
     record_id = g.get("idempotency_record_id")
@@ -223,29 +230,66 @@ def _mark_work_committed(session: Session) -> None:
 
 
 def finish(response: Response) -> Response:
-    """Store the first response under its key (or release the key after a server error)."""
+    """Commit the request's work together with its answer, stored under its key; or, after a
+    server error, undo it and release the key.
+
+    The work and the answer commit in one transaction (``extensions.Session`` held the work's
+    commits), so a retry finds both or neither. When that commit fails because the database
+    went away, nothing was done: the client is told so (503) rather than the answer it would
+    have had, and the key is released once the database answers again.
+    """
     record_id = g.pop("idempotency_record_id", None)
     if record_id is None:
         return response
+    session = db.session()
+    held = session.info.pop(HELD_WORK, False)
+    session.info.pop(HOLD_COMMITS, None)
+    failed = response.status_code >= 500
     try:
-        db.session.rollback()  # whatever the view left behind is not ours to commit
-        begin_write()
-        if response.status_code >= 500:
-            db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == record_id))
-        else:  # (a claim taken over, whose request could not commit, is no longer there)
-            db.session.execute(
-                update(IdempotencyKey)
-                .where(IdempotencyKey.id == record_id)
-                .values(status_code=response.status_code, body=response.get_data(as_text=True))
-            )
-        db.session.commit()
+        if held and not failed:
+            nested = session.get_nested_transaction()
+            if nested is not None:  # what a refused unit of work left behind
+                nested.rollback()
+        else:
+            session.rollback()  # whatever the view left behind is not ours to commit
+            begin_write()
+        if failed:
+            session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == record_id))
+        elif not _store_answer(record_id, response):  # the claim was taken over meanwhile
+            session.rollback()
+            return _refusal(IdempotentRequestTakenOver(_seconds_left(LEASE)))
+        session.commit()
     except DATABASE_AWAY as error:
         _rollback_quietly()
-        if response.status_code >= 500:  # nothing was done: release the key when we can
-            with _unreleased_lock:
-                _unreleased.add(record_id)
-        # (After a success the key stays claimed: releasing it could let a retry act twice.)
+        # Nothing was done (a held work's commit failed with the rest): release the key when
+        # the database answers again.
+        with _unreleased_lock:
+            _unreleased.add(record_id)
         log.warning("Idempotency-Key not settled, the database is away: %s", type(error).__name__)
+        if held and not failed:
+            return database_unavailable(error)
+    return response
+
+
+def _store_answer(record_id: str, response: Response) -> bool:
+    """Store the answer in the claim, unless the claim is no longer this request's."""
+    return bool(
+        db.session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.id == record_id, IdempotencyKey.status_code.is_(None))
+            .values(
+                status_code=response.status_code,
+                body=response.get_data(as_text=True),
+                work_committed_at=utcnow(),
+            ),
+            execution_options={"synchronize_session": False},
+        ).rowcount
+    )
+
+
+def _refusal(error: DomainError) -> Response:
+    response = answer(error.status, error.code, error.message)
+    response.headers.update(error.headers)
     return response
 
 

@@ -254,7 +254,7 @@ def _relative_redirect(response):
     return response
 
 
-def _database_unavailable(error: Exception):
+def database_unavailable(error: Exception):
     """The database did not answer (or refused the connection): 503, try again shortly."""
     try:
         db.session.rollback()
@@ -335,7 +335,7 @@ def init_app(app: Flask) -> None:
     if app.config["METRICS_TOKEN"] or app.config["METRICS_ALLOW_LOOPBACK"]:
         app.after_request(_measure)
     for error in (OperationalError, InterfaceError):  # refused, dropped, or locked too long
-        app.register_error_handler(error, _database_unavailable)
+        app.register_error_handler(error, database_unavailable)
     app.register_error_handler(DataError, _unusable_value)
     for error in STORAGE_ERRORS:
         if error is not OSError:

@@ -630,6 +630,31 @@ def test_several_mutations_in_one_request_never_commit_a_refused_ones_changes(as
     assert state == {"title": "Kept", "status": "DRAFT"}
 
 
+def test_several_mutations_under_one_idempotency_key_commit_together_with_the_answer(ask, world):
+    """With an Idempotency-Key the request's mutations are held and committed with its answer:
+    the refused one's change is still dropped, the others kept, and a retry replays."""
+    draft = create(world, "rep", 10)
+    for level_id in world.levels.values():  # nothing to route to: the submit will be refused
+        ask(f'mutation {{ deleteApprovalLevel(id: "{level_id}") {{ id }} }}')
+    query = (
+        f'mutation {{ a: updateApproval(id: "{draft}", input: {{title: "Kept"}}) {{ id }} '
+        f'b: submitApproval(id: "{draft}") {{ id }} '
+        f'c: addComment(approvalId: "{draft}", body: "after") {{ id }} }}'
+    )
+    first = ask(query, headers={"Idempotency-Key": "gql-several"})
+    body = first.get_json()
+    assert body["data"]["a"] and body["data"]["b"] is None and body["data"]["c"]
+    again = ask(query, headers={"Idempotency-Key": "gql-several"})
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json() == body
+    state = ask(f'{{ approval(id: "{draft}") {{ title status comments(first: 5) {{ body }} }} }}')
+    assert state.get_json()["data"]["approval"] == {
+        "title": "Kept",
+        "status": "DRAFT",
+        "comments": [{"body": "after"}],
+    }
+
+
 # --- limits against hostile queries ------------------------------------------------------------
 
 # The API's schema has no recursion (no valid query is deeper than 6), so depth and fragment

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from discountflow.approvals.models import Approval
 from discountflow.extensions import db
@@ -394,6 +394,94 @@ def test_a_request_whose_claim_was_taken_over_cannot_commit(api, world, monkeypa
             db.session.execute(select(IdempotencyKey).where(IdempotencyKey.key == "slow")).first()
             is None
         )
+
+
+def test_the_work_commits_with_its_answer_never_before(api, world, monkeypatch):
+    """Found by the scale-out fault run: a request whose work committed, and whose answer was
+    then lost (PostgreSQL cut between the two commits), left a key that answered 409 forever
+    instead of replaying. The work is now held and committed with the answer, in one
+    transaction: until the answer is stored, no other connection sees the approval."""
+    from discountflow import idempotency
+
+    real_store = idempotency._store_answer
+    seen_elsewhere = []
+
+    def store_while_looking(*args):
+        with db.engine.connect() as other:  # another process, on its own connection
+            seen_elsewhere.append(other.execute(select(func.count(Approval.id))).scalar())
+        return real_store(*args)
+
+    before = _count_approvals(world)
+    headers = {"Idempotency-Key": "held"}
+    with monkeypatch.context() as patch:
+        patch.setattr(idempotency, "_store_answer", store_while_looking)
+        first = api("POST", "/v2/approvals", json=request_body(10, submit=True), headers=headers)
+    assert first.status_code == 201, first.get_json()
+    assert first.get_json()["status"] == "pending"  # created and submitted: two units of work
+    assert seen_elsewhere == [before]  # the work was not committed before the answer
+    assert _count_approvals(world) == before + 1
+    again = api("POST", "/v2/approvals", json=request_body(10, submit=True), headers=headers)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json() == first.get_json()
+
+
+def test_a_database_lost_before_the_answer_is_stored_takes_the_work_with_it(
+    api, world, monkeypatch
+):
+    """The commit of the work and its answer fails: nothing was done, so the client is told
+    503 (not the 201 of work that is not there), and a retry carries the request out once."""
+    from sqlalchemy.exc import OperationalError
+
+    from discountflow import idempotency
+
+    def away(*args):
+        raise OperationalError("UPDATE", {}, Exception("server closed the connection"))
+
+    before = _count_approvals(world)
+    headers = {"Idempotency-Key": "lost-answer"}
+    with monkeypatch.context() as patch:
+        patch.setattr(idempotency, "_store_answer", away)
+        down = api("POST", "/v2/approvals", json=request_body(10), headers=headers)
+    assert down.status_code == 503, down.get_json()
+    assert down.get_json() == {
+        "error": "service_unavailable",
+        "message": "The database is not reachable just now. Try again shortly.",
+    }
+    assert down.headers["Retry-After"] == "5"
+    assert _count_approvals(world) == before  # the approval went with the answer
+    retry = api("POST", "/v2/approvals", json=request_body(10), headers=headers)
+    assert retry.status_code == 201, retry.get_json()
+    assert "Idempotent-Replayed" not in retry.headers
+    replay = api("POST", "/v2/approvals", json=request_body(10), headers=headers)
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.get_json() == retry.get_json()
+    assert _count_approvals(world) == before + 1
+    assert not idempotency._unreleased
+
+
+def test_a_refused_request_keeps_nothing_of_its_held_work(api, world, monkeypatch):
+    """A request that committed a first unit of work and then failed with a server error
+    keeps none of it (before, its first commit stayed while its key was released, so a retry
+    could carry it out twice)."""
+    from discountflow.approvals import services
+
+    real_create = services.create_approval
+
+    def create_then_fail(*args, **kwargs):
+        real_create(*args, **kwargs)  # commits
+        raise RuntimeError("a defect after the approval was created")
+
+    before = _count_approvals(world)
+    monkeypatch.setattr(services, "create_approval", create_then_fail)
+    world.app.config["PROPAGATE_EXCEPTIONS"] = False  # answer the 500, as in production
+    failed = api(
+        "POST",
+        "/v2/approvals",
+        json=request_body(10, submit=True),
+        headers={"Idempotency-Key": "half"},
+    )
+    assert failed.status_code == 500
+    assert _count_approvals(world) == before
 
 
 def test_keys_last_24_hours_and_belong_to_one_organization(app, api, world, monkeypatch):
