@@ -16,6 +16,7 @@ from typing import Any
 
 from dotenv import dotenv_values, find_dotenv
 from flask import Config, Flask
+from sqlalchemy.engine import make_url
 
 ENVIRONMENTS = ("staging", "production")
 DEFAULT_API_RATE_LIMITS = {"staging": "500 per minute", "production": "1000 per minute"}
@@ -126,8 +127,23 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
     _finish(app)
 
 
-# libpq's own settings for a PostgreSQL connection (seconds; tcp_user_timeout in ms).
-SERVER_TIMEOUTS = {"connect_timeout": 5, "tcp_user_timeout": 15_000}
+# libpq's own settings for a PostgreSQL connection (seconds; tcp_user_timeout in ms), and the
+# server's for its session: a statement waits at most 5 s for a row another transaction holds
+# (as SQLite's busy timeout), and a session left idle inside a transaction for 15 s is ended,
+# its locks with it. The fault run found why: a network cut leaves the server's side of a
+# connection open, its transaction holding its row locks until TCP gives up (hours), and
+# every request needing those rows waited for them, past gunicorn's SIGTERM.
+SERVER_TIMEOUTS = {
+    "connect_timeout": 5,
+    "tcp_user_timeout": 15_000,
+    # A query waiting for its answer across a network that went silent: probed after 10 s idle,
+    # given up within tcp_user_timeout (libpq's keepalives; the OS default waits 2 hours).
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+SERVER_SESSION_OPTIONS = "-c lock_timeout=5000 -c idle_in_transaction_session_timeout=15000"
 
 
 def _finish(app: Flask) -> None:
@@ -158,7 +174,10 @@ def _finish(app: Flask) -> None:
         # 15 s (libpq's tcp_user_timeout), so a request ends with the documented 503.
         options = {"pool_pre_ping": True, **config["SQLALCHEMY_ENGINE_OPTIONS"]}
         if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
-            options["connect_args"] = {**SERVER_TIMEOUTS, **options.get("connect_args", {})}
+            defaults = dict(SERVER_TIMEOUTS)
+            if "options" not in make_url(config["SQLALCHEMY_DATABASE_URI"]).query:
+                defaults["options"] = SERVER_SESSION_OPTIONS  # (the URL's own options win)
+            options["connect_args"] = {**defaults, **options.get("connect_args", {})}
         config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     if str(config["RATELIMIT_STORAGE_URI"]).startswith(("redis", "rediss")):
         # The limiter fails open while Redis is away (ratelimit.py); a Redis that does not

@@ -263,11 +263,19 @@ def database_unavailable(error: Exception):
     metrics.count_backend_error("database")
     g.database_unavailable = True  # the page that says so must not need the database either
     log.error("database unavailable on %s %s: %s", request.method, request.path, error)
-    if "database is locked" in str(error):  # SQLite: another write held the lock too long
+    # Another write held the lock too long: SQLite's busy timeout, PostgreSQL's lock_timeout.
+    if "database is locked" in str(error) or _sqlstate(error) == LOCK_NOT_AVAILABLE:
         message = "The database is busy with another change just now. Try again shortly."
     else:
         message = "The database is not reachable just now. Try again shortly."
     return _unavailable(message)
+
+
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+def _sqlstate(error: Exception) -> str | None:
+    return getattr(getattr(error, "orig", None), "sqlstate", None)
 
 
 def _storage_unavailable(error: Exception):

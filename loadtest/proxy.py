@@ -22,9 +22,17 @@ _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 seconds: close() sends an RS
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close a socket abruptly (RST), ignoring a socket that is closed already."""
+    """Close a socket abruptly (RST), ignoring a socket that is closed already.
+
+    A pump thread blocked reading the socket is woken first (``SHUT_RD`` sends nothing):
+    Linux does not release a socket that another thread is still reading, so ``close()``
+    alone left it open, unread and silent, and a client whose query was in flight at the cut
+    waited for its answer for ever (found by the scale-out fault run: a worker outlived
+    gunicorn's SIGTERM; the proxy, not the service, was at fault).
+    """
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        sock.shutdown(socket.SHUT_RD)
     except OSError:
         pass
     try:

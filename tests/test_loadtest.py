@@ -87,6 +87,28 @@ def test_a_cut_resets_open_connections_and_refuses_new_ones(echo_server):
             socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
 
 
+def test_a_cut_reaches_a_client_waiting_for_its_answer():
+    """A query in flight at the cut: the client, waiting for an answer the server has not sent
+    yet, is reset at once. (Before, the proxy's sockets stayed open while its threads were
+    blocked reading them: the client waited for ever, and a gunicorn worker with it.)"""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    with TcpProxy("127.0.0.1", listener.getsockname()[1]) as proxy:
+        connection = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        connection.sendall(b"a slow query")  # the server reads nothing and answers nothing
+        threading.Timer(0.2, proxy.cut).start()
+        started = time.monotonic()
+        with pytest.raises(OSError):
+            if not connection.recv(100):
+                raise ConnectionResetError("closed")
+        assert time.monotonic() - started < 2  # (a timeout, 5 s, is an OSError too)
+        connection.close()
+    for server_side, _ in accepted:
+        server_side.close()
+    listener.close()
+
+
 def test_restore_listens_on_the_same_port_again(echo_server):
     with TcpProxy("127.0.0.1", echo_server) as proxy:
         port = proxy.port
@@ -489,17 +511,13 @@ def test_a_two_minute_one_box_run_passes_every_check(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defects this run finds now and then (issue 15): a worker outliving "
-    "gunicorn's SIGTERM by more than 10 s (seen on a loaded machine); an Idempotency-Key whose "
-    "work committed just before PostgreSQL went away or its worker was killed, so its answer "
-    "was never stored and a retry gets 409 instead of the first answer (seen once on "
-    "2026-11-30, PostgreSQL suite); the others it found are fixed (a key claimed by a killed "
-    "worker is taken over after its lease, the dashboard's 503 page, keys claimed during an "
-    "outage)",
-)
 def test_a_short_scale_out_run_survives_every_fault(tmp_path):
+    """What this run found, each fixed with its own test: a key claimed by a killed worker (taken
+    over after its lease), the dashboard's 503 page, keys claimed during an outage, a 500 from
+    the pool's ping of a reset connection, an answer lost after its work committed (the two are
+    one commit now), and a worker outliving SIGTERM (the proxy left a client waiting for ever
+    on a query in flight at the cut; the service now also bounds lock waits and idle
+    transactions on PostgreSQL)."""
     from .servers import require_postgres, require_redis
 
     require_postgres()  # under CI a missing server fails the test; elsewhere it skips

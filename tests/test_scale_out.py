@@ -306,6 +306,67 @@ def test_a_connection_whose_socket_is_lost_mid_query_is_dropped_at_once(tmp_path
             db.engine.dispose()
 
 
+def test_a_row_locked_by_a_transaction_left_open_is_a_503_not_a_hang(tmp_path):
+    """Found by the fault run: a network cut leaves PostgreSQL's side of a connection open,
+    its transaction idle and holding its row locks, and requests needing those rows waited
+    for ever (a worker then outlived gunicorn's SIGTERM). A statement now waits at most 5 s
+    for a lock (503, "busy"), and the server ends a session idle in a transaction after 15 s."""
+    import psycopg
+    from sqlalchemy import text
+
+    from discountflow.extensions import db
+
+    from .approvals_world import build_world, create
+
+    with fresh_postgres_database() as database:
+        app = make_app(tmp_path, SQLALCHEMY_DATABASE_URI=database)
+        world = build_world(app)
+        draft = create(world, "rep", 10)
+        with app.app_context():
+            settings = db.session.execute(
+                text(
+                    "SELECT current_setting('lock_timeout'), "
+                    "current_setting('idle_in_transaction_session_timeout')"
+                )
+            ).one()
+            parameters = db.session.connection().connection.dbapi_connection.info.get_parameters()
+            db.session.rollback()
+        assert tuple(settings) == ("5s", "15s")
+        # and a connection whose server went silent mid-query is probed, then given up
+        assert parameters["keepalives_idle"] == "10" and parameters["tcp_user_timeout"] == "15000"
+        orphan = psycopg.connect(
+            make_url(database).set(drivername="postgresql").render_as_string(hide_password=False)
+        )
+        try:
+            orphan.execute("SELECT id FROM approvals WHERE id = %s FOR UPDATE", (draft,))
+            # ... and never a word more: the client that held it is gone
+            client = app.test_client()
+            started = time.monotonic()
+            busy = _answer_within(
+                10,
+                lambda: client.patch(
+                    f"/v2/approvals/{draft}", json={"title": "Later"}, headers=bearer(world.key)
+                ),
+            )
+            waited = time.monotonic() - started
+            assert busy.status_code == 503, busy.get_data(as_text=True)
+            assert busy.get_json() == {
+                "error": "service_unavailable",
+                "message": "The database is busy with another change just now. Try again shortly.",
+            }
+            assert busy.headers["Retry-After"] == "5"
+            assert 4.5 <= waited < 8, waited
+        finally:
+            orphan.close()
+        done = client.patch(
+            f"/v2/approvals/{draft}", json={"title": "Later"}, headers=bearer(world.key)
+        )
+        assert done.status_code == 200 and done.get_json()["title"] == "Later"
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
 def test_dashboard_pages_answer_503_while_the_database_is_down(tmp_path):
     """Found by the fault run (loadtest/): the 503 page loaded the signed-in member again for
     its menu, failed again, and became a 500."""
