@@ -18,20 +18,24 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 from typing import Any, NamedTuple
 
 from flask import Flask, Request, Response, current_app, g, request
 from flask.sessions import SecureCookieSessionInterface
 from limits import RateLimitItem
 from limits import parse as parse_limit
+from limits.storage import RedisStorage
+from limits.strategies import MovingWindowRateLimiter
 from werkzeug.exceptions import BadRequest
 
 from . import idempotency, openapi
 from .actors import Actor, Surface
 from .auth.services import ApiKeyPrincipal, authenticate
+from .auth.verification import key_revision
 from .errors import InvalidParameter, RateLimited, ReadOnlyKey
 from .extensions import limiter
-from .ratelimit import STORAGE_ERRORS, hit_moving_window, storage_unavailable
+from .ratelimit import STORAGE_ERRORS, hit_and_read, hit_moving_window, storage_unavailable
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 GRAPHQL_PATH = "/v2/graphql"
@@ -69,16 +73,49 @@ def _limit_api_key(key_id: str, state: Any, item: RateLimitItem) -> None:
     """Count one request against the key's budget; refuse with 429 when it is spent."""
     if not limiter.enabled:  # RATELIMIT_ENABLED = False turns every limit off
         return
-    try:
-        allowed, reset_at, remaining = hit_moving_window(
-            limiter.limiter, item, RATE_LIMIT_SCOPE, key_id
-        )
-    except STORAGE_ERRORS as error:  # fail open (see ratelimit.py), with a log line
-        storage_unavailable(error)
-        return
+    counted = state.pop("counted", None)
+    if counted is not None and counted[0] == key_id:  # counted with the key revision's read
+        if counted[1] is None:  # the storage did not answer: fail open (logged already)
+            return
+        allowed, reset_at, remaining = counted[1]
+    else:
+        try:
+            allowed, reset_at, remaining = hit_moving_window(
+                limiter.limiter, item, RATE_LIMIT_SCOPE, key_id
+            )
+        except STORAGE_ERRORS as error:  # fail open (see ratelimit.py), with a log line
+            storage_unavailable(error)
+            return
     state.rate_limit = RateLimitWindow(item.amount, remaining, math.ceil(reset_at))
     if not allowed:
         raise RateLimited(retry_after=math.ceil(reset_at - time.time()))
+
+
+def _count_and_read_revision(
+    state: Any, item: RateLimitItem, revision_key: str, key_id: str
+) -> int | None:
+    """Count a remembered key's request and read the key revision: one round trip to Redis
+    where there were two (``authenticate`` calls this with the key id it remembers; the count
+    is applied once the key is known good, by ``_limit_api_key``). A key found changed or
+    revoked then has one request counted against its own budget, which nothing else uses."""
+    try:
+        window, revision = hit_and_read(
+            limiter.limiter, item, (RATE_LIMIT_SCOPE, key_id), [revision_key]
+        )
+    except STORAGE_ERRORS as error:  # fail open, and read the key's row: trust nothing
+        storage_unavailable(error)
+        state.counted = (key_id, None)
+        return None
+    state.counted = (key_id, window)
+    return revision
+
+
+def _revision_key_beside_the_limits(app: Flask) -> str | None:
+    """The key revision's Redis key, when the per-key limit is counted in that same Redis."""
+    strategy = limiter.limiter
+    if isinstance(strategy, MovingWindowRateLimiter) and isinstance(strategy.storage, RedisStorage):
+        return key_revision(app).redis_key()
+    return None
 
 
 def _check_json_body(current: Request) -> None:
@@ -117,9 +154,19 @@ def _authenticate() -> Response | None:
         return None
     environ = current.environ
     state = g._get_current_object()
+    app = current_app._get_current_object()
+    routed = current.url_rule is not None
+    item = app.extensions[_RATE_LIMIT]
+    reader = None
+    if routed and limiter.enabled:  # (a URL that does not exist (404, 405) costs nothing)
+        revision_key = _revision_key_beside_the_limits(app)
+        if revision_key is not None:
+            reader = partial(_count_and_read_revision, state, item, revision_key)
     # (what request.headers.get("Authorization") reads, without a KeyError when it is missing)
     state.api_key = principal = authenticate(
-        environ.get("HTTP_AUTHORIZATION"), client_ip=current.remote_addr or ""
+        environ.get("HTTP_AUTHORIZATION"),
+        client_ip=current.remote_addr or "",
+        read_revision=reader,
     )
     graphql = path == GRAPHQL_PATH
     state.actor = Actor.for_api_key(
@@ -128,9 +175,8 @@ def _authenticate() -> Response | None:
         read_only=principal.read_only,
         surface=Surface.GRAPHQL if graphql else Surface.API,
     )
-    routed = current.url_rule is not None
-    if routed:  # a URL that does not exist (404, 405) costs nothing
-        _limit_api_key(principal.key_id, state, api_rate_limit())
+    if routed:
+        _limit_api_key(principal.key_id, state, item)
     if graphql:
         # The endpoint decides by the operation (a query or a mutation), not the method, and
         # reads its own body: a read-only key may query over POST.

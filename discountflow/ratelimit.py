@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import secrets
 import threading
 import time
 import weakref
@@ -123,9 +124,10 @@ def sweep_from_one_thread(storage: object) -> None:
 # done here in one call — for Redis one script, the library's two scripts run back to back; for
 # the in-process storage under one lock — and answer exactly what the two calls would (tests in
 # tests/test_request_overhead.py compare them, request by request). Any other storage or
-# strategy takes the library's two calls.
+# strategy takes the library's two calls. On Redis, ``hit_and_read`` also reads counters kept
+# there (the API-key revision) in the same script: one round trip for a remembered key's request.
 
-ACQUIRE_AND_WINDOW = """
+_WINDOW = """
 local timestamp = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local expiry = tonumber(ARGV[3])
@@ -153,12 +155,39 @@ while low <= high do
         high = mid - 1
     end
 end
+"""
+ACQUIRE_AND_WINDOW = (
+    _WINDOW
+    + """
 if index then
     return {acquired, tostring(redis.call('lindex', KEYS[1], index)), index + 1}
 end
 return {acquired}
 """
+)
+# The same, and then the counters named by the other keys (a counter not there is started at
+# its seed, ARGV[2 + i] for KEYS[i], as RedisCounters.read starts one): see hit_and_read.
+ACQUIRE_WINDOW_AND_READ = (
+    _WINDOW
+    + """
+local answer = {acquired, false, false}
+if index then
+    answer[2] = tostring(redis.call('lindex', KEYS[1], index))
+    answer[3] = index + 1
+end
+for i = 2, #KEYS do
+    local value = redis.call('get', KEYS[i])
+    if not value then
+        redis.call('set', KEYS[i], ARGV[2 + i], 'NX')
+        value = redis.call('get', KEYS[i])
+    end
+    answer[#answer + 1] = value
+end
+return answer
+"""
+)
 _scripts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_read_scripts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def hit_moving_window(
@@ -210,6 +239,33 @@ def _hit_in_redis(
     if len(answer) == 3:
         return bool(answer[0]), float(answer[1]) + expiry, amount - int(answer[2])
     return bool(answer[0]), timestamp + expiry, amount
+
+
+def hit_and_read(
+    strategy: object, item: RateLimitItem, identifiers: tuple[str, ...], counters: list[str]
+) -> tuple[tuple[bool, float, int], int] | None:
+    """On Redis, count one request as :func:`hit_moving_window` does and read the sum of the
+    named counters (full Redis keys, as ``RedisCounters`` names them) in the same round trip;
+    ``None`` where the storage is not Redis. Raises the storage's errors."""
+    storage = getattr(strategy, "storage", None)
+    if not (isinstance(strategy, MovingWindowRateLimiter) and isinstance(storage, RedisStorage)):
+        return None
+    key, amount, expiry = item.key_for(*identifiers), item.amount, item.get_expiry()
+    script = _read_scripts.get(storage)
+    if script is None:
+        script = _read_scripts[storage] = storage.get_connection().register_script(
+            ACQUIRE_WINDOW_AND_READ
+        )
+    timestamp = time.time()
+    seeds = [secrets.randbits(48) for _ in counters]
+    acquired, oldest, index, *values = script(
+        [storage.prefixed_key(key), *counters], [timestamp, amount, expiry, *seeds]
+    )
+    if index is None:
+        window = (bool(acquired), timestamp + expiry, amount)
+    else:
+        window = (bool(acquired), float(oldest) + expiry, amount - int(index))
+    return window, sum(int(value) for value in values)
 
 
 # --- when the shared storage is down ------------------------------------------------------------

@@ -113,8 +113,12 @@ class RedisCounters:
             return None
         return cls(storage_uri, prefix, unreadable)
 
+    def key_of(self, name: str) -> str:
+        """The Redis key of a named counter."""
+        return f"{self._prefix}:{name}"
+
     def _keys(self, names: Iterable[str]) -> list[str]:
-        return [f"{self._prefix}:{name}" for name in names]
+        return [self.key_of(name) for name in names]
 
     def read(self, names: list[str]) -> int | None:
         """Return the sum of the named counters (one round trip), or ``None``."""

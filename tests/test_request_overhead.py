@@ -92,13 +92,14 @@ class FrozenTime:
         monkeypatch.setattr(time, "time", lambda: self.now)  # limits reads time.time too
 
 
-def compare_with_the_library(monkeypatch, storage_a, storage_b) -> None:
+def compare_with_the_library(monkeypatch, storage_a, storage_b, hit=None) -> None:
     """The library's two calls on storage A, the one call on storage B: the same answers."""
     from limits import parse
     from limits.strategies import MovingWindowRateLimiter
 
     from discountflow.ratelimit import hit_moving_window
 
+    hit = hit or hit_moving_window
     clock = FrozenTime(monkeypatch)
     library, ours = MovingWindowRateLimiter(storage_a), MovingWindowRateLimiter(storage_b)
 
@@ -113,7 +114,7 @@ def compare_with_the_library(monkeypatch, storage_a, storage_b) -> None:
         clock.now += step
         allowed = library.hit(item, "api-key", "key_1")
         expected = (allowed, *library.get_window_stats(item, "api-key", "key_1"))
-        answer = hit_moving_window(ours, item, "api-key", "key_1")
+        answer = hit(ours, item, "api-key", "key_1")
         assert answer == pytest.approx(expected, abs=1e-3), number  # Redis keeps 14 digits
         assert answer[0] is expected[0] and answer[2] == expected[2], number
         refusals += not answer[0]
@@ -144,6 +145,41 @@ def test_one_call_in_redis_answers_as_the_library_does(monkeypatch):
     finally:
         for storage in (library, ours):
             storage.reset()
+
+
+def test_one_call_in_redis_that_also_reads_a_counter_answers_as_the_library_does(monkeypatch):
+    """The script that also reads the key revision (api.py) counts exactly as the library
+    does, and reads the counter as RedisCounters would (started at a random value once)."""
+    from limits import parse
+    from limits.storage import RedisStorage
+    from limits.strategies import MovingWindowRateLimiter
+
+    from discountflow.ratelimit import hit_and_read
+
+    from .servers import require_redis
+
+    url = require_redis()
+    prefix = f"discountflow-test-{uuid.uuid4().hex}"
+    library = RedisStorage(url, key_prefix=prefix + "-library")
+    ours = RedisStorage(url, key_prefix=prefix + "-ours")
+    counter = f"{prefix}:key-revision"
+    revisions = []
+
+    def hit(strategy, item, *identifiers):
+        window, revision = hit_and_read(strategy, item, identifiers, [counter])
+        revisions.append(revision)
+        return window
+
+    try:
+        compare_with_the_library(monkeypatch, library, ours, hit)
+        assert len(set(revisions)) == 1 and 0 <= revisions[0] < 2**48  # read, never bumped
+        ours.get_connection().incr(counter)
+        assert hit(MovingWindowRateLimiter(ours), parse("5 per second"), "x")[0] is True
+        assert revisions[-1] == revisions[0] + 1
+    finally:
+        for storage in (library, ours):
+            storage.reset()
+        library.get_connection().delete(counter)
 
 
 # --- Flask-Limiter's per-request hooks -----------------------------------------------------------

@@ -432,6 +432,84 @@ def test_on_postgresql_with_redis_a_known_key_costs_no_query_until_keys_change(t
         assert client.get("/v2/me", headers=bearer(key)).status_code == 401  # the very next one
 
 
+def test_on_redis_a_remembered_key_costs_one_round_trip_and_still_meets_its_limit(
+    tmp_path, redis_url, monkeypatch
+):
+    """The key's request is counted and the key revision read in one Redis script (two round
+    trips before): the limit stays exact, the headers are the same, and a key revoked through
+    another process is still refused on the very next request."""
+    import redis
+
+    from discountflow.auth import services as auth
+
+    from .conftest import owner_actor
+
+    with fresh_postgres_database() as database:
+        settings = {
+            "SQLALCHEMY_DATABASE_URI": database,
+            "RATELIMIT_STORAGE_URI": redis_url,
+            "API_RATE_LIMIT": "5 per minute",
+        }
+        app = make_app(tmp_path, **settings)
+        other = make_app(tmp_path, **settings)
+        organization_id, owner = create_org(app)
+        key = generate_key(app, owner)
+        client = app.test_client()
+        assert client.get("/v2/me", headers=bearer(key)).status_code == 200  # read, remembered
+        sent = []
+        execute = redis.Redis.execute_command
+        monkeypatch.setattr(
+            redis.Redis,
+            "execute_command",
+            lambda self, *args, **options: sent.append(args[0]) or execute(self, *args, **options),
+        )
+        answers = [client.get("/v2/me", headers=bearer(key)) for _ in range(5)]
+        assert sent == ["EVALSHA"] * 5  # one round trip each
+        monkeypatch.undo()
+        assert [answer.status_code for answer in answers] == [200] * 4 + [429]
+        assert [answer.headers["X-RateLimit-Remaining"] for answer in answers] == [
+            "3",
+            "2",
+            "1",
+            "0",
+            "0",
+        ]
+        assert answers[-1].get_json()["error"] == "rate_limit_exceeded"
+        assert client.get("/v2/nothing-here", headers=bearer(key)).status_code == 404
+        assert client.get("/v2/me", headers=bearer(key)).status_code == 429  # the 404 cost nothing
+        with other.app_context():
+            auth.revoke_key(owner_actor(organization_id))  # through another process
+        assert client.get("/v2/me", headers=bearer(key)).status_code == 401
+
+
+def test_on_redis_away_a_remembered_key_is_read_again_and_served_without_limit(tmp_path):
+    """Redis gone: the one script fails, the request is served without its limit (fail open,
+    as documented), and the key is read from the database rather than trusted from memory."""
+    from discountflow.auth import services as auth
+
+    from .conftest import owner_actor
+
+    with fresh_postgres_database() as database:
+        url = make_url(require_redis().replace("redis://", "postgresql://"))
+        proxy = TcpProxy(url.host, url.port or 6379)
+        proxy.start()
+        through_proxy = f"redis://127.0.0.1:{proxy.port}/{url.database or 0}"
+        app = make_app(
+            tmp_path, SQLALCHEMY_DATABASE_URI=database, RATELIMIT_STORAGE_URI=through_proxy
+        )
+        organization_id, owner = create_org(app)
+        key = generate_key(app, owner)
+        client = app.test_client()
+        assert client.get("/v2/me", headers=bearer(key)).status_code == 200
+        proxy.stop()
+        served = client.get("/v2/me", headers=bearer(key))
+        assert served.status_code == 200
+        assert "X-RateLimit-Limit" not in served.headers  # served unlimited
+        with app.app_context():
+            auth.revoke_key(owner_actor(organization_id))  # its bump cannot reach Redis
+        assert client.get("/v2/me", headers=bearer(key)).status_code == 401  # read again
+
+
 def _answer_within(seconds: float, call):
     """``call()``'s result, or a failure when it hangs (the hung thread is left behind)."""
     pool = ThreadPoolExecutor(1)

@@ -65,6 +65,11 @@ class KeyRevision:
             return self._counter.read()
         return self._redis.read([self.NAME])
 
+    def redis_key(self) -> str | None:
+        """The counter's key in Redis, where it is kept there: a caller may read it in a round
+        trip of its own (see ``api.py``), as :meth:`current` would."""
+        return None if self._redis is None else self._redis.key_of(self.NAME)
+
     def bump(self) -> None:
         """Advance the revision; call after committing a change to API keys."""
         if self._redis is None:
@@ -105,6 +110,11 @@ class KeyCache:
         ):
             return None
         return entry[2]
+
+    def remembered(self, digest: bytes) -> Any | None:
+        """What was remembered of a verified key, fresh or not (``None`` if nothing)."""
+        entry = self._verified.get(digest)
+        return None if entry is None else entry[2]
 
     def was_verified(self, digest: bytes) -> bool:
         """Tell whether this exact key passed its bcrypt check in this process."""
