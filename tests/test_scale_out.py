@@ -11,6 +11,7 @@ import time
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -173,7 +174,12 @@ def test_a_key_changed_through_one_instance_is_refused_by_the_other(tmp_path, re
             stop(second)
 
 
-def test_the_api_answers_503_while_the_database_is_down_and_recovers_by_itself(tmp_path):
+@contextmanager
+def postgres_through_a_proxy(tmp_path):
+    """An app on a fresh PostgreSQL database reached through a ``TcpProxy`` the test can stop
+    and start; yields ``(app, proxy)``."""
+    from discountflow.extensions import db
+
     with fresh_postgres_database() as database:
         url = make_url(database)
         proxy = TcpProxy(url.host, url.port or 5432)
@@ -182,10 +188,19 @@ def test_the_api_answers_503_while_the_database_is_down_and_recovers_by_itself(t
             hide_password=False
         )
         app = make_app(tmp_path, SQLALCHEMY_DATABASE_URI=through_proxy)
-        from discountflow.extensions import db
-
         with app.app_context():
             db.create_all()
+        try:
+            yield app, proxy
+        finally:
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
+            proxy.stop()
+
+
+def test_the_api_answers_503_while_the_database_is_down_and_recovers_by_itself(tmp_path):
+    with postgres_through_a_proxy(tmp_path) as (app, proxy):
         _, owner = create_org(app)
         key = generate_key(app, owner)
         client = app.test_client()
@@ -206,10 +221,6 @@ def test_the_api_answers_503_while_the_database_is_down_and_recovers_by_itself(t
         proxy.start()
         assert client.get("/v2/approvals", headers=bearer(key)).status_code == 200
         assert client.get("/readyz").status_code == 200
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-        proxy.stop()
 
 
 def _lose_pooled_sockets(app) -> int:
@@ -234,18 +245,7 @@ def test_a_pooled_connection_found_dead_by_its_ping_is_replaced_not_a_500(tmp_pa
     counted as lost: the pool connects again, or the request gets the 503 of a database away."""
     from .approvals_world import build_world, request_body
 
-    with fresh_postgres_database() as database:
-        url = make_url(database)
-        proxy = TcpProxy(url.host, url.port or 5432)
-        proxy.start()
-        through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
-            hide_password=False
-        )
-        app = make_app(tmp_path, SQLALCHEMY_DATABASE_URI=through_proxy)
-        from discountflow.extensions import db
-
-        with app.app_context():
-            db.create_all()
+    with postgres_through_a_proxy(tmp_path) as (app, proxy):
         world = build_world(app)
         client = app.test_client()
         headers = {**bearer(world.key), "Idempotency-Key": "first"}
@@ -274,10 +274,6 @@ def test_a_pooled_connection_found_dead_by_its_ping_is_replaced_not_a_500(tmp_pa
         assert retried.status_code == 201, retried.get_json()
         listed = client.get("/v2/approvals", headers=bearer(world.key)).get_json()
         assert len(listed["data"]) == 2  # each accepted once, nothing lost
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-        proxy.stop()
 
 
 def test_a_connection_whose_socket_is_lost_mid_query_is_dropped_at_once(tmp_path):
@@ -372,18 +368,7 @@ def test_dashboard_pages_answer_503_while_the_database_is_down(tmp_path):
     its menu, failed again, and became a 500."""
     from .dashboard import sign_in
 
-    with fresh_postgres_database() as database:
-        url = make_url(database)
-        proxy = TcpProxy(url.host, url.port or 5432)
-        proxy.start()
-        through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
-            hide_password=False
-        )
-        app = make_app(tmp_path, SQLALCHEMY_DATABASE_URI=through_proxy)
-        from discountflow.extensions import db
-
-        with app.app_context():
-            db.create_all()
+    with postgres_through_a_proxy(tmp_path) as (app, proxy):
         create_org(app)
         client = app.test_client()
         assert sign_in(client, "owner@acme.example", PASSWORD).status_code in (302, 303)
@@ -399,10 +384,6 @@ def test_dashboard_pages_answer_503_while_the_database_is_down(tmp_path):
 
         proxy.start()
         assert client.get("/inbox").status_code == 200
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-        proxy.stop()
 
 
 def test_on_postgresql_with_redis_a_known_key_costs_no_query_until_keys_change(tmp_path, redis_url):
@@ -549,18 +530,10 @@ def test_a_postgresql_that_hangs_answers_503_after_the_connect_timeout(tmp_path)
     """A PostgreSQL server that accepts connections and never answers: a new connection gives
     up after ``connect_timeout`` (5 s) and the request gets the documented 503, instead of
     waiting for ever."""
-    with fresh_postgres_database() as database:
-        url = make_url(database)
-        proxy = TcpProxy(url.host, url.port or 5432)
-        proxy.start()
-        through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
-            hide_password=False
-        )
-        app = make_app(tmp_path, SQLALCHEMY_DATABASE_URI=through_proxy)
+    with postgres_through_a_proxy(tmp_path) as (app, proxy):
         from discountflow.extensions import db
 
         with app.app_context():
-            db.create_all()
             assert db.engine.dialect.name == "postgresql"
         _, owner = create_org(app)
         key = generate_key(app, owner)
@@ -577,7 +550,3 @@ def test_a_postgresql_that_hangs_answers_503_after_the_connect_timeout(tmp_path)
             assert time.monotonic() - started < 15
         finally:
             proxy.silent = False
-            with app.app_context():
-                db.session.remove()
-                db.engine.dispose()
-            proxy.stop()
