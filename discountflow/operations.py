@@ -339,9 +339,13 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.before_request_funcs.setdefault(None, []).insert(0, _start)
     app.after_request(_relative_redirect)
-    app.after_request(_finish)
+    # The access line, the Request-Id and the metrics describe the response as sent: these run
+    # after every other hook (Flask runs them last to first), whichever registered later — an
+    # Idempotency-Key whose work could not commit turns a 201 into a 503 (idempotency.finish).
+    after = app.after_request_funcs.setdefault(None, [])
+    after.insert(0, _finish)
     if app.config["METRICS_TOKEN"] or app.config["METRICS_ALLOW_LOOPBACK"]:
-        app.after_request(_measure)
+        after.insert(0, _measure)
     for error in (OperationalError, InterfaceError):  # refused, dropped, or locked too long
         app.register_error_handler(error, database_unavailable)
     app.register_error_handler(DataError, _unusable_value)

@@ -448,6 +448,8 @@ def test_a_database_lost_before_the_answer_is_stored_takes_the_work_with_it(
         "message": "The database is not reachable just now. Try again shortly.",
     }
     assert down.headers["Retry-After"] == "5"
+    assert down.headers["Request-Id"].startswith("req_")  # the answer sent is the one logged
+    assert down.headers["X-RateLimit-Limit"] == "500"
     assert _count_approvals(world) == before  # the approval went with the answer
     retry = api("POST", "/v2/approvals", json=request_body(10), headers=headers)
     assert retry.status_code == 201, retry.get_json()
