@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from discountflow.approvals import queries, services
+from discountflow.approvals import pages, queries, services
 from discountflow.approvals.schemas import ApprovalListQuery, ApprovalOut, ApprovalUpdate
 from discountflow.pagination import PageRequest
 
@@ -94,3 +94,18 @@ def test_sqlite_pages_show_expiry_and_paginate(api, world, approvals, monkeypatc
     assert first["has_more"] is True
     rest = api("GET", f"/v2/approvals?limit=100&starting_after={first['data'][-1]['id']}")
     assert [a["id"] for a in first["data"] + rest.get_json()["data"]] == approvals[::-1]
+
+
+@pytest.mark.parametrize("constant", ["it's", "a b", "x;--", "", "\u00e9t\u00e9'"])
+def test_only_plain_constants_are_written_into_the_page_statement(constant):
+    """The page's statement writes its own keys and formats into its text (not bound on every
+    execution): anything that is not a plain word is refused, never quoted into SQL."""
+    with pytest.raises(ValueError, match="not a plain constant"):
+        pages._constant(constant)
+
+
+def test_the_page_statement_binds_only_the_time_and_the_ids():
+    """About seventy constants are written into the text once; only the request's two values
+    are bound for each page (what SQLAlchemy otherwise processed on every page)."""
+    compiled = pages._RENDER.compile()
+    assert sorted(compiled.binds) == ["ids", "now"]
