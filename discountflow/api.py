@@ -33,6 +33,7 @@ from . import idempotency, openapi
 from .actors import Actor, Surface
 from .auth.services import ApiKeyPrincipal, authenticate
 from .auth.verification import key_revision
+from .database import organization_revisions
 from .errors import InvalidParameter, RateLimited, ReadOnlyKey
 from .extensions import limiter
 from .ratelimit import STORAGE_ERRORS, hit_and_read, hit_moving_window, storage_unavailable
@@ -92,22 +93,29 @@ def _limit_api_key(key_id: str, state: Any, item: RateLimitItem) -> None:
 
 
 def _count_and_read_revision(
-    state: Any, item: RateLimitItem, revision_key: str, key_id: str
+    state: Any, item: RateLimitItem, revision_key: str, app: Flask, principal: ApiKeyPrincipal
 ) -> int | None:
-    """Count a remembered key's request and read the key revision: one round trip to Redis
-    where there were two (``authenticate`` calls this with the key id it remembers; the count
-    is applied once the key is known good, by ``_limit_api_key``). A key found changed or
-    revoked then has one request counted against its own budget, which nothing else uses."""
+    """Count a remembered key's request and read the key revision and its organization's: one
+    round trip to Redis where there were three (``authenticate`` calls this with what it
+    remembers of the key; the count is applied once the key is known good, by
+    ``_limit_api_key``; the organization's revision is noted for a page of approvals asked
+    for later in the request). A key found changed or revoked then has one request counted
+    against its own budget, which nothing else uses."""
+    key_id = principal.key_id
+    revisions = organization_revisions(app)
+    organization_keys = revisions.redis_keys(principal.organization_id) or []
     try:
-        window, revision = hit_and_read(
-            limiter.limiter, item, (RATE_LIMIT_SCOPE, key_id), [revision_key]
+        window, values = hit_and_read(
+            limiter.limiter, item, (RATE_LIMIT_SCOPE, key_id), [revision_key, *organization_keys]
         )
     except STORAGE_ERRORS as error:  # fail open, and read the key's row: trust nothing
         storage_unavailable(error)
         state.counted = (key_id, None)
         return None
     state.counted = (key_id, window)
-    return revision
+    if organization_keys:
+        revisions.noted(principal.organization_id, sum(values[1:]))
+    return values[0]
 
 
 def _revision_key_beside_the_limits(app: Flask) -> str | None:
@@ -161,7 +169,7 @@ def _authenticate() -> Response | None:
     if routed and limiter.enabled:  # (a URL that does not exist (404, 405) costs nothing)
         revision_key = _revision_key_beside_the_limits(app)
         if revision_key is not None:
-            reader = partial(_count_and_read_revision, state, item, revision_key)
+            reader = partial(_count_and_read_revision, state, item, revision_key, app)
     # (what request.headers.get("Authorization") reads, without a KeyError when it is missing)
     state.api_key = principal = authenticate(
         environ.get("HTTP_AUTHORIZATION"),

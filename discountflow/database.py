@@ -231,9 +231,10 @@ def forget_changes(session) -> None:
 _REVISIONS = "discountflow.organization_revisions"
 
 
-def organization_revisions() -> OrganizationRevisions:
-    """The current app's per-organization revisions (see :mod:`discountflow.revisions`)."""
-    return current_app.extensions[_REVISIONS]
+def organization_revisions(app: Flask | None = None) -> OrganizationRevisions:
+    """The app's per-organization revisions (see :mod:`discountflow.revisions`); by default
+    the current app's."""
+    return (app or current_app).extensions[_REVISIONS]
 
 
 def init_app(app: Flask) -> None:

@@ -243,10 +243,11 @@ def _hit_in_redis(
 
 def hit_and_read(
     strategy: object, item: RateLimitItem, identifiers: tuple[str, ...], counters: list[str]
-) -> tuple[tuple[bool, float, int], int] | None:
-    """On Redis, count one request as :func:`hit_moving_window` does and read the sum of the
-    named counters (full Redis keys, as ``RedisCounters`` names them) in the same round trip;
-    ``None`` where the storage is not Redis. Raises the storage's errors."""
+) -> tuple[tuple[bool, float, int], list[int]] | None:
+    """On Redis, count one request as :func:`hit_moving_window` does and read the named
+    counters (full Redis keys, as ``RedisCounters`` names them; each is started as
+    ``RedisCounters.read`` starts one) in the same round trip: the window and the counters'
+    values, in order. ``None`` where the storage is not Redis. Raises the storage's errors."""
     storage = getattr(strategy, "storage", None)
     if not (isinstance(strategy, MovingWindowRateLimiter) and isinstance(storage, RedisStorage)):
         return None
@@ -265,7 +266,7 @@ def hit_and_read(
         window = (bool(acquired), timestamp + expiry, amount)
     else:
         window = (bool(acquired), float(oldest) + expiry, amount - int(index))
-    return window, sum(int(value) for value in values)
+    return window, [int(value) for value in values]
 
 
 # --- when the shared storage is down ------------------------------------------------------------

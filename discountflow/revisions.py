@@ -29,6 +29,7 @@ import time
 import zlib
 from collections.abc import Iterable
 
+from flask import g, has_app_context
 from sqlalchemy.engine import Engine
 
 _COUNTER = struct.Struct("<Q")
@@ -177,10 +178,32 @@ class OrganizationRevisions:
     def _slot(self, organization_id: str) -> int:
         return 1 + zlib.crc32(organization_id.encode()) % self.BUCKETS
 
+    def redis_keys(self, organization_id: str) -> list[str] | None:
+        """The Redis keys whose sum is the organization's revision, where it is kept in Redis:
+        a caller may read them in a round trip of its own and hand the sum to :meth:`noted`."""
+        if self._redis is None:
+            return None
+        return [self._redis.key_of(self.EVERYONE), self._redis.key_of(_named(organization_id))]
+
+    def noted(self, organization_id: str, revision: int) -> None:
+        """Remember, for the rest of this request, the revision its caller has just read.
+
+        The API reads it with the request's own round trip to Redis (``api.py``): a page asked
+        for later in the request is then looked up under it with no second round trip. A
+        revision read at the start of the request is never newer than the database was then,
+        so what is served under it is at worst what the request would have seen a moment
+        earlier; any bump in this process forgets it (a request's own writes are seen).
+        """
+        if has_app_context():
+            setattr(g, _NOTED, (self, organization_id, revision))
+
     def current(self, organization_id: str) -> int | None:
         """Return the organization's revision, or ``None`` where nothing is shared."""
         if self._redis is not None:
-            return self._redis.read([self.EVERYONE, f"org-revision:{organization_id}"])
+            noted = g.get(_NOTED) if has_app_context() else None
+            if noted is not None and noted[0] is self and noted[1] == organization_id:
+                return noted[2]
+            return self._redis.read([self.EVERYONE, _named(organization_id)])
         everyone = self._counters.read(0)
         if everyone is None:
             return None
@@ -188,12 +211,26 @@ class OrganizationRevisions:
 
     def bump(self, organization_ids: Iterable[str]) -> None:
         if self._redis is not None:
-            self._redis.bump(f"org-revision:{each}" for each in set(organization_ids))
+            _forget_noted()
+            self._redis.bump(_named(each) for each in set(organization_ids))
             return
         self._counters.bump(self._slot(organization_id) for organization_id in organization_ids)
 
     def bump_all(self) -> None:
         if self._redis is not None:
+            _forget_noted()
             self._redis.bump([self.EVERYONE])
             return
         self._counters.bump((0,))
+
+
+_NOTED = "_discountflow_organization_revision"  # in ``g``: (revisions, organization id, revision)
+
+
+def _named(organization_id: str) -> str:
+    return f"org-revision:{organization_id}"
+
+
+def _forget_noted() -> None:
+    if has_app_context():
+        g.pop(_NOTED, None)

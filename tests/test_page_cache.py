@@ -333,6 +333,36 @@ def test_revisions_in_redis_are_per_organization_and_start_anew_when_redis_lost_
         client.close()
 
 
+def test_a_revision_noted_by_the_request_is_used_until_a_bump_forgets_it(tmp_path):
+    """The API reads the organization's revision with the request's own Redis round trip and
+    notes it (api.py): later in the request it is used for that organization only, and any
+    bump in the request (its own write) forgets it, so the request sees what it wrote."""
+    app = make_app(tmp_path)
+    revisions = OrganizationRevisions(None, require_redis(), f"noted-{secrets.token_hex(4)}")
+    try:
+        with app.test_request_context():
+            read = revisions.current("org_a")
+            revisions.noted("org_a", 7)
+            assert revisions.current("org_a") == 7
+            assert revisions.current("org_b") != 7  # another organization reads Redis
+            revisions.bump(["org_b"])
+            assert revisions.current("org_a") == read  # forgotten: read from Redis again
+            revisions.noted("org_a", 7)
+            revisions.bump_all()
+            assert revisions.current("org_a") == read + 1
+        with app.test_request_context():
+            assert revisions.current("org_a") == read + 1  # nothing carried to the next request
+        assert revisions.redis_keys("org_a") == [
+            f"{revisions._redis.key_of(OrganizationRevisions.EVERYONE)}",
+            f"{revisions._redis.key_of('org-revision:org_a')}",
+        ]
+        assert OrganizationRevisions(str(tmp_path / "file"), "redis://x").redis_keys("a") is None
+    finally:
+        client = revisions._redis._redis
+        client.delete(*client.keys(f"{revisions._redis.key_of('*')}"))
+        client.close()
+
+
 def test_an_unreachable_redis_means_nothing_is_remembered(caplog):
     revisions = OrganizationRevisions(None, "redis://127.0.0.1:1/0", "pages")
     with caplog.at_level("WARNING"):

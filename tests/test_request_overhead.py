@@ -166,8 +166,8 @@ def test_one_call_in_redis_that_also_reads_a_counter_answers_as_the_library_does
     revisions = []
 
     def hit(strategy, item, *identifiers):
-        window, revision = hit_and_read(strategy, item, identifiers, [counter])
-        revisions.append(revision)
+        window, values = hit_and_read(strategy, item, identifiers, [counter])
+        revisions.append(values[0])
         return window
 
     try:

@@ -463,6 +463,45 @@ def test_on_redis_a_remembered_key_costs_one_round_trip_and_still_meets_its_limi
         assert client.get("/v2/me", headers=bearer(key)).status_code == 401
 
 
+def test_on_redis_a_poll_of_an_unchanged_page_costs_one_round_trip(
+    tmp_path, redis_url, monkeypatch
+):
+    """A page of approvals polled with a remembered key: the request is counted and the key's
+    and the organization's revisions read in the one script (three round trips before); a
+    write through another process is still seen on the very next poll."""
+    import redis
+
+    from .approvals_world import build_world, create
+
+    with fresh_postgres_database() as database:
+        settings = {"SQLALCHEMY_DATABASE_URI": database, "RATELIMIT_STORAGE_URI": redis_url}
+        app = make_app(tmp_path, **settings)
+        other = make_app(tmp_path, **settings)  # another process, as far as memory goes
+        world = build_world(app)
+        create(world, "rep", 10, submit=True)
+        client = app.test_client()
+
+        def poll() -> list[str]:
+            response = client.get("/v2/approvals", headers=bearer(world.key))
+            assert response.status_code == 200
+            return [each["id"] for each in response.get_json()["data"]]
+
+        first = poll()  # the key read and remembered, the page rendered and remembered
+        sent = []
+        execute = redis.Redis.execute_command
+        monkeypatch.setattr(
+            redis.Redis,
+            "execute_command",
+            lambda self, *args, **options: sent.append(args[0]) or execute(self, *args, **options),
+        )
+        assert [poll() for _ in range(3)] == [first] * 3
+        assert sent == ["EVALSHA"] * 3  # one round trip each
+        monkeypatch.undo()
+        world.app = other  # the next approval is made by the other process
+        newer = create(world, "rep", 5)
+        assert poll() == [newer, *first]
+
+
 def test_on_redis_away_a_remembered_key_is_read_again_and_served_without_limit(tmp_path):
     """Redis gone: the one script fails, the request is served without its limit (fail open,
     as documented), and the key is read from the database rather than trusted from memory."""

@@ -442,7 +442,7 @@ def authenticate(
     authorization: str | None,
     *,
     client_ip: str,
-    read_revision: Callable[[str], int | None] | None = None,
+    read_revision: Callable[[ApiKeyPrincipal], int | None] | None = None,
 ) -> ApiKeyPrincipal:
     """Return who an ``Authorization`` header authenticates, or raise ``InvalidApiKey``.
 
@@ -453,9 +453,10 @@ def authenticate(
     verified, which keeps working. Keys refused for their format, checksum, environment, or an
     id with no usable key cost nothing and count nothing.
 
-    ``read_revision``, given the key id this process remembers for the presented key, reads
-    the key revision in a round trip of the caller's own (the API counts the key's request in
-    the same one); without it, or for a key not remembered, the revision is read here.
+    ``read_revision``, given what this process remembers of the presented key, reads the key
+    revision in a round trip of the caller's own (the API counts the key's request and reads
+    its organization's revision in the same one); without it, or for a key not remembered,
+    the revision is read here.
     """
     presented = bearer_token(authorization)
     app = current_app._get_current_object()  # once: each read through the proxy costs ~1 µs
@@ -467,7 +468,7 @@ def authenticate(
         raise InvalidApiKey()
     remembered = cache.remembered(digest) if read_revision is not None else None
     if remembered is not None:  # the caller reads the revision with its own round trip
-        revision = read_revision(remembered.principal.key_id)
+        revision = read_revision(remembered.principal)
     else:
         revision = key_revision(app).current()
     known = cache.fresh(digest, revision) or _read_key(presented, digest, revision, client_ip)
