@@ -215,6 +215,22 @@ def test_an_unexpected_answer_outside_faults_fails():
     assert checks.client_expectations([dropped], []).failed
 
 
+def test_a_retry_refused_while_a_killed_worker_holds_its_key_is_documented():
+    """Found in CI's fault run: a POST in flight when its worker was killed holds its
+    Idempotency-Key for the 10-second lease (README), so a prompt retry is answered 409
+    idempotency_key_in_use with Retry-After: expected after a kill, not anywhere else."""
+    body = '{"error":"idempotency_key_in_use","message":"A request with this Idempotency-Key"}'
+    retry = request(6.4, 409, name="/v2/approvals [POST] (retry after error)", body=body)
+    kill = Window("worker_kill", 5.0, 5.1)
+    assert checks.client_expectations([retry], [kill]).passed
+    assert checks.client_expectations([retry], []).failed
+    assert checks.client_expectations([retry], [Window("worker_kill", 30.0, 30.1)]).failed
+    first = request(6.4, 409, name="/v2/approvals [POST]", body=body)  # not a retry
+    assert checks.client_expectations([first], [kill]).failed
+    conflict = request(6.4, 409, name="/v2/approvals [POST] (retry after error)", body="{}")
+    assert checks.client_expectations([conflict], [kill]).failed
+
+
 def test_a_429_for_a_key_inside_its_budget_fails():
     seen = [request(1.0, 429, key="lt-sha-003/rk"), request(2.0, 429, key="over-budget")]
     check = checks.keys_within_budget(seen, "over-budget")
