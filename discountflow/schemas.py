@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from operator import attrgetter
-from typing import Annotated, Any, ClassVar, Literal, Self, get_args
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
     AfterValidator,
@@ -200,112 +199,60 @@ Time = Annotated[
 ]
 
 
-_MISSING = object()
-
-
 class Out(BaseModel):
-    """A resource as every surface answers it.
+    """A resource as every surface answers it: REST, the OpenAPI document, GraphQL, webhooks.
 
-    ``of(source)`` builds it from what a service returned: each field is read from the source's
-    attribute of the same name, or of the name ``sources`` gives it (``created`` ←
-    ``created_at``); a field that is itself an ``Out`` model the source has no attribute for
-    is built from the same source (the ``actor`` columns of a decision); keyword arguments give
-    the fields that are computed; ``object`` is the resource's one type name. The model
+    ``of(source, **computed)`` builds it from what a service returned with pydantic's own
+    ``from_attributes``: each field is read from the source's attribute of the same name, or of
+    the name its ``validation_alias`` gives (``created`` ← ``created_at``); keyword arguments
+    give the fields that are computed; ``object`` is the resource's one type name. The model
     validates what it is given, so a shape that drifts from the document fails loudly instead
     of answering something else.
     """
 
-    sources: ClassVar[dict[str, str]] = {"created": "created_at", "updated": "updated_at"}
+    model_config = ConfigDict(from_attributes=True, validate_by_name=True, validate_by_alias=True)
 
     @classmethod
-    def of(cls, source: Any, **values: Any) -> Self:
-        return cls.model_validate(cls.values_of(source, **values))
-
-    @classmethod
-    def values_of(cls, source: Any, **values: Any) -> dict[str, Any]:
-        """The fields ``of`` validates, before validation: a parent model takes a list of
-        these for a list of nested models, which pydantic then builds in one pass."""
-        reads = cls.__dict__.get("_reads")
-        if reads is None:
-            reads = {}
-            type.__setattr__(cls, "_reads", reads)
-        given = tuple(values)  # the same few computed fields at each call site
-        read = reads.get(given)
-        if read is None:
-            read = reads[given] = cls._read_plan(given)
-        names, getter, fixed = read
-        try:
-            found = getter(source)
-        except AttributeError:  # a nested model built from the same source, or a mistake
-            return cls._values_field_by_field(source, values)
-        if len(names) == 1:
-            values[names[0]] = found
-        else:
-            values.update(zip(names, found, strict=True))
-        values.update(fixed)
-        return values
-
-    @classmethod
-    def _read_plan(cls, given: tuple[str, ...]) -> tuple[list[str], Any, list[tuple]]:
-        """The fields read from the source when ``given`` are computed: their names, one
-        getter for all of them, and the fixed values."""
-        names, attributes, fixed = [], [], []
-        for name, attribute, value, _nested in cls._plan():
-            if name in given:
-                continue
-            if value is not _MISSING:
-                fixed.append((name, value))
-            else:
-                names.append(name)
-                attributes.append(attribute)
-        getter = attrgetter(*attributes) if attributes else (lambda source: ())
-        return names, getter, fixed
-
-    @classmethod
-    def _values_field_by_field(cls, source: Any, values: dict[str, Any]) -> dict[str, Any]:
-        for name, attribute, fixed, nested in cls._plan():
-            if name in values:
-                continue
-            if fixed is not _MISSING:  # the type name: one value it can have
-                values[name] = fixed
-                continue
-            value = getattr(source, attribute, _MISSING)
-            if value is not _MISSING:
-                values[name] = value
-            elif nested is not None:
-                values[name] = nested.values_of(source)
-            else:
-                raise AttributeError(f"{cls.__name__}.{name}: the source has no {attribute!r}")
-        return values
-
-    @classmethod
-    def _plan(cls) -> tuple[tuple[str, str, Any, type[Out] | None], ...]:
-        """How each field is read: (name, source attribute, fixed value, nested model)."""
-        plan = cls.__dict__.get("_of_plan")
-        if plan is None:
-            plan = []
-            for name, field in cls.model_fields.items():
-                fixed = get_args(field.annotation)[0] if name == "object" else _MISSING
-                annotation = field.annotation
-                nested = (
-                    annotation
-                    if isinstance(annotation, type) and issubclass(annotation, Out)
-                    else None
-                )
-                plan.append((name, cls.sources.get(name, name), fixed, nested))
-            plan = tuple(plan)
-            type.__setattr__(cls, "_of_plan", plan)
-        return plan
+    def of(cls, source: Any, **computed: Any) -> Self:
+        field = cls.model_fields.get("object")
+        if field is not None:
+            computed.setdefault("object", get_args(field.annotation)[0])
+        return cls.model_validate(_Computed(source, computed) if computed else source)
 
 
+class _Computed:
+    """A source's attributes, with some given instead (what ``Out.of`` validates)."""
+
+    __slots__ = ("_source", "_given")
+
+    def __init__(self, source: Any, given: dict[str, Any]) -> None:
+        self._source, self._given = source, given
+
+    def __getattr__(self, name: str) -> Any:
+        given = self._given
+        return given[name] if name in given else getattr(self._source, name)
+
+
+# Who acted, read from the actor columns of a decision, comment or event.
 class ActorOut(Out):
-    type: Literal["user", "api_key", "system"]
-    user: str | None = Field(description="The member, or the owner whose authority a key uses.")
-    api_key: str | None = Field(description="The public id of the key that acted, if one did.")
+    type: Literal["user", "api_key", "system"] = Field(validation_alias="actor_type")
+    user: str | None = Field(
+        validation_alias="actor_user_id",
+        description="The member, or the owner whose authority a key uses.",
+    )
+    api_key: str | None = Field(
+        validation_alias="api_key_id",
+        description="The public id of the key that acted, if one did.",
+    )
     surface: Literal["api", "graphql", "dashboard", "cli", "system"]
 
-    # The actor columns of a decision, comment or event.
-    sources = {"type": "actor_type", "user": "actor_user_id", "api_key": "api_key_id"}
+
+class Recorded(Out):
+    """A decision, comment or event: its ``actor`` is read from its own actor columns."""
+
+    @classmethod
+    def of(cls, row: Any, **computed: Any) -> Self:
+        return super().of(row, actor=ActorOut.of(row), **computed)
 
 
 class ListOf(Out):

@@ -19,6 +19,7 @@ from ..schemas import (
     ObjectId,
     Out,
     Percent,
+    Recorded,
     Time,
     Timestamp,
     optional,
@@ -182,7 +183,9 @@ class ApprovalListQuery(ListQuery):
 class LineItemOut(Out):
     object: Literal["line_item"]
     id: str
-    product: str | None = Field(description="The product of the price book, if any.")
+    product: str | None = Field(
+        validation_alias="product_id", description="The product of the price book, if any."
+    )
     sku: str
     description: str
     custom: bool = Field(
@@ -199,13 +202,11 @@ class LineItemOut(Out):
     discount_amount: int
     discount_percent: float
 
-    sources = {"product": "product_id"}
-
     @classmethod
-    def values_of(cls, item: Any) -> dict[str, Any]:
+    def of(cls, item: Any) -> LineItemOut:
         list_amount = item.quantity * item.unit_list_price
         amount = item.quantity * item.unit_price
-        return super().values_of(
+        return super().of(
             item,
             list_amount=list_amount,
             amount=amount,
@@ -220,18 +221,12 @@ class StepOut(Out):
     object: Literal["approval_step"]
     id: str
     position: int
-    approval_level: str | None
+    approval_level: str | None = Field(validation_alias="approval_level_id")
     level_name: str
     level_rank: int
     status: StepStatus
-    decided_by: str | None
-    decided: Time | None
-
-    sources = {
-        "approval_level": "approval_level_id",
-        "decided_by": "decided_by_id",
-        "decided": "decided_at",
-    }
+    decided_by: str | None = Field(validation_alias="decided_by_id")
+    decided: Time | None = Field(validation_alias="decided_at")
 
 
 class ApprovalOut(Out):
@@ -243,31 +238,22 @@ class ApprovalOut(Out):
     currency: str
     justification: str
     status: ApprovalStatus
-    requested_by: str
+    requested_by: str = Field(validation_alias="requested_by_id")
     line_items: list[LineItemOut]
     list_amount: int = Field(description="Sum of list prices, minor units.")
     amount: int = Field(description="Sum of requested prices, minor units.")
     discount_amount: int
     discount_percent: float
     max_line_discount_percent: float
-    required_approval_level: str | None
-    awaiting_approval_level: str | None
+    required_approval_level: str | None = Field(validation_alias="required_level_id")
+    awaiting_approval_level: str | None = Field(validation_alias="awaiting_level_id")
     steps: list[StepOut] = Field(description="The steps of the current submission.")
-    submitted: Time | None
-    decided: Time | None
+    submitted: Time | None = Field(validation_alias="submitted_at")
+    decided: Time | None = Field(validation_alias="decided_at")
     valid_until: Time | None
-    metadata: dict[str, str]
-    created: Time
-    updated: Time
-
-    sources = Out.sources | {
-        "requested_by": "requested_by_id",
-        "required_approval_level": "required_level_id",
-        "awaiting_approval_level": "awaiting_level_id",
-        "submitted": "submitted_at",
-        "decided": "decided_at",
-        "metadata": "metadata_",
-    }
+    metadata: dict[str, str] = Field(validation_alias="metadata_")
+    created: Time = Field(validation_alias="created_at")
+    updated: Time = Field(validation_alias="updated_at")
 
     @classmethod
     def of(cls, view: Any) -> ApprovalOut:
@@ -277,8 +263,8 @@ class ApprovalOut(Out):
         return super().of(
             approval,
             status=view.status,
-            line_items=[LineItemOut.values_of(item) for item in view.line_items],
-            steps=[StepOut.values_of(step) for step in view.steps],
+            line_items=[LineItemOut.of(item) for item in view.line_items],
+            steps=[StepOut.of(step) for step in view.steps],
             discount_amount=discount,
             discount_percent=percent_of(discount, approval.list_amount),
             max_line_discount_percent=to_percent(approval.max_line_discount_bps),
@@ -344,32 +330,28 @@ class PreviewOut(Out):
         )
 
 
-class DecisionOut(Out):
+class DecisionOut(Recorded):
     object: Literal["decision"]
     id: str
-    approval: str
-    step: str | None
+    approval: str = Field(validation_alias="approval_id")
+    step: str | None = Field(validation_alias="step_id")
     type: DecisionType
     comment: str
     actor: ActorOut
-    created: Time
-
-    sources = Out.sources | {"approval": "approval_id", "step": "step_id"}
+    created: Time = Field(validation_alias="created_at")
 
 
 class DecisionList(ListOf):
     data: list[DecisionOut]
 
 
-class CommentOut(Out):
+class CommentOut(Recorded):
     object: Literal["comment"]
     id: str
-    approval: str
+    approval: str = Field(validation_alias="approval_id")
     body: str
     actor: ActorOut
-    created: Time
-
-    sources = Out.sources | {"approval": "approval_id"}
+    created: Time = Field(validation_alias="created_at")
 
 
 class CommentList(ListOf):
@@ -383,8 +365,8 @@ class LevelOut(Out):
     rank: int
     max_discount_percent: float
     max_discount_amount: AmountOut | None
-    created: Time
-    updated: Time
+    created: Time = Field(validation_alias="created_at")
+    updated: Time = Field(validation_alias="updated_at")
 
     @classmethod
     def of(cls, level: Any) -> LevelOut:

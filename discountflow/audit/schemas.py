@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
-from ..schemas import ActorOut, ListOf, ListQuery, Out, Time
+from ..schemas import ActorOut, ListOf, ListQuery, Recorded, Time
 
 # Every type of event the services record (webhook endpoints subscribe to these).
 EVENT_TYPES = frozenset(
@@ -68,16 +68,16 @@ class EventListQuery(ListQuery):
     )
 
 
-class EventOut(Out):
+class EventOut(Recorded):
     object: Literal["event"]
     id: str
     type: str = Field(description="What happened, such as `approval.approved`.")
-    approval: str | None = Field(description="The approval it concerns, if any.")
+    approval: str | None = Field(
+        validation_alias="approval_id", description="The approval it concerns, if any."
+    )
     actor: ActorOut
     data: dict[str, Any]
-    created: Time
-
-    sources = Out.sources | {"approval": "approval_id"}
+    created: Time = Field(validation_alias="created_at")
 
 
 class EventList(ListOf):

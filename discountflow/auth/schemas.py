@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ..schemas import Out, Time
 
@@ -60,15 +60,8 @@ class ApiKeyOut(Out):
     environment: Literal["staging", "production"]
     read_only: bool
     last_four: str
-    created: Time
-    expires: Time | None
-    replaced: Time | None
-    revoked: Time | None
-    last_used: Time | None
-
-    sources = Out.sources | {
-        "expires": "expires_at",
-        "replaced": "replaced_at",
-        "revoked": "revoked_at",
-        "last_used": "last_used_at",
-    }
+    created: Time = Field(validation_alias="created_at")
+    expires: Time | None = Field(validation_alias="expires_at")
+    replaced: Time | None = Field(validation_alias="replaced_at")
+    revoked: Time | None = Field(validation_alias="revoked_at")
+    last_used: Time | None = Field(validation_alias="last_used_at")

@@ -55,8 +55,8 @@ class OrganizationOut(Out):
     auto_approve_threshold_percent: float
     default_validity_days: int
     custom_line_items: Literal["allowed", "forbidden"]
-    created: Time
-    updated: Time
+    created: Time = Field(validation_alias="created_at")
+    updated: Time = Field(validation_alias="updated_at")
 
     @classmethod
     def of(cls, organization: Any) -> OrganizationOut:
@@ -70,10 +70,11 @@ class MemberOut(Out):
     email: str
     name: str
     role: Literal["owner", "admin", "member"]
-    approval_level: str | None = Field(description="The level the member approves at, if any.")
-    created: Time
-
-    sources = Out.sources | {"approval_level": "approval_level_id"}
+    approval_level: str | None = Field(
+        validation_alias="approval_level_id",
+        description="The level the member approves at, if any.",
+    )
+    created: Time = Field(validation_alias="created_at")
 
 
 class MemberList(ListOf):

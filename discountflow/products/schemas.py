@@ -108,8 +108,8 @@ class ProductOut(Out):
     description: str
     active: bool
     prices: list[PriceOut]
-    created: Time
-    updated: Time
+    created: Time = Field(validation_alias="created_at")
+    updated: Time = Field(validation_alias="updated_at")
 
     @classmethod
     def of(cls, product: Any) -> ProductOut:

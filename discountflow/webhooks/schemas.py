@@ -77,12 +77,11 @@ class EndpointOut(Out):
         description="Every attempt since this time failed (none since the last success)."
     )
     previous_secret_expires: Time | None = Field(
-        description="After a rotation, the previous secret signs too until this time."
+        validation_alias="previous_secret_expires_at",
+        description="After a rotation, the previous secret signs too until this time.",
     )
-    created: Time
-    updated: Time
-
-    sources = Out.sources | {"previous_secret_expires": "previous_secret_expires_at"}
+    created: Time = Field(validation_alias="created_at")
+    updated: Time = Field(validation_alias="updated_at")
 
     @classmethod
     def of(cls, endpoint: Any, **values: Any) -> EndpointOut:
@@ -107,29 +106,27 @@ class EndpointList(ListOf):
 class DeliveryOut(Out):
     object: Literal["webhook_delivery"]
     id: str
-    endpoint: str
-    event: str = Field(description="The event's id: the `webhook-id` header of every attempt.")
+    endpoint: str = Field(validation_alias="endpoint_id")
+    event: str = Field(
+        validation_alias="message_id",
+        description="The event's id: the `webhook-id` header of every attempt.",
+    )
     event_type: str
     status: DeliveryStatus
     attempts: int
     next_attempt: Time | None
-    last_attempt: Time | None
+    last_attempt: Time | None = Field(validation_alias="last_attempt_at")
     last_status_code: int | None = Field(description="The HTTP status of the last attempt.")
     last_error: str = Field(description="Why the last attempt failed, if it did.")
-    latency_ms: int | None = Field(description="How long the last attempt took.")
-    response_body: str = Field(description="The first 4 KiB of the last response's body.")
-    created: Time
-    delivered: Time | None
-
-    sources = Out.sources | {
-        "endpoint": "endpoint_id",
-        "event": "message_id",
-        "next_attempt": "next_attempt_at",
-        "last_attempt": "last_attempt_at",
-        "latency_ms": "last_duration_ms",
-        "response_body": "last_response",
-        "delivered": "delivered_at",
-    }
+    latency_ms: int | None = Field(
+        validation_alias="last_duration_ms", description="How long the last attempt took."
+    )
+    response_body: str = Field(
+        validation_alias="last_response",
+        description="The first 4 KiB of the last response's body.",
+    )
+    created: Time = Field(validation_alias="created_at")
+    delivered: Time | None = Field(validation_alias="delivered_at")
 
     @classmethod
     def of(cls, delivery: Any) -> DeliveryOut:
