@@ -164,11 +164,10 @@ class Actor:
 def writing(actor: Actor) -> None:
     """Start a service's write: refuse a read-only actor, then open a write transaction.
 
-    Every service that changes anything calls this first; the organization it names is the
-    one whose remembered pages the commit retires.
+    Every service that changes anything calls this first.
     """
     actor.require_write()
-    begin_write(actor.organization_id)
+    begin_write()
 
 
 def fetch(actor: Actor, model: Any, object_id: str, noun: str) -> Any:

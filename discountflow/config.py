@@ -19,6 +19,8 @@ from flask import Config, Flask
 from sqlalchemy.engine import make_url
 
 ENVIRONMENTS = ("staging", "production")
+# Rate-limit storages that count in the web process (every other one is shared, like Redis).
+IN_PROCESS_STORAGES = ("process://", "memory://")
 DEFAULT_API_RATE_LIMITS = {"staging": "500 per minute", "production": "1000 per minute"}
 MIN_SECRET_KEY_BYTES = 32
 INSTANCE_MODE = 0o700  # the instance folder holds the database and the secret key
@@ -36,12 +38,15 @@ DEFAULTS: dict[str, Any] = {
     # Flask-Limiter keeps settings on its module-level object between apps built in one
     # process, so every RATELIMIT_* key we rely on is set here, explicitly.
     "RATELIMIT_ENABLED": True,
-    "RATELIMIT_STORAGE_OPTIONS": {},
+    # A storage that does not answer raises limits' own StorageError (ratelimit.py).
+    "RATELIMIT_STORAGE_OPTIONS": {"wrap_exceptions": True},
     "RATELIMIT_STRATEGY": "moving-window",
-    "RATELIMIT_HEADERS_ENABLED": True,
-    "RATELIMIT_HEADER_RETRY_AFTER_VALUE": "delta-seconds",
+    # The documented X-RateLimit-* headers are written by api.py from the limit Flask-Limiter
+    # counted (its own would also send Retry-After on every answer).
+    "RATELIMIT_HEADERS_ENABLED": False,
     "RATELIMIT_KEY_PREFIX": "discountflow",
-    "RATELIMIT_SWALLOW_ERRORS": False,
+    # The API fails open while a shared storage is away (ratelimit.py says why).
+    "RATELIMIT_SWALLOW_ERRORS": True,
     "RATELIMIT_FAIL_ON_FIRST_BREACH": True,
 }
 
@@ -71,14 +76,13 @@ SETTINGS: dict[str, Setting] = {
     "DISCOUNTFLOW_ENV": Setting("DISCOUNTFLOW_ENV", str, "staging"),
     "DATABASE_URL": Setting("SQLALCHEMY_DATABASE_URI", str, None),  # SQLite in the instance
     "SECRET_KEY": Setting("SECRET_KEY", str, None),  # generated in staging; required in prod
-    "RATELIMIT_STORAGE_URI": Setting("RATELIMIT_STORAGE_URI", str, "memory://"),
+    "RATELIMIT_STORAGE_URI": Setting("RATELIMIT_STORAGE_URI", str, "process://"),
     "API_RATE_LIMIT": Setting("API_RATE_LIMIT", str, None),  # by environment unless set
     "AUTH_FAILURE_LIMIT": Setting("AUTH_FAILURE_LIMIT", str, "20 per minute"),
     "BCRYPT_ROUNDS": Setting("BCRYPT_ROUNDS", int, 12),
     "SESSION_LIFETIME_SECONDS": Setting("PERMANENT_SESSION_LIFETIME", int, 12 * 3600),
     "SIGN_IN_LIMIT_PER_ADDRESS": Setting("SIGN_IN_LIMIT_PER_ADDRESS", str, "10 per minute"),
     "SIGN_IN_LIMIT_PER_ACCOUNT": Setting("SIGN_IN_LIMIT_PER_ACCOUNT", str, "5 per 15 minutes"),
-    "PAGE_CACHE_MB": Setting("PAGE_CACHE_MB", int, 32),
     "ACCESS_LOG": Setting("ACCESS_LOG", _boolean, True),
     "TRUSTED_PROXY_COUNT": Setting("TRUSTED_PROXY_COUNT", int, 0),
     "TRUSTED_HOSTS": Setting("TRUSTED_HOSTS", _hosts, None),  # Flask: any Host is accepted
@@ -155,8 +159,6 @@ def _finish(app: Flask) -> None:
         )
     if not 4 <= int(config["BCRYPT_ROUNDS"]) <= 31:
         raise ConfigurationError("BCRYPT_ROUNDS must be between 4 and 31")
-    if int(config["PAGE_CACHE_MB"]) < 0:
-        raise ConfigurationError("PAGE_CACHE_MB must be 0 or more")
     token = config["METRICS_TOKEN"]
     if token is not None and len(str(token)) < MIN_METRICS_TOKEN_LENGTH:
         raise ConfigurationError(

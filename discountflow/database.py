@@ -1,5 +1,5 @@
 """The database: column types, ids and clocks every feature's models share, SQLite's settings,
-write transactions, and which organizations a transaction changed."""
+and write transactions."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ import string
 import time
 from datetime import UTC, datetime
 
-from flask import Flask, current_app, has_app_context
+from flask import Flask
 from sqlalchemy import DateTime, event
 from sqlalchemy.types import TypeDecorator
 
 from .errors import InvalidParameter
 from .extensions import HELD_WORK, HOLD_COMMITS, db
-from .revisions import OrganizationRevisions, counters_path
 
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
 
@@ -169,7 +168,7 @@ def begin_sqlite_transaction(connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def begin_write(organization_id: str | None = None) -> None:
+def begin_write() -> None:
     """Start a fresh session transaction that will write (``BEGIN IMMEDIATE`` on SQLite).
 
     Services call this before reading the rows they are about to change, so two requests
@@ -181,9 +180,6 @@ def begin_write(organization_id: str | None = None) -> None:
     In a request whose commits are held for its answer (an ``Idempotency-Key``: see
     ``extensions.Session``), the transaction is one for the whole request and each unit of
     work a SAVEPOINT of it.
-
-    ``organization_id`` names the organization whose data the transaction changes (or
-    ``EVERY_ORGANIZATION``): what processes remember of it is retired when it commits.
     """
     session = db.session()
     if session.info.get(HELD_WORK):
@@ -196,49 +192,10 @@ def begin_write(organization_id: str | None = None) -> None:
         session.connection(execution_options={WRITE_TRANSACTION: True})
         if session.info.get(HOLD_COMMITS):
             session.begin_nested()
-    if organization_id is not None:
-        mark_changed(organization_id)
-
-
-# --- organizations changed by the session's transaction --------------------------------------
-
-EVERY_ORGANIZATION = "*"
-_CHANGED = "discountflow.changed_organizations"
-
-
-def mark_changed(organization_id: str) -> None:
-    """Record that the session's transaction changes this organization's data."""
-    db.session.info.setdefault(_CHANGED, set()).add(organization_id)
-
-
-def announce_changes(session) -> None:
-    """After a commit: bump the revision of every organization the transaction changed."""
-    changed = session.info.pop(_CHANGED, None)
-    if not changed or not has_app_context():
-        return
-    revisions = organization_revisions()
-    if EVERY_ORGANIZATION in changed:
-        revisions.bump_all()
-    else:
-        revisions.bump(changed)
-
-
-def forget_changes(session) -> None:
-    """After a rollback: nothing was changed."""
-    session.info.pop(_CHANGED, None)
-
-
-_REVISIONS = "discountflow.organization_revisions"
-
-
-def organization_revisions(app: Flask | None = None) -> OrganizationRevisions:
-    """The app's per-organization revisions (see :mod:`discountflow.revisions`); by default
-    the current app's."""
-    return (app or current_app).extensions[_REVISIONS]
 
 
 def init_app(app: Flask) -> None:
-    """Set SQLite up on every connection, and announce committed changes to other processes."""
+    """Set SQLite up on every connection (and PostgreSQL's lost connections apart)."""
     with app.app_context():
         engine = db.engine
     if engine.dialect.name == "sqlite":
@@ -246,15 +203,6 @@ def init_app(app: Flask) -> None:
         event.listen(engine, "begin", begin_sqlite_transaction)
     else:
         event.listen(engine, "handle_error", count_lost_connections)
-    app.extensions[_REVISIONS] = OrganizationRevisions(
-        counters_path(engine, "-orgrev"),
-        app.config["RATELIMIT_STORAGE_URI"],
-        app.config["RATELIMIT_KEY_PREFIX"],
-    )
-    # db.session is one for every app in the process: listen once.
-    if not event.contains(db.session, "after_commit", announce_changes):
-        event.listen(db.session, "after_commit", announce_changes)
-        event.listen(db.session, "after_rollback", forget_changes)
 
 
 def backup_sqlite(database_path: str, target: str, *, pages_per_step: int = 1024) -> int:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import flask_limiter
-from flask import request
+from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
@@ -25,20 +24,6 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-class Limiter(flask_limiter.Limiter):
-    """Flask-Limiter, with its per-request hook skipped on /v2.
-
-    The API counts its per-key limit itself, in one hook over this extension's storage and
-    strategy (see :mod:`discountflow.api`): Flask-Limiter's before-request resolution, run for a
-    request it has nothing to count, measured about a third of the API's own overhead.
-    """
-
-    def _check_request_limit(self, callable_name=None, in_middleware=True) -> None:
-        if in_middleware and (request.path == "/v2" or request.path.startswith("/v2/")):
-            return
-        super()._check_request_limit(callable_name, in_middleware)
 
 
 # Session.info keys of a request whose commits are held (see Session).

@@ -64,7 +64,7 @@ from strawberry.tools import merge_types
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from . import idempotency
-from .api import GRAPHQL_IDE, GRAPHQL_PATH, current_actor
+from .api import GRAPHQL_IDE, GRAPHQL_PATH, current_actor, per_key_quota
 from .approvals import graphql as approvals
 from .audit import graphql as audit
 from .auth import graphql as auth
@@ -809,7 +809,9 @@ def init_app(app: Flask) -> None:
     """Serve the GraphQL endpoint, its schema and (in staging) GraphiQL."""
     app.add_url_rule(
         GRAPHQL_PATH,
-        view_func=Endpoint.as_view("graphql_endpoint", app.config["DISCOUNTFLOW_ENV"]),
+        view_func=per_key_quota(
+            Endpoint.as_view("graphql_endpoint", app.config["DISCOUNTFLOW_ENV"])
+        ),
         methods=["POST"],
         provide_automatic_options=False,  # Allow: POST, and nothing else
     )

@@ -69,12 +69,6 @@ bcrypt_checks = Counter(
     ("kind",),
     registry=registry,
 )
-page_cache = Counter(
-    "discountflow_page_cache_lookups_total",
-    "Pages of approvals served from a worker's memory (hit) or rendered (miss).",
-    ("result",),
-    registry=registry,
-)
 webhook_deliveries = Counter(
     "discountflow_webhook_delivery_attempts_total",
     "Webhook delivery attempts by outcome: succeeded, retrying, failed (for good), claim_lost.",
@@ -91,8 +85,6 @@ backend_errors = Counter(
 for kind in ("api_key", "sign_in"):
     auth_failures.labels(kind)
     bcrypt_checks.labels(kind)
-for result in ("hit", "miss"):
-    page_cache.labels(result)
 for backend in ("database", "redis"):
     backend_errors.labels(backend)
 for limit in ("api_key", "authentication", "sign_in"):
@@ -131,10 +123,6 @@ def count_rate_limited(limit: str) -> None:
 
 def count_bcrypt(kind: str) -> None:
     bcrypt_checks.labels(kind).inc()
-
-
-def count_page_cache(hit: bool) -> None:
-    page_cache.labels("hit" if hit else "miss").inc()
 
 
 def count_delivery(outcome: str) -> None:

@@ -140,6 +140,7 @@ class Clock:
 def clock(monkeypatch):
     clock = Clock()
     monkeypatch.setattr("discountflow.auth.services.utcnow", clock.now)
+    monkeypatch.setattr("discountflow.auth.authentication.utcnow", clock.now)
     return clock
 
 

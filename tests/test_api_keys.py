@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from discountflow.actors import Actor, Surface
 from discountflow.auth import services as auth
+from discountflow.auth.authentication import authenticate
 from discountflow.auth.keys import parse_key
 from discountflow.auth.models import ApiKey
 from discountflow.errors import Conflict, InvalidParameter, NotFound, PermissionDenied
@@ -153,7 +154,7 @@ def test_only_the_owner_manages_keys(app, org, role):
 def test_an_api_key_cannot_manage_keys(app, client, key):
     client.get("/v2/me", headers=bearer(key))
     with app.test_request_context(headers=bearer(key)):
-        principal = auth.authenticate(f"Bearer {key}", client_ip="127.0.0.1")
+        principal = authenticate(f"Bearer {key}", "127.0.0.1")
         actor = Actor.for_api_key(principal.organization_id, principal.key_id, read_only=False)
         with pytest.raises(PermissionDenied):
             auth.generate_key(actor)

@@ -33,7 +33,7 @@ def test_embedded_defaults(environ, tmp_path):
         app.config["SQLALCHEMY_DATABASE_URI"]
         == f"sqlite:///{tmp_path / 'i' / 'discountflow.sqlite'}"
     )
-    assert app.config["RATELIMIT_STORAGE_URI"] == "memory://"
+    assert app.config["RATELIMIT_STORAGE_URI"] == "process://"
     assert app.config["API_RATE_LIMIT"] == "500 per minute"
     assert app.config["BCRYPT_ROUNDS"] == 12
     assert app.config["SESSION_COOKIE_SECURE"] is False
@@ -123,7 +123,6 @@ SAMPLES = {
     "SESSION_LIFETIME_SECONDS": ("600", "PERMANENT_SESSION_LIFETIME", 600),
     "SIGN_IN_LIMIT_PER_ADDRESS": ("3 per minute", "SIGN_IN_LIMIT_PER_ADDRESS", "3 per minute"),
     "SIGN_IN_LIMIT_PER_ACCOUNT": ("2 per hour", "SIGN_IN_LIMIT_PER_ACCOUNT", "2 per hour"),
-    "PAGE_CACHE_MB": ("3", "PAGE_CACHE_MB", 3),
     "ACCESS_LOG": ("false", "ACCESS_LOG", False),
     "TRUSTED_PROXY_COUNT": ("1", "TRUSTED_PROXY_COUNT", 1),
     "TRUSTED_HOSTS": ("api.example, localhost", "TRUSTED_HOSTS", ["api.example", "localhost"]),

@@ -909,12 +909,6 @@ def test_a_page_of_100_costs_as_many_queries_as_a_page_of_10(app, ask, world):
         assert len(response.get_json()["data"]["approvals"]["edges"]) == first
         return len(counted)
 
-    # Each page is read, not served from the memory of rendered pages (PAGE_CACHE_MB): on
-    # SQLite the connection is the page REST answers, which that memory keeps.
-    from discountflow.approvals.page_cache import _CACHE, PageCache
-
-    with app.app_context():
-        app.extensions[_CACHE] = PageCache(0)
     statements(10)  # the key's first use is recorded once a minute: leave that out
     assert statements(10) == statements(100)
 

@@ -31,7 +31,6 @@ BASE_MODULES = {
     "metrics",
     "pagination",
     "ratelimit",
-    "revisions",
     "schemas",
 }
 SERVICE_MODULES = {"actors"}
@@ -53,10 +52,8 @@ FEATURE_ROOMS = {
     "queries": SERVICES,
     "routing": SERVICES,
     "levels": SERVICES,
-    "pages": SERVICES,
-    "page_cache": SERVICES,
     "keys": SERVICES,
-    "verification": SERVICES,
+    "authentication": SERVICES,
     "demo": SERVICES,
     "csv_files": SERVICES,
     "signing": SERVICES,
@@ -200,3 +197,49 @@ def test_each_feature_has_the_same_rooms_and_registers_itself(feature):
 def test_errors_import_no_surface():
     surfaces = {target for target in GRAPH["discountflow.errors"] if layer(target) >= SURFACES}
     assert surfaces == set()
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def test_no_library_is_used_through_a_private_name():
+    """Libraries are used through their public extension points: no ``from lib import _x``,
+    no ``import lib._module``, no ``something._attribute`` (our own ``self._x`` and ``cls._x``
+    aside) and no ``getattr(x, "_name")`` — so a library's upgrade is an upgrade, not a
+    project, and runtime pins can stay compatible ranges (requirements.txt)."""
+    found = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            where = f"{module}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                parts = (node.module or "").split(".") + [alias.name for alias in node.names]
+                found += [f"{where} from {node.module} import ..." for p in parts if _private(p)]
+            elif isinstance(node, ast.Import):
+                found += [
+                    f"{where} import {alias.name}"
+                    for alias in node.names
+                    if any(_private(part) for part in alias.name.split("."))
+                ]
+            elif isinstance(node, ast.Attribute) and _private(node.attr):
+                if not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                    found.append(f"{where} {ast.unparse(node)}")
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "setattr", "hasattr")
+                and len(node.args) > 1
+                and isinstance(node.args[1], ast.Constant)
+                and isinstance(node.args[1].value, str)
+                and _private(node.args[1].value)
+            ):
+                found.append(f"{where} {ast.unparse(node)}")
+    assert found == []
+
+
+def test_every_runtime_dependency_is_a_compatible_release_pin():
+    """``~=``: security releases arrive with an upgrade; nothing is held at one version."""
+    lines = (PACKAGE.parent / "requirements.txt").read_text().splitlines()
+    pins = [line.split("#")[0].strip() for line in lines]
+    pins = [pin for pin in pins if pin]
+    assert pins and [pin for pin in pins if "~=" not in pin or "==" in pin] == []

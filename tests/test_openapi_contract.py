@@ -503,12 +503,12 @@ def _snapshot(app) -> dict[str, list[dict]]:
 
 def _restore(app, snapshot: dict[str, list[dict]]) -> None:
     """Put every table back as the snapshot had it, in one transaction, and retire what the
-    processes remember of the data (pages, verified keys)."""
-    from discountflow.auth.verification import announce_key_change
-    from discountflow.database import EVERY_ORGANIZATION, begin_write
+    processes remember of the data (verified keys)."""
+    from discountflow.auth.authentication import announce_key_change
+    from discountflow.database import begin_write
 
     with app.app_context():
-        begin_write(EVERY_ORGANIZATION)
+        begin_write()
         connection = db.session.connection()
         for table in reversed(db.metadata.sorted_tables):
             connection.execute(table.delete())

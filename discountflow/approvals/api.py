@@ -6,9 +6,9 @@ one service and answer its resource's ``Out`` model; every rule lives in the ser
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from flask import Blueprint
 
-from ..api import current_actor
+from ..api import current_actor, per_key_quota
 from ..audit.schemas import EventList
 from ..openapi import operation
 from ..schemas import DeletedOut, ListQuery
@@ -34,13 +34,9 @@ from .schemas import (
 )
 
 bp = Blueprint("approvals_api", __name__, url_prefix="/v2")
+per_key_quota(bp)  # one budget per API key over all of /v2 (api.py)
 
 APPROVALS = "Approvals"
-
-
-def _answer(view) -> Response:
-    """An approval as the answer: ``ApprovalOut``'s JSON (see ``queries.approval_json``)."""
-    return Response(queries.approval_json(view.approval, view.now), mimetype="application/json")
 
 
 HISTORY = "History"
@@ -57,8 +53,7 @@ def list_approvals(query: ApprovalListQuery):
 
     Members see their own approvals; approvers, admins and the owner (and API keys) see all.
     """
-    body = queries.approvals_page_json(current_actor(), query, query.page())
-    return Response(body, mimetype="application/json")
+    return ApprovalList.page(*queries.list_approvals(current_actor(), query, query.page()))
 
 
 @bp.post("/approvals")
@@ -68,21 +63,21 @@ def create_approval(json: ApprovalCreate):
 
     Totals and discount percentages are computed from the line items.
     """
-    return _answer(services.create_approval(current_actor(), json)), 201
+    return ApprovalOut.of(services.create_approval(current_actor(), json)), 201
 
 
 @bp.get("/approvals/<approval_id>")
 @operation(ApprovalOut, tag=APPROVALS)
 def get_approval(approval_id: str):
     """Retrieve an approval with its line items, totals and current steps."""
-    return _answer(queries.get_approval(current_actor(), approval_id))
+    return ApprovalOut.of(queries.get_approval(current_actor(), approval_id))
 
 
 @bp.patch("/approvals/<approval_id>")
 @operation(ApprovalOut, tag=APPROVALS)
 def update_approval(approval_id: str, json: ApprovalUpdate):
     """Update a draft or an approval sent back for changes; line_items replaces the list."""
-    return _answer(services.update_approval(current_actor(), approval_id, json))
+    return ApprovalOut.of(services.update_approval(current_actor(), approval_id, json))
 
 
 @bp.delete("/approvals/<approval_id>")
@@ -105,7 +100,7 @@ def preview_approval(approval_id: str):
 @operation(ApprovalOut, tag=APPROVALS)
 def submit_approval(approval_id: str, json: NoInput):
     """Submit a draft or a changed approval; its route is frozen now."""
-    return _answer(services.submit(current_actor(), approval_id))
+    return ApprovalOut.of(services.submit(current_actor(), approval_id))
 
 
 @bp.post("/approvals/<approval_id>/approve")
@@ -113,35 +108,35 @@ def submit_approval(approval_id: str, json: NoInput):
 def approve_approval(approval_id: str, json: DecisionInput):
     """Approve the active step (eligible approvers only; never who created, edited or
     submitted this round)."""
-    return _answer(services.approve(current_actor(), approval_id, json.comment))
+    return ApprovalOut.of(services.approve(current_actor(), approval_id, json.comment))
 
 
 @bp.post("/approvals/<approval_id>/reject")
 @operation(ApprovalOut, tag=APPROVALS)
 def reject_approval(approval_id: str, json: CommentRequiredInput):
     """Reject the whole approval (a comment is required)."""
-    return _answer(services.reject(current_actor(), approval_id, json.comment))
+    return ApprovalOut.of(services.reject(current_actor(), approval_id, json.comment))
 
 
 @bp.post("/approvals/<approval_id>/request_changes")
 @operation(ApprovalOut, tag=APPROVALS)
 def request_changes(approval_id: str, json: CommentRequiredInput):
     """Send the approval back to the requester for changes (a comment is required)."""
-    return _answer(services.request_changes(current_actor(), approval_id, json.comment))
+    return ApprovalOut.of(services.request_changes(current_actor(), approval_id, json.comment))
 
 
 @bp.post("/approvals/<approval_id>/recall")
 @operation(ApprovalOut, tag=APPROVALS)
 def recall_approval(approval_id: str, json: NoInput):
     """Take a pending approval back to draft."""
-    return _answer(services.recall(current_actor(), approval_id))
+    return ApprovalOut.of(services.recall(current_actor(), approval_id))
 
 
 @bp.post("/approvals/<approval_id>/cancel")
 @operation(ApprovalOut, tag=APPROVALS)
 def cancel_approval(approval_id: str, json: DecisionInput):
     """Cancel a draft, pending or changes-requested approval."""
-    return _answer(services.cancel(current_actor(), approval_id, json.comment))
+    return ApprovalOut.of(services.cancel(current_actor(), approval_id, json.comment))
 
 
 # --- history -----------------------------------------------------------------------------------

@@ -91,7 +91,7 @@ class Approval(db.Model):
         # "Awaiting my decision": pending approvals by the level of their active step.
         Index("ix_approvals_organization_awaiting", "organization_id", "awaiting_level_id"),
         Index("ix_approvals_organization_requester", "organization_id", "requested_by_id"),
-        # The next approved approval to pass its validity (see page_cache).
+        # Approved approvals by when their price expires (status filters read "expired").
         Index("ix_approvals_organization_status_valid", "organization_id", "status", "valid_until"),
     )
 

@@ -14,16 +14,14 @@ from typing import Any
 from sqlalchemy import and_, bindparam, exists, false, func, or_, select
 from sqlalchemy.orm import aliased
 
-from .. import metrics
 from ..actors import Actor
 from ..audit.models import Event
 from ..audit.services import events_of_approval
-from ..database import organization_revisions, require_usable_id, utcnow
+from ..database import require_usable_id, utcnow
 from ..errors import NotFound
 from ..extensions import db
 from ..organizations.models import User
 from ..pagination import PageRequest, page_of, paginate
-from . import pages
 from .models import (
     Approval,
     ApprovalStatus,
@@ -34,8 +32,7 @@ from .models import (
     Step,
     effective_status,
 )
-from .page_cache import page_cache
-from .schemas import ApprovalList, ApprovalListQuery, ApprovalOut
+from .schemas import ApprovalListQuery
 
 
 @dataclass(frozen=True)
@@ -116,15 +113,12 @@ def _status_condition(statuses: list[str], now: datetime):
     return or_(*conditions)
 
 
-def _awaiting_decision_by(actor: Actor, member_id: str):
-    """The condition for pending approvals whose active step this member may decide now."""
-    approver = db.session.execute(
-        select(User.id, User.approval_level_id).where(
-            User.id == member_id, User.organization_id == actor.organization_id
-        )
-    ).one_or_none()
-    level_id = approver.approval_level_id if approver is not None else None
-    if level_id is None:  # not an approver (or not a member): nothing awaits their decision
+def decidable_by(member_id: str, level_id: str | None):
+    """Four eyes — the one place the rule is written: the pending approvals whose active step
+    this member may decide. Only an approver at the step's level; never the requester, nor
+    anyone who created, edited or submitted the current round (an API key counts as the owner
+    it acts for). The inbox lists these, and the services decide by them."""
+    if level_id is None:  # not an approver: nothing awaits their decision
         return false()
     took_part = exists().where(
         Participant.approval_id == _approvals.id, Participant.user_id == member_id
@@ -135,6 +129,24 @@ def _awaiting_decision_by(actor: Actor, member_id: str):
         _approvals.requested_by_id != member_id,
         ~took_part,
     )
+
+
+def may_decide(member: User, approval_id: str) -> bool:
+    """Whether the member may decide the approval's active step now (``decidable_by``)."""
+    condition = decidable_by(member.id, member.approval_level_id)
+    return db.session.execute(
+        select(exists().where(_approvals.id == approval_id, condition))
+    ).scalar_one()
+
+
+def _awaiting_decision_by(actor: Actor, member_id: str):
+    """The condition for the approvals awaiting this member's decision (the inbox)."""
+    level_id = db.session.execute(
+        select(User.approval_level_id).where(
+            User.id == member_id, User.organization_id == actor.organization_id
+        )
+    ).scalar_one_or_none()
+    return decidable_by(member_id, level_id)
 
 
 def _approvals_page_statement(actor: Actor, query: ApprovalListQuery, now: datetime, *columns):
@@ -169,91 +181,6 @@ def list_approvals(
     return _views_of(rows, now), has_more
 
 
-def lists_render_in_database() -> bool:
-    """Whether the database renders pages of approvals as JSON itself (SQLite: ``pages.py``)."""
-    return db.engine.dialect.name == "sqlite"
-
-
-_NEXT_EXPIRY = select(func.min(_approvals.valid_until)).where(
-    _approvals.organization_id == bindparam("organization_id"),
-    _approvals.status == ApprovalStatus.APPROVED.value,
-    _approvals.valid_until > bindparam("now", type_=Approval.__table__.c.valid_until.type),
-)
-
-
-def approvals_page_json(actor: Actor, query: ApprovalListQuery, page: PageRequest) -> str:
-    """The JSON body of ``list_approvals``'s page: rendered by SQLite itself (``pages.py``),
-    elsewhere shaped in Python as ``ApprovalList``.
-
-    The process remembers the page while it is still what the database would give
-    (``page_cache.py``; on PostgreSQL with Redis as well): a poll of an unchanged organization
-    reads nothing. The shape is ``ApprovalList``'s exactly (``tests/test_approval_pages.py``).
-    """
-    now = utcnow()
-    if db.session().in_transaction():
-        # Only the authentication's reads can be open here; the page's snapshot must be taken
-        # after the revision is read, so end that read transaction (it wrote nothing).
-        db.session.rollback()
-    revision = organization_revisions().current(actor.organization_id)
-    cache = page_cache()
-    key = (
-        actor.organization_id,
-        None if actor.sees_all_approvals else actor.user.id,
-        query.model_dump_json(),
-    )
-    if revision is not None and (body := cache.get(key, revision, now)) is not None:
-        metrics.count_page_cache(hit=True)
-        return body
-    metrics.count_page_cache(hit=False)
-    if lists_render_in_database():
-        statement = _approvals_page_statement(actor, query, now, _approvals.id)
-        rows, has_more = paginate(statement, Approval.__table__, page, scope=visible_to(actor))
-        data = ",".join(pages.render(db.session.connection(), [row.id for row in rows], now))
-        body = f'{{"object":"list","data":[{data}],"has_more":{"true" if has_more else "false"}}}'
-    else:
-        statement = _approvals_page_statement(actor, query, now, *_APPROVAL_COLUMNS)
-        rows, has_more = paginate(statement, Approval.__table__, page, scope=visible_to(actor))
-        body = ApprovalList.page(_views_of(rows, now), has_more).model_dump_json()
-    if revision is not None and cache.keeps(body):
-        next_expiry = db.session.execute(
-            _NEXT_EXPIRY, {"organization_id": actor.organization_id, "now": now}
-        ).scalar()
-        cache.put(key, revision, next_expiry, body)
-    return body
-
-
-# --- one approval as JSON text -------------------------------------------------------------------
-
-_RENDERED = "discountflow.approval_json"  # in the session's info: (state, JSON) by approval id
-
-
-def _state(approval: Any) -> tuple:
-    return (approval.updated_at, approval.status, approval.round, approval.valid_until)
-
-
-def approval_json(approval: Approval, now: datetime | None = None) -> str:
-    """One approval as ``ApprovalOut``'s JSON text, rendered by SQLite where lists are
-    (``pages.py``), else shaped in Python — and remembered for the rest of the session's
-    request while the approval stays as it is (the webhook outbox renders it before a commit;
-    the API's answer after the commit is then the same text)."""
-    now = now or utcnow()
-    remembered = db.session.info.setdefault(_RENDERED, {})
-    state = _state(approval)
-    cached = remembered.get(approval.id)
-    if cached is not None and cached[0] == state and cached[2] <= now < cached[3]:
-        return cached[1]
-    body = None
-    if lists_render_in_database():
-        rendered = pages.render(db.session.connection(), [approval.id], now)
-        body = rendered[0] if rendered else None
-    if body is None:
-        body = ApprovalOut.of(view_of(approval, now)).model_dump_json()
-    # Good until the approval's status would read differently (an approved price expiring).
-    until = approval.valid_until if approval.valid_until and approval.valid_until > now else None
-    remembered[approval.id] = (state, body, now, until or datetime.max.replace(tzinfo=now.tzinfo))
-    return body
-
-
 def load(actor: Actor, approval_id: str, *, for_update: bool = False) -> Approval:
     """Return an approval the actor may see (locked for update when asked), or 404."""
     require_usable_id(approval_id)
@@ -276,15 +203,6 @@ def view_of(approval: Approval, now: datetime | None = None) -> ApprovalView:
 def get_approval(actor: Actor, approval_id: str) -> ApprovalView:
     """Return one approval with its line items and current steps."""
     return view_of(load(actor, approval_id))
-
-
-def participants(approval_id: str) -> set[str]:
-    """The members who created, edited or submitted the approval's current round."""
-    return set(
-        db.session.execute(
-            select(Participant.user_id).where(Participant.approval_id == approval_id)
-        ).scalars()
-    )
 
 
 # --- history -----------------------------------------------------------------------------------

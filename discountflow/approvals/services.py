@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from ..actors import Actor, writing
 from ..audit.services import EventLog
 from ..currencies import CURRENCIES, format_major_units
-from ..database import begin_write, mark_changed, new_id, rfc3339, utcnow
+from ..database import begin_write, new_id, rfc3339, utcnow
 from ..errors import InvalidParameter, InvalidStateTransition, NotFound, PermissionDenied
 from ..extensions import db
 from ..organizations.models import CustomLineItems, User
@@ -45,7 +45,7 @@ from .models import (
     StepStatus,
     effective_status,
 )
-from .queries import ApprovalView, load, participants, view_of
+from .queries import ApprovalView, load, may_decide, view_of
 from .schemas import ApprovalCreate, ApprovalUpdate, LineItemInput
 
 # --- who may do what ---------------------------------------------------------------------------
@@ -68,18 +68,17 @@ FOUR_EYES = (
 )
 
 
-def decision_refusal(
-    actor: Actor, approval: Any, step: Any, round_participants: Collection[str]
-) -> str | None:
-    """Why the actor may not decide the approval's active step (``None``: they may)."""
+def decision_refusal(actor: Actor, approval: Any, step: Any) -> str | None:
+    """Why the actor may not decide the approval's active step (``None``: they may), decided
+    by the four-eyes rule (``queries.decidable_by``) and explained here."""
     user = actor.user
+    if may_decide(user, approval.id):
+        return None
     if user.id == approval.requested_by_id:
         return "The requester cannot decide their own approval."
     if user.approval_level_id is None or user.approval_level_id != step.approval_level_id:
         return f"Only an approver at the level {step.level_name!r} may decide this step."
-    if user.id in round_participants:
-        return FOUR_EYES
-    return None
+    return FOUR_EYES
 
 
 def allowed_actions(actor: Actor, view: ApprovalView) -> frozenset[str]:
@@ -103,7 +102,7 @@ def allowed_actions(actor: Actor, view: ApprovalView) -> frozenset[str]:
     if status == ApprovalStatus.PENDING:
         step = next((s for s in view.steps if s.status == StepStatus.PENDING), None)
         if step is not None:
-            refusal = decision_refusal(actor, approval, step, participants(approval.id))
+            refusal = decision_refusal(actor, approval, step)
             if refusal is None:
                 allowed |= {"approve", "reject", "request_changes"}
     return frozenset(allowed)
@@ -541,7 +540,7 @@ def _decide(actor: Actor, approval_id: str, kind: DecisionType, comment: str | N
     if approval.status != ApprovalStatus.PENDING:
         _refuse_transition(approval, _VERBS[kind.value], now)
     step = next(s for s in approval.current_steps() if s.status == StepStatus.PENDING)
-    refusal = decision_refusal(actor, approval, step, participants(approval.id))
+    refusal = decision_refusal(actor, approval, step)
     if refusal is not None:
         raise PermissionDenied(refusal)
     if kind is not DecisionType.APPROVE and not comment:
@@ -652,7 +651,6 @@ def expire_approvals(now: datetime | None = None) -> int:
         EventLog(Actor.system(organization_id), now).add(
             "approval.expired", approval_id=approval_id
         )
-        mark_changed(organization_id)
     if due:
         db.session.execute(
             update(Approval)

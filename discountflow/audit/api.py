@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from ..api import current_actor
+from ..api import current_actor, per_key_quota
 from ..openapi import operation
 from . import services
 from .schemas import EventList, EventListQuery
 
 bp = Blueprint("audit_api", __name__, url_prefix="/v2")
+per_key_quota(bp)  # one budget per API key over all of /v2 (api.py)
 
 HISTORY = "History"
 

@@ -7,9 +7,9 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Wire the key cache and revision; register the API, dashboard pages and commands."""
-    from . import api, cli, verification, views
+    from . import api, authentication, cli, views
 
-    verification.init_app(app)
+    authentication.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(views.bp)
     app.cli.add_command(cli.keys_cli)

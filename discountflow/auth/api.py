@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from flask import Blueprint
 
-from flask import Blueprint, Response
-from limits import RateLimitItem
-
-from ..api import api_rate_limit, current_api_key
+from ..api import api_rate_limit, current_api_key, per_key_quota
 from ..openapi import operation
 from .schemas import ApiKeySessionOut
-from .services import ApiKeyPrincipal
 
 bp = Blueprint("auth_api", __name__, url_prefix="/v2")
+per_key_quota(bp)  # one budget per API key over all of /v2 (api.py)
 
 
 @bp.get("/me")
 @operation(ApiKeySessionOut, tag="Organization")
 def me():
     """Describe the authenticated key, its organization and its rate limit."""
-    return Response(_session_json(current_api_key(), api_rate_limit()), mimetype="application/json")
-
-
-@lru_cache(maxsize=4096)
-def _session_json(principal: ApiKeyPrincipal, rate_limit: RateLimitItem) -> str:
-    """The answer for one key as it is now (principals compare by value: a renamed
-    organization is another entry), built and validated once rather than on every request."""
-    return ApiKeySessionOut.of(principal, rate_limit).model_dump_json()
+    return ApiKeySessionOut.of(current_api_key(), api_rate_limit())

@@ -8,9 +8,9 @@ import strawberry
 from limits import RateLimitItem
 
 from ..api import api_rate_limit, current_api_key
+from .authentication import ApiKeyPrincipal
 from .models import Environment
 from .schemas import ApiKeySessionOut
-from .services import ApiKeyPrincipal
 
 EnvironmentEnum = strawberry.enum(Environment, name="Environment")
 

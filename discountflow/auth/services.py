@@ -4,43 +4,35 @@ Key management takes an explicit :class:`~discountflow.actors.Actor` (only the o
 owner, in the dashboard or through the CLI, manages keys; an API key never manages keys),
 owns its transaction, records an audit event beside every change (the key's public id, never
 its text) and raises :class:`~discountflow.errors.DomainError` subclasses on refusal.
-Authentication turns an ``Authorization`` header into the key it names, or refuses it.
+Authenticating an API request is ``authentication.py``'s.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any
 
 import bcrypt
 from flask import current_app
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import metrics
 from ..actors import Actor, writing
 from ..audit.services import EventLog
 from ..database import begin_write, rfc3339, utcnow
-from ..errors import (
-    Conflict,
-    InvalidApiKey,
-    InvalidParameter,
-    NotFound,
-    RateLimited,
-    TooManyFailedAuthentications,
-)
+from ..errors import Conflict, InvalidParameter, NotFound, RateLimited
 from ..extensions import db, limiter
-from ..hashing import MAX_SECRET_BYTES, hash_secret
+from ..hashing import MAX_SECRET_BYTES, check_secret, hash_secret
 from ..organizations.models import Organization, User
-from ..ratelimit import STORAGE_ERRORS, AttemptBudget, OverBudget, storage_unavailable
-from .keys import MAX_KEY_BYTES, build_key, parse_key
+from ..ratelimit import AttemptBudget, OverBudget
+from .authentication import announce_key_change
+from .keys import build_key
 from .models import ApiKey, DashboardSession
-from .verification import KeyCache, announce_key_change, key_cache, key_revision
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +45,6 @@ MAX_EXPIRY_DAYS = 3650
 # A hash to check passwords against when no member has the email, so an unknown email costs
 # the same bcrypt work as a wrong password and the response time tells nothing.
 _UNKNOWN_MEMBER_HASH: dict[int, bytes] = {}
-
-
-def _checkpw(secret: bytes, stored: bytes, kind: str) -> bool:
-    """bcrypt's verification, counted (``discountflow_bcrypt_verifications_total``)."""
-    metrics.count_bcrypt(kind)
-    return bcrypt.checkpw(secret, stored)
 
 
 class TooManySignIns(RateLimited):
@@ -126,7 +112,7 @@ def sign_in(
     secret = password.encode()[: MAX_SECRET_BYTES + 1]
     user = _account(organization, email)
     stored = user.password_hash.encode() if user is not None else _UNKNOWN_MEMBER_HASH[rounds]
-    matches = len(secret) <= MAX_SECRET_BYTES and _checkpw(secret, stored, "sign_in")
+    matches = len(secret) <= MAX_SECRET_BYTES and check_secret(secret, stored, "sign_in")
     if user is None or not matches:
         metrics.count_auth_failure("sign_in")
         return None  # the reserved attempts stay counted: they failed
@@ -142,7 +128,7 @@ SESSION_ID = "sid"  # where the signed session cookie keeps the dashboard sessio
 
 def start_session(user: User) -> str:
     """Open a dashboard session for a member who just signed in; return its id."""
-    begin_write(user.organization_id)
+    begin_write()
     session_id = f"ses_{secrets.token_urlsafe(32)}"
     db.session.add(DashboardSession(id=session_id, user_id=user.id, created_at=utcnow()))
     db.session.commit()
@@ -189,7 +175,7 @@ def end_every_session(user_id: str) -> None:
 
 def sign_out_everywhere(actor: Actor) -> None:
     """End every dashboard session of the signed-in member, on every device."""
-    begin_write(actor.organization_id)
+    begin_write()
     end_every_session(actor.user.id)
     EventLog(actor, utcnow()).add("member.signed_out_everywhere", member=actor.user.id)
     db.session.commit()
@@ -383,208 +369,3 @@ def key_slots(actor: Actor) -> list[KeySlot]:
             )
         )
     return slots
-
-
-# --- API keys: authentication (every /v2 request) --------------------------------------------
-
-
-@dataclass(frozen=True)
-class ApiKeyPrincipal:
-    """The caller of an authenticated API request: an API key acting for its organization."""
-
-    key_id: str
-    organization_id: str
-    organization_name: str
-    organization_slug: str
-    environment: str
-    read_only: bool
-
-
-# Built once: the statement is the same on every request, only the key id changes.
-_KEY_QUERY = (
-    select(
-        ApiKey.id,
-        ApiKey.organization_id,
-        ApiKey.environment,
-        ApiKey.read_only,
-        ApiKey.key_hash,
-        ApiKey.last_used_at,
-        ApiKey.expires_at,
-        ApiKey.revoked_at,
-        Organization.name.label("organization_name"),
-        Organization.slug.label("organization_slug"),
-    )
-    .join(Organization, Organization.id == ApiKey.organization_id)
-    .where(ApiKey.id == bindparam("key_id"))
-)
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    """Return the token of an ``Authorization: Bearer <token>`` header, or ``None``."""
-    if not authorization:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token or len(token) > MAX_KEY_BYTES:
-        return None
-    return token
-
-
-class _KnownKey(NamedTuple):
-    """What a process remembers of a verified key between requests."""
-
-    principal: ApiKeyPrincipal
-    expires_at: datetime | None
-    last_used_at: datetime | None
-
-
-def authenticate(
-    authorization: str | None,
-    *,
-    client_ip: str,
-    read_revision: Callable[[ApiKeyPrincipal], int | None] | None = None,
-) -> ApiKeyPrincipal:
-    """Return who an ``Authorization`` header authenticates, or raise ``InvalidApiKey``.
-
-    bcrypt runs at most once per valid key per process and never twice for the same bad key.
-    Each client address has a budget of bcrypt checks that fail (``AUTH_FAILURE_LIMIT``),
-    reserved before each check; while it is spent, every request from the address gets the same
-    429, whatever is wrong or right with its key — except a key this process has already
-    verified, which keeps working. Keys refused for their format, checksum, environment, or an
-    id with no usable key cost nothing and count nothing.
-
-    ``read_revision``, given what this process remembers of the presented key, reads the key
-    revision in a round trip of the caller's own (the API counts the key's request and reads
-    its organization's revision in the same one); without it, or for a key not remembered,
-    the revision is read here.
-    """
-    presented = bearer_token(authorization)
-    app = current_app._get_current_object()  # once: each read through the proxy costs ~1 µs
-    cache = key_cache(app)
-    digest = cache.digest(presented) if presented is not None else None
-    if digest is None or not cache.was_verified(digest):
-        _refuse_while_locked_out(client_ip)
-    if presented is None:
-        raise InvalidApiKey()
-    remembered = cache.remembered(digest) if read_revision is not None else None
-    if remembered is not None:  # the caller reads the revision with its own round trip
-        revision = read_revision(remembered.principal)
-    else:
-        revision = key_revision(app).current()
-    known = cache.fresh(digest, revision) or _read_key(presented, digest, revision, client_ip)
-    now = utcnow()
-    if known.expires_at is not None and known.expires_at <= now:
-        raise InvalidApiKey()
-    principal = known.principal
-    resolution = _seconds(app.config["LAST_USED_RESOLUTION_SECONDS"])
-    if cache.use_is_due(principal.key_id, known.last_used_at, now, resolution):
-        _record_use(principal.key_id, now, resolution)
-    return principal
-
-
-@lru_cache(maxsize=8)
-def _seconds(seconds: int) -> timedelta:
-    return timedelta(seconds=seconds)
-
-
-def _read_key(presented: str, digest: bytes, revision: int | None, client_ip: str) -> _KnownKey:
-    """Check a key this process does not trust yet: format, row, then (once) bcrypt."""
-    parsed = parse_key(presented)
-    if parsed is None or parsed.environment != _environment():
-        raise InvalidApiKey()
-    cache: KeyCache = key_cache()
-    row = db.session.execute(_KEY_QUERY, {"key_id": parsed.key_id}).one_or_none()
-    if (
-        row is None
-        or not _usable(row, utcnow())
-        or row.environment != parsed.environment
-        or row.read_only != parsed.read_only
-    ):
-        raise InvalidApiKey()
-    if not cache.was_verified(digest):
-        if cache.is_rejected(digest):
-            raise InvalidApiKey()
-        reservation = _reserve_a_check(client_ip)
-        if not _checkpw(presented.encode(), row.key_hash.encode(), "api_key"):
-            cache.remember_rejected(digest)
-            raise InvalidApiKey()  # the reserved attempt stays counted: it failed
-        _give_back(reservation)
-    known = _KnownKey(
-        principal=ApiKeyPrincipal(
-            key_id=row.id,
-            organization_id=row.organization_id,
-            organization_name=row.organization_name,
-            organization_slug=row.organization_slug,
-            environment=row.environment,
-            read_only=row.read_only,
-        ),
-        expires_at=row.expires_at,
-        last_used_at=row.last_used_at,
-    )
-    cache.remember_verified(digest, revision, known)
-    return known
-
-
-def _usable(row, now: datetime) -> bool:
-    return row.revoked_at is None and (row.expires_at is None or row.expires_at > now)
-
-
-@lru_cache(maxsize=8)
-def _budget(limit: str) -> AttemptBudget:
-    return AttemptBudget("auth-failures", limit)
-
-
-def _failure_budget() -> AttemptBudget | None:
-    """The failed-authentication budget, unless limits are off (``RATELIMIT_ENABLED``)."""
-    return _budget(current_app.config["AUTH_FAILURE_LIMIT"]) if limiter.enabled else None
-
-
-def _refuse_while_locked_out(client_ip: str) -> None:
-    budget = _failure_budget()
-    try:
-        retry_after = budget.spent(client_ip) if budget else None
-    except STORAGE_ERRORS as error:  # fail open (see ratelimit.py)
-        storage_unavailable(error)
-        return
-    if retry_after is not None:
-        raise TooManyFailedAuthentications(retry_after=retry_after)
-
-
-def _reserve_a_check(client_ip: str) -> str | None:
-    """Count a bcrypt check before it runs (refused with 429 once the budget is spent)."""
-    budget = _failure_budget()
-    if budget is None:
-        return None
-    try:
-        return budget.reserve(client_ip)
-    except OverBudget as spent:
-        raise TooManyFailedAuthentications(retry_after=spent.retry_after) from None
-    except STORAGE_ERRORS as error:  # fail open (see ratelimit.py)
-        storage_unavailable(error)
-        return None
-
-
-def _give_back(reservation: str | None) -> None:
-    """A check that succeeded does not count against the address."""
-    budget = _failure_budget()
-    if budget is None or reservation is None:
-        return
-    try:
-        budget.release(reservation)
-    except STORAGE_ERRORS as error:
-        storage_unavailable(error)
-
-
-def _record_use(key_id: str, now: datetime, resolution: timedelta) -> None:
-    """Record that a key was used, unless another process did within the resolution."""
-    begin_write()  # after the key was read: a deferred read cannot become a write on SQLite
-    db.session.execute(
-        update(ApiKey)
-        .where(
-            ApiKey.id == key_id,
-            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= now - resolution),
-        )
-        .values(last_used_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.commit()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from ..api import current_actor
+from ..api import current_actor, per_key_quota
 from ..openapi import operation
 from ..schemas import ListQuery
 from . import services
 from .schemas import MemberList, MemberOut, MemberUpdate, OrganizationOut, OrganizationUpdate
 
 bp = Blueprint("organizations_api", __name__, url_prefix="/v2")
+per_key_quota(bp)  # one budget per API key over all of /v2 (api.py)
 
 ORGANIZATION = "Organization"
 

@@ -17,8 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from ..actors import Actor, Surface, fetch, writing
 from ..approvals.models import ApprovalLevel
 from ..audit.services import EventLog
+from ..auth.authentication import announce_key_change
 from ..auth.services import end_every_session
-from ..auth.verification import announce_key_change
 from ..database import begin_write, new_id, utcnow
 from ..errors import Conflict, InvalidParameter, NotFound, PermissionDenied
 from ..extensions import db

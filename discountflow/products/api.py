@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from ..api import current_actor
+from ..api import current_actor, per_key_quota
 from ..openapi import operation
 from ..schemas import DeletedOut
 from . import services
 from .schemas import ProductCreate, ProductList, ProductListQuery, ProductOut, ProductUpdate
 
 bp = Blueprint("products_api", __name__, url_prefix="/v2")
+per_key_quota(bp)  # one budget per API key over all of /v2 (api.py)
 
 PRODUCTS = "Products"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from ..api import current_actor
+from ..api import current_actor, per_key_quota
 from ..approvals.schemas import NoInput
 from ..openapi import operation
 from ..schemas import DeletedOut, ListQuery
@@ -21,6 +21,7 @@ from .schemas import (
 )
 
 bp = Blueprint("webhooks_api", __name__, url_prefix="/v2")
+per_key_quota(bp)  # one budget per API key over all of /v2 (api.py)
 
 WEBHOOKS = "Webhooks"
 

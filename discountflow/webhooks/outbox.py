@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, event, select
 from sqlalchemy.orm import Session
 
 from ..approvals.models import Approval, ApprovalLevel, Comment
-from ..approvals.queries import approval_json
-from ..approvals.schemas import CommentOut, LevelOut
+from ..approvals.queries import view_of
+from ..approvals.schemas import ApprovalOut, CommentOut, LevelOut
 from ..audit.models import Event
 from ..audit.schemas import EventOut
 from ..auth.models import ApiKey
@@ -76,8 +75,8 @@ class _Objects:
             row = _load(self.session, model, object_id, each.type in _WRITTEN_IN_BULK)
             if row is None:
                 self.shaped[key] = _deleted_json(kind, object_id)
-            elif kind == "approval":  # remembered: the API's answer to this request, too
-                self.shaped[key] = approval_json(row, each.created_at)
+            elif kind == "approval":  # with its line items and steps, as of the event
+                self.shaped[key] = ApprovalOut.of(view_of(row, each.created_at)).model_dump_json()
             else:
                 self.shaped[key] = shape(row).model_dump_json()
         return self.shaped[key]
@@ -89,7 +88,7 @@ def _deleted_json(kind: str, object_id: Any) -> str:
 
 # The kind of an event type (before its dot) → the model, where its id is, the shape.
 _OBJECTS: dict[str, tuple[Any, Callable[[Event], Any], Callable]] = {
-    "approval": (Approval, lambda e: e.approval_id, None),  # approval_json
+    "approval": (Approval, lambda e: e.approval_id, None),  # ApprovalOut, with its lists
     "comment": (Comment, lambda e: e.data.get("comment"), CommentOut.of),
     "api_key": (ApiKey, lambda e: e.data.get("api_key"), ApiKeyOut.of),
     "member": (User, lambda e: e.data.get("member"), MemberOut.of),
@@ -132,27 +131,6 @@ _ENABLED_ENDPOINTS = select(_endpoints.id, _endpoints.organization_id, _endpoint
     _endpoints.organization_id.in_(bindparam("organizations", expanding=True)),
     _endpoints.enabled.is_(True),
 )
-
-
-def _insert(connection: Any, table: Any, rows: list[dict[str, Any]]) -> None:
-    """Insert rows (all with the same keys) in one executemany, on the request's path: on
-    SQLite straight through the driver (SQLAlchemy's handling of each parameter cost more than
-    SQLite's inserting the rows), elsewhere as a Core insert."""
-    if connection.dialect.name != "sqlite":
-        connection.execute(table.insert(), rows)
-        return
-    names = list(rows[0])
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-    times: dict[datetime, str] = {}  # an event's rows share its time: format it once
-
-    def value(each: Any) -> Any:
-        if not isinstance(each, datetime):
-            return each
-        if each not in times:  # what UTCDateTime stores on SQLite: naive UTC, to the µs
-            times[each] = each.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-        return times[each]
-
-    connection.exec_driver_sql(sql, [tuple(value(row[name]) for name in names) for row in rows])
 
 
 def _write_deliveries(session: Session) -> None:
@@ -212,8 +190,8 @@ def _write_deliveries(session: Session) -> None:
             for endpoint in targets
         ]
     if messages:
-        _insert(connection, WebhookMessage.__table__, messages)
-        _insert(connection, WebhookDelivery.__table__, deliveries)
+        connection.execute(WebhookMessage.__table__.insert(), messages)
+        connection.execute(WebhookDelivery.__table__.insert(), deliveries)
 
 
 def _forget(session: Session, *args: Any) -> None:
