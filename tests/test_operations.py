@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
-from .conftest import bearer, make_app
+from discountflow.operations import JsonLines
+
+from .conftest import bearer, create_org, database_url_for, generate_key, make_app
 from .dashboard import sign_in
 
 DOWN_REDIS = "redis://127.0.0.1:9/0"  # the discard port: nothing answers there
 
 
 def access_lines(caplog) -> list[dict]:
+    """What each access line of the request says (its JSON: ``operations.JsonLines``)."""
     return [
-        json.loads(record.getMessage())
+        json.loads(JsonLines().format(record))
         for record in caplog.records
         if record.name == "discountflow.access"
     ]
@@ -112,6 +119,68 @@ def test_the_access_log_can_be_turned_off(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="discountflow.access")
     make_app(tmp_path, ACCESS_LOG=False).test_client().get("/healthz")
     assert access_lines(caplog) == []
+
+
+# A process of its own: exactly what the service writes on stdout, with no test harness listening.
+REQUESTS = textwrap.dedent(
+    """
+    import json, sys
+    from discountflow import create_app
+
+    database, key = sys.argv[1], sys.argv[2]
+    app = create_app({"TESTING": True, "SECRET_KEY": "x" * 40, "SQLALCHEMY_DATABASE_URI": database,
+                      "BCRYPT_ROUNDS": 4, "TRUSTED_PROXY_COUNT": 1})
+    client = app.test_client()
+    bearer = {"Authorization": "Bearer " + key}
+    statuses = [
+        client.get("/v2/me", headers={**bearer, "X-Forwarded-For": "203.0.113.7"}).status_code,
+        client.get("/v2/caf\\u00e9\\"quoted\\\\?customer=secret-ish", headers={
+            **bearer, "Request-Id": "lb-1.2", "X-Forwarded-For": "198.51.100.9"}).status_code,
+        client.get("/v2/me", headers={"Authorization": "Bearer " + key + "x"}).status_code,
+    ]
+    print(json.dumps(statuses), file=sys.stderr)
+    """
+)
+
+
+def test_access_lines_on_stdout_are_exactly_json_dumps_lines(tmp_path):
+    app = make_app(tmp_path)
+    _, owner = create_org(app)
+    key = generate_key(app, owner)
+    done = subprocess.run(
+        [sys.executable, "-c", REQUESTS, database_url_for(tmp_path), key],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == [200, 404, 401]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3, done.stdout
+    records = [json.loads(line) for line in lines]
+    for line, record in zip(lines, records, strict=True):
+        assert line == json.dumps(record, separators=(",", ":"))  # byte for byte, ASCII-escaped
+        assert list(record) == [
+            "request_id",
+            "method",
+            "path",
+            "status",
+            "duration_ms",
+            "remote_addr",
+            "api_key",
+        ]
+        assert isinstance(record["duration_ms"], float)
+    me, odd, refused = records
+    key_id = "key_" + key.split("_")[2]
+    assert (me["method"], me["path"], me["status"]) == ("GET", "/v2/me", 200)
+    assert (me["remote_addr"], me["api_key"]) == ("203.0.113.7", key_id)
+    assert me["request_id"].startswith("req_") and len(me["request_id"]) == 28
+    assert (odd["path"], odd["status"], odd["request_id"]) == ('/v2/café"quoted\\', 404, "lb-1.2")
+    assert (odd["remote_addr"], odd["api_key"]) == ("198.51.100.9", key_id)
+    assert (refused["status"], refused["api_key"]) == (401, None)
+    assert key not in done.stdout and key.split("_")[3] not in done.stdout
+    assert "secret-ish" not in done.stdout
 
 
 def test_the_api_fails_open_when_the_limit_storage_is_down(tmp_path, caplog):

@@ -19,7 +19,6 @@ event type, attempt, outcome, HTTP status, duration — never the secret or the 
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import secrets
@@ -337,7 +336,7 @@ class Worker:
         db.session.commit()
         for line in lines:
             metrics.count_delivery(line["result"])
-            deliveries_log.info(json.dumps(line, separators=(",", ":")))
+            deliveries_log.info("%(delivery)s %(result)s", line, extra={"fields": line})
 
     def _endpoint_after(
         self, each: Claimed, outcome: Outcome, now: datetime, *, given_up: bool, since: datetime
