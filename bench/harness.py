@@ -191,8 +191,8 @@ class Round:
 
     @property
     def cpu_us(self) -> float:
-        """Microseconds of worker CPU a request."""
-        return self.cpu_seconds / self.requests * 1e6
+        """Microseconds of worker CPU a request (infinite when none was answered)."""
+        return self.cpu_seconds / self.requests * 1e6 if self.requests else math.inf
 
 
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -228,10 +228,7 @@ def measure(
         f"{request.method} {request.path}",
     )
     cpu = server.cpu_seconds() - before
-    requests, took = parse_wrk(out)
-    if not requests:
-        raise SystemExit(f"{request.method} {request.path}: no request answered:\n{out}")
-    return Round(requests, took, cpu)
+    return Round(*parse_wrk(out), cpu)
 
 
 def run_wrk(
@@ -308,7 +305,8 @@ def ratio(pairs: list[tuple[T, T]], value: Callable[[T], float] = float) -> Rati
     """The median of the per-pair ratios of ``value`` (A over B), with each side's median."""
     a_values = [value(a) for a, _ in pairs]
     b_values = [value(b) for _, b in pairs]
-    ratios = [a / b for a, b in zip(a_values, b_values, strict=True)]
+    # A side that answered nothing in a round (a server stalled) makes a ratio of 0 or ∞.
+    ratios = [a / b if b else math.inf for a, b in zip(a_values, b_values, strict=True)]
     return Ratio(
         statistics.median(ratios),
         min(ratios),

@@ -54,6 +54,14 @@ def test_one_set_of_rounds_gives_requests_a_second_and_worker_cpu_a_request():
     assert (cpu.unit, cpu.verdict) == ("µs", "PASS")
 
 
+def test_a_round_in_which_a_stalled_server_answered_nothing_still_counts():
+    stalled, served = harness.Round(0, 1.0, 1.0), harness.Round(900, 1.0, 0.9)
+    assert stalled.cpu_us == float("inf")
+    throughput = harness.ratio([(stalled, served)], lambda r: r.per_second)
+    assert (throughput.median, throughput.a, throughput.b) == (0.0, 0.0, 900.0)
+    assert harness.ratio([(served, stalled)], lambda r: r.per_second).median == float("inf")
+
+
 @pytest.mark.parametrize(
     ("report", "requests", "seconds"),
     [
