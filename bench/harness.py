@@ -1,16 +1,24 @@
 """How every benchmark here measures: two sides in short alternating rounds, a ratio per pair.
 
-A figure is the **median of the per-pair ratios** (side A's throughput over side B's, each pair
-measured back to back, A then B, then B then A the next time), with its min–max, so a machine
-getting slower or faster during the run moves both sides of a pair alike. The server and the
-load generator are pinned to separate cores where the machine has two or more
-(``os.sched_setaffinity``; the output says which it did). Beside throughput, the
-**in-process CPU cost per request** (``time.process_time`` over many requests through the WSGI
-app, no network) is the steadiest figure there is: it is measured the same way, in pairs.
+Each side is a server under the shipped ``gunicorn.conf.py`` (one worker process, 8 threads),
+pinned to one core, loaded by ``wrk`` pinned to the other cores where the machine has two or
+more (``os.sched_setaffinity``; the output says which it did). A round gives two figures: the
+requests answered per second, and the **worker CPU a request** — the CPU seconds the gunicorn
+worker process used during the round (user and system, read with psutil), over the requests
+answered in it.
+
+A figure is the **median of the per-pair ratios** (side A over side B, each pair measured back
+to back, A then B, then B then A the next time), with its min–max, so a machine getting slower
+or faster during the run moves both sides of a pair alike. Where it helps, the **in-process CPU
+a request** (``time.process_time`` over many requests through the WSGI app, no network, each
+side in a fresh process) is reported beside a figure: it moves far less on a busy machine.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
+import math
 import os
 import re
 import shutil
@@ -23,9 +31,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+T = TypeVar("T")
 
 
 # --- cores ---------------------------------------------------------------------------------------
@@ -43,6 +53,10 @@ def cores() -> tuple[set[int] | None, set[int] | None, str]:
     return server, load, f"server pinned to core {available[0]}, load to {sorted(load)}"
 
 
+def _pinned(on_cores: set[int] | None):
+    return (lambda: os.sched_setaffinity(0, on_cores)) if on_cores else None
+
+
 # --- the server ----------------------------------------------------------------------------------
 
 
@@ -52,8 +66,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def serve(app_path: str, env: dict[str, str], on_cores: set[int] | None) -> tuple:
-    """Start ``app_path`` under the shipped gunicorn configuration; return (process, port)."""
+@dataclass
+class Server:
+    """A gunicorn master process and the port it listens on."""
+
+    process: subprocess.Popen
+    port: int
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds (user and system) used so far by the master's worker processes."""
+        import psutil
+
+        total = 0.0
+        for worker in psutil.Process(self.process.pid).children():
+            try:
+                times = worker.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
+
+
+def serve(app_path: str, env: dict[str, str], on_cores: set[int] | None) -> Server:
+    """Start ``app_path`` under the shipped gunicorn configuration, its output discarded."""
     port = free_port()
     process = subprocess.Popen(
         [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}", app_path],
@@ -61,42 +96,68 @@ def serve(app_path: str, env: dict[str, str], on_cores: set[int] | None) -> tupl
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=(lambda: os.sched_setaffinity(0, on_cores)) if on_cores else None,
+        preexec_fn=_pinned(on_cores),
     )
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, port
+            return Server(process, port)
         except OSError:
             time.sleep(0.1)
     process.kill()
-    raise SystemExit(f"{app_path} did not start")
+    raise SystemExit(f"{app_path} did not start (run it by hand to see why)")
 
 
-def warm(port: int, keys: list[str], request: Request) -> None:
-    """Send each key once, so each key's one bcrypt check is done before anything is timed."""
-    import http.client
+def stop(server: Server) -> None:
+    server.process.terminate()
+    server.process.wait(10)
 
+
+@dataclass(frozen=True)
+class Request:
+    """One kind of request a side sends: method, path and (for POST) a JSON body."""
+
+    method: str
+    path: str
+    body: str = ""
+
+
+def send(port: int, key: str, request: Request) -> tuple[int, bytes]:
+    """Send one request with the key; return its status and body."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    for key in keys:
-        headers = {"Authorization": f"Bearer {key}"}
-        if request.body:
-            headers["Content-Type"] = "application/json"
+    headers = {"Authorization": f"Bearer {key}"}
+    if request.body:
+        headers["Content-Type"] = "application/json"
+    try:
         connection.request(request.method, request.path, body=request.body or None, headers=headers)
         response = connection.getresponse()
-        response.read()
-        if response.status >= 300:
-            raise SystemExit(f"{request.method} {request.path}: {response.status}")
-    connection.close()
+        return response.status, response.read()
+    finally:
+        connection.close()
 
 
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    process.wait(10)
+def warm(port: int, keys: list[str], request: Request) -> list[bytes]:
+    """Send each key once (each key's first check is done before anything is timed); return
+    the bodies. Anything but a 2xx ends the run."""
+    bodies = []
+    for key in keys:
+        status, body = send(port, key, request)
+        if status >= 300:
+            raise SystemExit(f"{request.method} {request.path}: {status} {body[:500]!r}")
+        bodies.append(body)
+    return bodies
 
 
-# --- the load ------------------------------------------------------------------------------------
+def keys_needed(load_seconds: float, ceiling: int = 6000, per_key: int = 800) -> int:
+    """Enough keys, taken in turn, that none passes ``per_key`` requests in any minute while a
+    server answers ``ceiling`` a second for ``load_seconds`` in all — far under the documented
+    1,000 a minute, however fast the server: the limit is counted on every request, never
+    reached (a 429 would end the run)."""
+    return max(40, math.ceil(ceiling * min(60.0, load_seconds) / per_key))
+
+
+# --- a round of load -----------------------------------------------------------------------------
 
 WRK_SCRIPT = """
 local keys = {}
@@ -117,25 +178,47 @@ end
 
 
 @dataclass(frozen=True)
-class Request:
-    """One kind of request a side sends: method, path and (for POST) a JSON body."""
+class Round:
+    """What one side did in one round: requests answered, in how long, and the worker's CPU."""
 
-    method: str
-    path: str
-    body: str = ""
+    requests: int
+    seconds: float
+    cpu_seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def cpu_us(self) -> float:
+        """Microseconds of worker CPU a request (infinite when none was answered)."""
+        return self.cpu_seconds / self.requests * 1e6 if self.requests else math.inf
 
 
-def throughput(
-    port: int,
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_wrk(out: str) -> tuple[int, float]:
+    """The requests wrk counted and the seconds they took, from its report."""
+    found = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m|h),", out)
+    if not found:
+        raise SystemExit(f"wrk's report is not understood:\n{out}")
+    return int(found.group(1)), float(found.group(2)) * _UNITS[found.group(3)]
+
+
+def measure(
+    server: Server,
     keys: list[str],
     request: Request,
     seconds: float,
     on_cores: set[int] | None,
     connections: int = 16,
-) -> float:
-    """Requests per second with ``wrk``, the keys taken in turn; any non-2xx ends the run."""
+) -> Round:
+    """One round of ``wrk`` against the server, the keys taken in turn (any non-2xx ends the
+    run), with the CPU its worker used meanwhile."""
+    before = server.cpu_seconds()
     out = run_wrk(
-        port,
+        server.port,
         WRK_SCRIPT,
         {"BENCH_KEYS_FILE": "\n".join(keys) + "\n"},
         {"BENCH_METHOD": request.method, "BENCH_PATH": request.path, "BENCH_BODY": request.body},
@@ -144,7 +227,8 @@ def throughput(
         connections,
         f"{request.method} {request.path}",
     )
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    cpu = server.cpu_seconds() - before
+    return Round(*parse_wrk(out), cpu)
 
 
 def run_wrk(
@@ -177,7 +261,7 @@ def run_wrk(
             capture_output=True,
             text=True,
             check=True,
-            preexec_fn=(lambda: os.sched_setaffinity(0, on_cores)) if on_cores else None,
+            preexec_fn=_pinned(on_cores),
             env={**os.environ, **paths, **env},
         ).stdout
     finally:
@@ -205,137 +289,100 @@ class Ratio:
         return f"{self.median:.2f} (min {self.low:.2f}, max {self.high:.2f}, {self.pairs} pairs)"
 
 
-def paired(side_a: Callable[[], float], side_b: Callable[[], float], pairs: int) -> Ratio:
-    """Measure A and B in alternating order (A B, B A, A B …); return the ratio A/B."""
-    ratios, a_values, b_values = [], [], []
+def alternate(side_a: Callable[[], T], side_b: Callable[[], T], pairs: int) -> list[tuple[T, T]]:
+    """Measure A and B in alternating order (A B, B A, A B …); return each pair as (A, B)."""
+    results = []
     for number in range(pairs):
         if number % 2 == 0:
             a, b = side_a(), side_b()
         else:
             b, a = side_b(), side_a()
-        ratios.append(a / b)
-        a_values.append(a)
-        b_values.append(b)
+        results.append((a, b))
+    return results
+
+
+def ratio(pairs: list[tuple[T, T]], value: Callable[[T], float] = float) -> Ratio:
+    """The median of the per-pair ratios of ``value`` (A over B), with each side's median."""
+    a_values = [value(a) for a, _ in pairs]
+    b_values = [value(b) for _, b in pairs]
+    # A side that answered nothing in a round (a server stalled) makes a ratio of 0 or ∞.
+    ratios = [a / b if b else math.inf for a, b in zip(a_values, b_values, strict=True)]
     return Ratio(
         statistics.median(ratios),
         min(ratios),
         max(ratios),
         statistics.median(a_values),
         statistics.median(b_values),
-        pairs,
+        len(ratios),
     )
 
 
-# --- in-process CPU per request ------------------------------------------------------------------
+def paired(side_a: Callable[[], float], side_b: Callable[[], float], pairs: int) -> Ratio:
+    """Measure A and B in alternating pairs; return the ratio A/B."""
+    return ratio(alternate(side_a, side_b, pairs))
+
+
+# --- in-process CPU a request --------------------------------------------------------------------
 
 CPU_SCRIPT = """
 import json, sys, time
 sys.path.insert(0, {root!r})
 from {module} import {factory} as factory
 client = factory().test_client()
-requests = json.loads(sys.argv[1])
+request = json.loads(sys.argv[1])
 keys = json.loads(sys.argv[2])
-count, pairs = int(sys.argv[3]), int(sys.argv[4])
+count, result = int(sys.argv[3]), sys.argv[4]
 
-def send(request, n):
+def send(n):
     headers = {{"Authorization": "Bearer " + keys[n % len(keys)]}}
-    if request["body"]:
-        response = client.post(request["path"], data=request["body"], headers=headers,
-                               content_type="application/json")
-    else:
-        response = client.open(request["path"], method=request["method"], headers=headers)
+    response = client.open(request["path"], method=request["method"], headers=headers,
+                           data=request["body"] or None,
+                           content_type="application/json" if request["body"] else None)
     assert response.status_code < 300, (response.status_code, response.get_data(as_text=True)[:300])
 
-def cost(request):
-    started = time.process_time()
-    for n in range(count):
-        send(request, n)
-    return (time.process_time() - started) / count * 1e6
-
-for request in requests:  # warm: every key verified once, every path compiled
-    for n in range(len(keys)):
-        send(request, n)
-results = [[] for _ in requests]
-for number in range(pairs):
-    order = list(range(len(requests)))
-    if number % 2:
-        order.reverse()
-    for index in order:
-        results[index].append(cost(requests[index]))
-print(json.dumps(results))
+for n in range(len(keys)):  # warm: every key checked once, every path run
+    send(n)
+started = time.process_time()
+for n in range(count):
+    send(n)
+with open(result, "w") as out:
+    out.write(str((time.process_time() - started) / count * 1e6))
 """
 
 
-def cpu_per_request(
+def cpu_in_process(
+    app: str,
     env: dict[str, str],
     keys: list[str],
-    requests: list[Request],
-    count: int = 2000,
-    pairs: int = 7,
-    app: tuple[str, str] = ("discountflow", "create_app"),
-    on_cores: set[int] | None = None,
-) -> list[list[float]]:
-    """Microseconds of CPU per request for each request, ``pairs`` alternating runs each."""
-    import json
-
-    module, factory = app
-    script = CPU_SCRIPT.format(root=str(ROOT), module=module, factory=factory)
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            script,
-            json.dumps([request.__dict__ for request in requests]),
-            json.dumps(keys),
-            str(count),
-            str(pairs),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        preexec_fn=(lambda: os.sched_setaffinity(0, on_cores)) if on_cores else None,
-    )
-    if out.returncode:
-        raise SystemExit(out.stderr[-2000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def cpu_ratio(costs_a: list[float], costs_b: list[float]) -> Ratio:
-    """The median of per-pair CPU ratios A/B (a cost: lower is better)."""
-    ratios = [a / b for a, b in zip(costs_a, costs_b, strict=True)]
-    return Ratio(
-        statistics.median(ratios),
-        min(ratios),
-        max(ratios),
-        statistics.median(costs_a),
-        statistics.median(costs_b),
-        len(ratios),
-    )
-
-
-@dataclass(frozen=True)
-class CpuSide:
-    """One side of a CPU pair: the environment its process starts with, the request it sends
-    ``count`` times, and whether it is the bare baseline (``bench/bare_app.py``)."""
-
-    env: dict[str, str]
-    request: Request
-    bare: bool = False
-    count: int = 2000
-
-
-def cpu_paired(
-    side_a: CpuSide, side_b: CpuSide, keys: list[str], pairs: int, on_cores: set[int] | None
-) -> Ratio:
-    """CPU per request of two apps (or two settings), each run in a fresh process, the
-    processes alternating A B, B A … as ``paired`` does; the ratio A/B (lower is better)."""
-
-    def cost(side: CpuSide) -> float:
-        app = ("bench.bare_app", "create_app") if side.bare else ("discountflow", "create_app")
-        return cpu_per_request(side.env, keys, [side.request], side.count, 1, app, on_cores)[0][0]
-
-    return paired(lambda: cost(side_a), lambda: cost(side_b), pairs)
+    request: Request,
+    count: int,
+    on_cores: set[int] | None,
+) -> float:
+    """Microseconds of CPU a request through the WSGI app ``module:factory``, in a fresh
+    process (its logging as the app sets it up, to a discarded stdout)."""
+    module, factory = app.split(":")
+    with tempfile.TemporaryDirectory(prefix="discountflow-cpu-") as folder:
+        result = Path(folder) / "us"
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                CPU_SCRIPT.format(root=str(ROOT), module=module, factory=factory),
+                json.dumps(request.__dict__),
+                json.dumps(keys),
+                str(count),
+                str(result),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_pinned(on_cores),
+        )
+        if out.returncode:
+            raise SystemExit(out.stderr[-2000:])
+        return float(result.read_text())
 
 
 # --- figures and their targets -------------------------------------------------------------------
@@ -359,7 +406,7 @@ class Target:
 class Figure:
     """One figure a benchmark reports: its ratio (``None`` when skipped), its target (``None``:
     reported beside the targets, not judged), the unit of each side's median, and a note (why it
-    was skipped, or what it measured)."""
+    was skipped, or what else was measured)."""
 
     ratio: Ratio | None
     target: Target | None = None
@@ -382,13 +429,23 @@ class Figure:
         sides = f"[{ratio.a:,.0f} vs {ratio.b:,.0f} {unit}]"
         judged = f"target {self.target}  {self.verdict}" if self.target else "(no target)"
         if unit == "µs":
-            judged += "  (CPU per request: lower is better)"
+            judged += "  (CPU a request: lower is better)"
         note = f"\n  {self.note}" if self.note else ""
         return f"{name}: {ratio}  {sides}  {judged}{note}"
 
 
 def skipped(reason: str, target: Target | None = None, unit: str = "req/s") -> Figure:
     return Figure(None, target, unit, reason)
+
+
+def throughput_and_cpu(
+    rounds: list[tuple[Round, Round]], targets: tuple[Target | None, Target | None]
+) -> tuple[Figure, Figure]:
+    """From the same rounds: requests a second A/B, and worker CPU a request A/B."""
+    return (
+        Figure(ratio(rounds, lambda r: r.per_second), targets[0]),
+        Figure(ratio(rounds, lambda r: r.cpu_us), targets[1], unit="µs"),
+    )
 
 
 SECONDS, PAIRS = 3.0, 7  # every benchmark's defaults: seconds per side in each pair, pairs
@@ -409,8 +466,6 @@ def save(path: str | None, figures: dict[str, Figure], pinning: str) -> None:
     """Write the figures as JSON for ``bench/run_all.py`` (nothing without a path)."""
     if not path:
         return
-    import json
-
     rows = []
     for name, figure in figures.items():
         rows.append(
@@ -428,8 +483,6 @@ def save(path: str | None, figures: dict[str, Figure], pinning: str) -> None:
 
 def load_figures(path: str | Path) -> tuple[dict[str, Figure], str]:
     """Read what ``save`` wrote."""
-    import json
-
     data = json.loads(Path(path).read_text())
     figures = {}
     for row in data["figures"]:
@@ -443,64 +496,8 @@ def load_figures(path: str | Path) -> tuple[dict[str, Figure], str]:
 
 
 def quiet() -> None:
-    """Keep the services' INFO logging (one line per organization seeded) out of the output;
+    """Keep the services' INFO logging (a line per organization or key made) out of the output;
     servers and CPU processes are other processes and log as shipped."""
     import logging
 
     logging.disable(logging.INFO)
-
-
-# --- PostgreSQL and Redis ------------------------------------------------------------------------
-
-POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-
-
-def unreachable() -> str | None:
-    """Why PostgreSQL (``BENCH_POSTGRES_URL``) or Redis (``BENCH_REDIS_URL``) cannot be used,
-    or ``None`` when both answer."""
-    try:
-        import redis
-
-        redis.Redis.from_url(REDIS, socket_connect_timeout=2, socket_timeout=2).ping()
-    except Exception as error:  # any failure means: skip the figure
-        return f"Redis at {REDIS} unreachable: {type(error).__name__}"
-    try:
-        from sqlalchemy import create_engine, text
-
-        engine = create_engine(POSTGRES, connect_args={"connect_timeout": 2})
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        engine.dispose()
-    except Exception as error:
-        return f"PostgreSQL at {POSTGRES} unreachable: {type(error).__name__}"
-    return None
-
-
-class ScratchPostgres:
-    """A database of its own on the PostgreSQL server, dropped on exit; Redis's bench database
-    flushed on entry and exit."""
-
-    def __enter__(self) -> str:
-        import secrets
-
-        import redis
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.engine import make_url
-
-        redis.Redis.from_url(REDIS).flushdb()
-        base = make_url(POSTGRES)
-        self.name = f"discountflow_bench_{secrets.token_hex(4)}"
-        self.admin = create_engine(base, isolation_level="AUTOCOMMIT")
-        with self.admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{self.name}"'))
-        return base.set(database=self.name).render_as_string(hide_password=False)
-
-    def __exit__(self, *exc) -> None:
-        import redis
-        from sqlalchemy import text
-
-        with self.admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
-        self.admin.dispose()
-        redis.Redis.from_url(REDIS).flushdb()

@@ -1,13 +1,15 @@
 """The benchmarks' method (bench/harness.py) and their one table (bench/run_all.py), without
-starting a server: the order of the sides, the figure reported, its verdict and its report."""
+starting a server: the order of the sides, the figures reported, their verdicts and report."""
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 
-from bench import harness, run_all
+from bench import harness, invalid_keys, run_all
 
 
 def test_pairs_alternate_and_the_figure_is_the_median_of_per_pair_ratios():
@@ -30,6 +32,61 @@ def test_pairs_alternate_and_the_figure_is_the_median_of_per_pair_ratios():
     assert (ratio.low, ratio.high) == (0.7, 6.0)
     assert (ratio.a, ratio.b, ratio.pairs) == (40.0, 10.0, 7)
     assert str(ratio) == "3.00 (min 0.70, max 6.00, 7 pairs)"
+
+
+def test_one_set_of_rounds_gives_requests_a_second_and_worker_cpu_a_request():
+    rounds = [
+        # (A, B): requests answered, seconds, worker CPU seconds
+        (harness.Round(3000, 1.0, 0.9), harness.Round(1000, 1.0, 0.9)),
+        (harness.Round(2000, 1.0, 1.0), harness.Round(1000, 1.0, 1.0)),
+        (harness.Round(4000, 2.0, 1.0), harness.Round(1000, 2.0, 2.0)),
+    ]
+    throughput, cpu = harness.throughput_and_cpu(
+        rounds, (harness.Target(2.0), harness.Target(0.5, at_least=False))
+    )
+    # req/s per pair: 3000/1000, 2000/1000, 2000/500; µs a request: 300/900, 500/1000, 250/2000
+    assert (throughput.ratio.median, throughput.ratio.low, throughput.ratio.high) == (3.0, 2.0, 4.0)
+    assert (throughput.ratio.a, throughput.ratio.b) == (2000.0, 1000.0)
+    assert throughput.verdict == "PASS"
+    assert cpu.ratio.median == pytest.approx(1 / 3)
+    assert (cpu.ratio.low, cpu.ratio.high) == pytest.approx((0.125, 0.5))
+    assert (cpu.ratio.a, cpu.ratio.b) == pytest.approx((300.0, 1000.0))
+    assert (cpu.unit, cpu.verdict) == ("µs", "PASS")
+
+
+def test_a_round_in_which_a_stalled_server_answered_nothing_still_counts():
+    stalled, served = harness.Round(0, 1.0, 1.0), harness.Round(900, 1.0, 0.9)
+    assert stalled.cpu_us == float("inf")
+    throughput = harness.ratio([(stalled, served)], lambda r: r.per_second)
+    assert (throughput.median, throughput.a, throughput.b) == (0.0, 0.0, 900.0)
+    assert harness.ratio([(served, stalled)], lambda r: r.per_second).median == float("inf")
+
+
+@pytest.mark.parametrize(
+    ("report", "requests", "seconds"),
+    [
+        ("  8123 requests in 3.00s, 2.41MB read\nRequests/sec:   2707.67\n", 8123, 3.0),
+        ("  162000 requests in 1.00m, 48.1MB read\n", 162000, 60.0),
+        ("  12 requests in 999.50ms, 3.6KB read\n", 12, 0.9995),
+    ],
+)
+def test_requests_and_their_duration_are_read_from_wrks_report(report, requests, seconds):
+    assert harness.parse_wrk(report) == (requests, pytest.approx(seconds))
+
+
+def test_enough_keys_that_none_nears_the_limit_in_a_minute():
+    # 6,000 req/s for 22 s over 165 keys: 800 each; a minute at most is loaded
+    assert harness.keys_needed(22) == 165
+    assert harness.keys_needed(600) == harness.keys_needed(60) == 450
+    assert harness.keys_needed(1) == 40
+
+
+def test_an_invalid_key_names_the_real_keys_lookup_id_with_a_wrong_secret():
+    real = "sk_live_iafwEOmy3ceo_BFqa0hpPFEmWE1g5PGM7yy4XQ7mu"  # made by `flask keys generate`
+    assert invalid_keys.checksum(real[:-6]) == real[-6:]
+    bad = invalid_keys.wrong_secret(real, 7)
+    assert bad == "sk_live_iafwEOmy3ceo_0000000000000000000007" + invalid_keys.checksum(bad[:-6])
+    assert len(bad) == len(real) and bad != invalid_keys.wrong_secret(real, 8)
 
 
 @pytest.mark.parametrize(
@@ -82,9 +139,23 @@ def test_every_benchmark_takes_seconds_pairs_and_json():
 
 def test_the_table_has_one_row_per_figure():
     figure = harness.Figure(harness.Ratio(0.9, 0.8, 1.0, 900.0, 1000.0, 7), harness.Target(0.85))
-    rows = [("GET /v2/me vs bare", str(figure.target), *run_all.result(figure), figure.verdict)]
-    text = run_all.table(rows, markdown=False)
+    rows = [("GET /v2/me under a flood", str(figure.target), *run_all.result(figure), "PASS")]
+    text = run_all.table([*rows, run_all.SOAK], markdown=False)
     assert "0.90 (0.80–1.00, 7 pairs)" in text
     assert "900 vs 1,000 req/s" in text
-    assert text.splitlines()[-1].endswith("PASS")
-    assert run_all.table(rows, markdown=True).splitlines()[2].startswith("| GET /v2/me vs bare |")
+    assert text.splitlines()[-2].endswith("PASS")
+    assert "loadtest/run.py" in text.splitlines()[-1]
+    markdown = run_all.table(rows, markdown=True).splitlines()
+    assert markdown[2].startswith("| GET /v2/me under a flood | >= 0.85 |")
+
+
+@pytest.mark.parametrize("name", run_all.BENCHMARKS)
+def test_each_benchmark_runs_alone(name):
+    out = subprocess.run(
+        [sys.executable, f"bench/{name}.py", "--help"],
+        cwd=harness.ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "--seconds" in out and "--pairs" in out and "--json" in out
