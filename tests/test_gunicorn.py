@@ -66,27 +66,6 @@ def test_two_servers_sharing_a_metrics_folder_start_together(monkeypatch, tmp_pa
     assert logged[0][-1] == 1  # one stale file removed by this server
 
 
-def test_each_worker_hands_freed_memory_back_to_the_system(monkeypatch):
-    import platform
-    import threading
-
-    from discountflow import allocator
-    from discountflow.server import JsonErrorWorker
-
-    called = []
-    monkeypatch.setattr(allocator, "tune", lambda: called.append(True))
-    monkeypatch.setattr("gunicorn.workers.gthread.ThreadWorker.init_process", lambda self: None)
-    JsonErrorWorker.init_process(object.__new__(JsonErrorWorker))
-    assert called == [True]
-    monkeypatch.undo()
-    if platform.libc_ver()[0] != "glibc":
-        assert allocator.tune() is False
-        return
-    assert allocator.tune() is True and allocator.tune() is True
-    trimmers = [t for t in threading.enumerate() if t.name == "discountflow-malloc-trim"]
-    assert len(trimmers) == 1 and trimmers[0].daemon
-
-
 def start_gunicorn(tmp_path, *extra, environ=None, module="app:app"):
     inherited = {name: value for name, value in os.environ.items() if name != "WEB_CONCURRENCY"}
     env = {
