@@ -18,6 +18,26 @@ bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 worker_class = "discountflow.server.JsonErrorWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2")) if _shared_storage else 1
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+# Recycling: a worker that has answered max_requests requests (plus up to max_requests_jitter
+# more, drawn per worker so that workers started together do not restart together) finishes
+# the requests in hand and exits, and the master starts a fresh one. That bounds what a worker
+# keeps acquiring — a slow leak, caches that only fill, holes in the C heap. A fresh worker
+# costs ~2.5 s of CPU to import the app, then a bcrypt check (0.25-0.5 s at cost 12) for each
+# key it has not verified yet, and its page cache starts empty; so restarts are rare: a worker
+# serving 100 requests a second lives about 1.4 hours, and at the growth the soaks measured
+# (20-50 bytes a request, slowing) gains at most ~25 MB in a life.
+# By default only where the restart costs clients nothing: with a shared storage (the
+# rate-limit counts outlive the worker) and other workers serving meanwhile. A lone worker's
+# restart stalls every request for as long as the old one takes to finish and the new one to
+# import the app (8-10 s in a one-box load run on 2 busy cores); and on memory:// the one
+# worker holds every rate-limit count (each key's budget, failed key checks, sign-ins per
+# address and per account), which a fresh worker starts at zero — a key could get twice its
+# limit in the minute around a restart, and anyone sending enough cheap requests could restart
+# it to reset the sign-in limits. Set GUNICORN_MAX_REQUESTS to recycle anyway (on memory://,
+# warned below).
+_max_requests = 500_000 if _shared_storage and workers > 1 else 0
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS") or _max_requests)
+max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER") or max_requests // 10)
 keepalive = 5
 timeout = 30
 graceful_timeout = 30
@@ -69,7 +89,13 @@ def child_exit(server, worker):
 
 
 def when_ready(server):
-    """Warn loudly when several processes would each keep their own rate-limit counts."""
+    """Warn loudly when rate-limit counts would be kept by several processes, or lost with a
+    recycled one; say which malloc arenas the workers have (glibc read it as gunicorn
+    started: it cannot be set from here)."""
+    server.log.info(
+        "workers' malloc arenas: MALLOC_ARENA_MAX=%s",
+        os.environ.get("MALLOC_ARENA_MAX") or "unset (glibc's default: up to 8 per core)",
+    )
     if server.cfg.workers > 1 and not _shared_storage:
         server.log.warning(
             "WARNING: %d worker processes with RATELIMIT_STORAGE_URI=memory:// — each process "
@@ -78,4 +104,13 @@ def when_ready(server):
             "as redis://.",
             server.cfg.workers,
             server.cfg.workers,
+        )
+    if server.cfg.max_requests and not _shared_storage:
+        server.log.warning(
+            "WARNING: workers are recycled every %d requests with RATELIMIT_STORAGE_URI="
+            "memory:// — a recycled worker starts every rate-limit count at zero, so around "
+            "each restart a key can get up to twice its limit, and sign-in limits start over. "
+            "Leave GUNICORN_MAX_REQUESTS unset (no recycling on memory://) or set "
+            "RATELIMIT_STORAGE_URI to a shared storage such as redis://.",
+            server.cfg.max_requests,
         )

@@ -24,8 +24,6 @@ from gunicorn.http.errors import (
 )
 from gunicorn.workers.gthread import ThreadWorker
 
-from . import allocator
-
 # (exception, status, reason, code, message), most specific first; other client errors: 400.
 _REFUSALS = [
     (LimitRequestLine, 414, "URI Too Long", "request_too_large", "The request URL is too long."),
@@ -83,12 +81,7 @@ def json_error(status: int, reason: str, code: str, message: str) -> bytes:
 
 
 class JsonErrorWorker(ThreadWorker):
-    """gunicorn's threaded worker, answering its own refusals in JSON (and handing the memory
-    its threads free back to the system: ``allocator.py``)."""
-
-    def init_process(self) -> None:
-        allocator.tune()  # before the worker's threads start
-        super().init_process()
+    """gunicorn's threaded worker, answering its own refusals in JSON."""
 
     def handle_error(self, req, client, addr, exc) -> None:
         client_error = not isinstance(exc, Exception) or type(exc).__module__.startswith(

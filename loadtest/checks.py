@@ -12,7 +12,7 @@ import statistics
 import time
 from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -593,6 +593,7 @@ class Sample:
     sockets: int
     anon_mb: float = 0.0  # of the RSS: anonymous memory (the heap: where a leak shows)
     file_mb: float = 0.0  # of the RSS: file-backed pages (a memory-mapped SQLite database)
+    started: float = 0.0  # when the process started (epoch seconds; 0: not known)
 
 
 def slope_per_hour(points: Sequence[tuple[float, float]]) -> float:
@@ -644,49 +645,145 @@ def rss_growth(
     bound_mb_per_hour: float = 5.0,
     minimum_span: float = 300.0,
     kind: str = "rss_mb",
+    recycled: Collection[str] = (),
 ) -> Check:
     """No process's RSS (or, with ``kind``, its anonymous or file-backed part) grew more than
     ``bound_mb_per_hour`` after the warm-up (a linear fit of the samples after ``warmup``
     seconds, with its standard error). Judged only where a process has at least
     ``minimum_span`` seconds of samples after the warm-up — in a shorter run the warm-up
     (imports, caches filling, pools opening) is all there is, and its slope says nothing of a
-    leak — else skipped with the slopes reported."""
+    leak — else skipped with the slopes reported.
+
+    The processes of a role in ``recycled`` (gunicorn's workers, replaced by a fresh one after
+    ``max_requests``) may none of them live that long, and what one gains before it is replaced
+    is bounded by the recycling. Such a role is judged as one slot across its processes: by
+    how much higher a later process is than an earlier one *at the same age*
+    (``equal_age_drift``), so that the warm-up every fresh worker repeats is not read as growth,
+    while memory that survives the recycling is. Where no two of its processes were sampled at
+    an equal age across ``minimum_span`` seconds, each one that lived long enough is judged on
+    its own, as without recycling."""
     what = MEMORY_KINDS[kind]
-    if not any(getattr(sample, kind) > 0 for sample in samples):
-        return Check(f"{what} flat after warm-up", None, f"{what} was not measured here")
-    slopes, judged = [], []
-    for (role, pid), points in series(samples).items():
-        after = [s for s in points if s.t >= started + warmup]
-        if len(after) >= 2 and after[-1].t - after[0].t >= minimum_span:
-            points_after = [(s.t, float(getattr(s, kind))) for s in after]
-            judged.append(
-                (role, pid, slope_per_hour(points_after), slope_error_per_hour(points_after))
-            )
-        elif len(points) >= 4:  # fewer (a process killed or started by a fault) say nothing
-            tail = points[len(points) // 2 :]
-            slopes.append(
-                (role, pid, slope_per_hour([(s.t, float(getattr(s, kind))) for s in tail]))
-            )
     name = f"{what} flat after warm-up"
+    if not any(getattr(sample, kind) > 0 for sample in samples):
+        return Check(name, None, f"{what} was not measured here")
+    after = started + warmup
+    roles: dict[str, list[list[Sample]]] = defaultdict(list)
+    for (role, _), points in series(samples).items():
+        roles[role].append(points)
+    judged: list[str] = []
+    indicative: list[str] = []
+    over = False
+    for role, lives in roles.items():
+        drift = equal_age_drift(lives, after, kind) if role in recycled else None
+        if drift is not None and drift.span >= minimum_span:
+            over |= drift.slope > bound_mb_per_hour
+            own = [
+                (points[0].pid, _values(points, kind, max(after, _born(points) + SETTLING)))
+                for points in lives
+            ]
+            judged.append(
+                f"{role}, {len(lives)} processes across recycling (compared at equal ages, "
+                f"{drift.compared} of them, over {drift.span / 60:.1f} min): "
+                f"{drift.slope:+.2f} ± {drift.error:.2f} (each one's own slope after its first "
+                "minute, not judged: "
+                + ", ".join(f"{pid}: {slope_per_hour(v):+.1f}" for pid, v in own if len(v) > 1)
+                + ")"
+            )
+            continue
+        for points in lives:
+            role_pid = f"{role} {points[0].pid}"
+            # A process started during the run (one replacing a killed worker) has a warm-up
+            # of its own.
+            values = _values(points, kind, max(after, _born(points) + warmup))
+            if len(values) >= 2 and values[-1][0] - values[0][0] >= minimum_span:
+                slope = slope_per_hour(values)
+                over |= slope > bound_mb_per_hour
+                judged.append(f"{role_pid}: {slope:+.2f} ± {slope_error_per_hour(values):.2f}")
+            elif len(points) >= 4:  # fewer (a process killed or started by a fault) say nothing
+                tail = _values(points[len(points) // 2 :], kind, 0.0)
+                indicative.append(f"{role_pid}: {slope_per_hour(tail):+.1f}")
     if not judged:
-        described = ", ".join(f"{role} {pid}: {slope:+.1f}" for role, pid, slope in slopes)
         return Check(
             name,
             None,
             f"needs {minimum_span / 60:g} min of samples after a {warmup / 60:g} min warm-up "
             f"(a run of at least {(warmup + minimum_span) / 60:g} min); indicative slopes over "
-            f"the second half, MB/h: {described or 'none'}",
+            f"the second half, MB/h: {', '.join(indicative) or 'none'}",
         )
-    over = [pid for _, pid, slope, _ in judged if slope > bound_mb_per_hour]
-    described = ", ".join(
-        f"{role} {pid}: {slope:+.2f} ± {error:.2f}" for role, pid, slope, error in judged
-    )
     return Check(
         name,
         not over,
         f"slopes after {warmup / 60:g} min, MB/h ± standard error (bound "
-        f"{bound_mb_per_hour:g}): {described}",
+        f"{bound_mb_per_hour:g}): {'; '.join(judged)}",
     )
+
+
+def _values(points: Sequence[Sample], kind: str, after: float) -> list[tuple[float, float]]:
+    return [(s.t, float(getattr(s, kind))) for s in points if s.t >= after]
+
+
+def _born(points: Sequence[Sample]) -> float:
+    """When a process started (its first sample, where the sampler did not know)."""
+    return points[0].started or points[0].t
+
+
+SETTLING = 60.0  # seconds: a fresh worker's imports move its memory by tens of MB within this
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How much higher later processes of a slot were than earlier ones at the same age."""
+
+    slope: float  # MB per hour of the run
+    error: float  # its standard error
+    span: float  # seconds: the longest time between two processes compared at one age
+    compared: int  # processes that had an equal-aged partner
+
+
+def equal_age_drift(
+    lives: Iterable[Sequence[Sample]],
+    after: float,
+    kind: str = "rss_mb",
+    age_bin: float = 10.0,
+    settling: float = SETTLING,
+) -> Drift | None:
+    """The slope, in the run's time, of the memory of one slot's processes compared at the same
+    age: within each ``age_bin`` of age (at most one sample per process; the sampling interval),
+    time and memory are taken relative to their mean, and one slope is fitted through all the
+    bins. A flat sawtooth (each fresh worker climbs to the same level) gives 0; a level that
+    every next worker starts from and ends at higher gives its rate. Each process's first
+    ``settling`` seconds are left out: imports move its memory by tens of MB within seconds,
+    so a sample a few seconds apart in age is no comparison. None when no two processes were
+    sampled at an equal age after ``after``."""
+    bins: dict[int, dict[int, tuple[float, float]]] = defaultdict(dict)
+    for life in lives:
+        born = _born(life)
+        for sample in life:
+            if sample.t >= after and sample.t - born >= settling:
+                at_age = bins[int((sample.t - born) // age_bin)]
+                at_age.setdefault(sample.pid, (sample.t, float(getattr(sample, kind))))
+    xs: list[float] = []
+    ys: list[float] = []
+    groups, span, compared = 0, 0.0, set()
+    for at_age in bins.values():
+        if len(at_age) < 2:
+            continue
+        groups += 1
+        times = [t for t, _ in at_age.values()]
+        values = [v for _, v in at_age.values()]
+        mean_t, mean_v = statistics.fmean(times), statistics.fmean(values)
+        xs += [t - mean_t for t in times]
+        ys += [v - mean_v for v in values]
+        span = max(span, max(times) - min(times))
+        compared.update(at_age)
+    spread = sum(x * x for x in xs)
+    if spread == 0:
+        return None
+    slope = sum(x * y for x, y in zip(xs, ys, strict=True)) / spread
+    freedom = len(xs) - groups - 1
+    residual = sum((y - slope * x) ** 2 for x, y in zip(xs, ys, strict=True))
+    error = (residual / freedom / spread) ** 0.5 if freedom > 0 else float("inf")
+    return Drift(slope * 3600, error * 3600, span, len(compared))
 
 
 def fds_flat(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.checks import (
+    SETTLING,
     BudgetWindow,
     Check,
     FaultOutcome,
@@ -232,25 +233,32 @@ def _memory_section(report: RunReport) -> list[str]:
         "## Memory and file descriptors",
         "",
         "Sampled every 10 s. Slope: least-squares fit of RSS after the first "
-        f"{report.warmup / 60:g} min (over the whole series when shorter), MB per hour.",
+        f"{report.warmup / 60:g} min and after the process's own first minute (over the whole "
+        "series when shorter), MB per hour. Where gunicorn recycled its workers (see Notes), "
+        "the check compares each worker with the ones before it at the same age rather than "
+        "judging each on its own; its detail above says what it judged.",
         "",
         "RSS is split into its anonymous part (the heap: where a leak shows) and its "
         "file-backed part (mapped files, such as SQLite's memory-mapped database, which grows "
         "as the database does; the OS may drop those pages at any time).",
         "",
-        "| Process | Samples | RSS first → last (MB) | RSS slope (MB/h) | anonymous first → last |"
-        " anonymous slope | file-backed first → last | fds first → last | sockets first → last |",
-        "| --- | ---: | --- | ---: | --- | ---: | --- | --- | --- |",
+        "| Process | Sampled (s) | Samples | RSS first → last (MB) | RSS slope (MB/h) |"
+        " anonymous first → last | anonymous slope | file-backed first → last |"
+        " fds first → last | sockets first → last |",
+        "| --- | --- | ---: | --- | ---: | --- | ---: | --- | --- | --- |",
     ]
     for (role, pid), points in series(report.samples).items():
-        after = [s for s in points if s.t >= report.begin + report.warmup]
+        born = points[0].started or points[0].t
+        since = max(report.begin + report.warmup, born + SETTLING)
+        after = [s for s in points if s.t >= since]
         fitted = after if len(after) >= 2 else points
         rss_slope = slope_per_hour([(s.t, s.rss_mb) for s in fitted])
         anon_slope = slope_per_hour([(s.t, s.anon_mb) for s in fitted])
         whole = "" if len(after) >= 2 else " (whole run)"
         first, last = points[0], points[-1]
         lines.append(
-            f"| {role} {pid} | {len(points)} | {first.rss_mb:.1f} → {last.rss_mb:.1f} | "
+            f"| {role} {pid} | {first.t - report.begin:.0f} → {last.t - report.begin:.0f} | "
+            f"{len(points)} | {first.rss_mb:.1f} → {last.rss_mb:.1f} | "
             f"{rss_slope:+.1f}{whole} | {first.anon_mb:.1f} → {last.anon_mb:.1f} | "
             f"{anon_slope:+.1f}{whole} | {first.file_mb:.1f} → {last.file_mb:.1f} | "
             f"{first.fds} → {last.fds} | {first.sockets} → {last.sockets} |"

@@ -3,7 +3,9 @@
     python loadtest/run.py --profile one-box|scale-out --minutes N [--faults] [--users U]
 
 ``one-box``: SQLite in a temporary folder, rate limits in ``memory://`` (so gunicorn runs one
-worker process with threads), the shipped ``gunicorn.conf.py``, one webhook worker.
+worker process with threads, never recycled unless ``--set GUNICORN_MAX_REQUESTS=…``), the
+shipped ``gunicorn.conf.py`` started as the README starts it (``MALLOC_ARENA_MAX=2`` unless the
+environment has its own), one webhook worker.
 
 ``scale-out``: a fresh PostgreSQL database (``loadtest_<timestamp>``, dropped afterwards) and a
 dedicated Redis database (``--redis-db``, flushed before and after), each reached through a
@@ -76,6 +78,8 @@ SERVICE_SETTINGS = (
     "RATELIMIT_STORAGE_URI",
     "WEB_CONCURRENCY",
     "GUNICORN_THREADS",
+    "GUNICORN_MAX_REQUESTS",
+    "GUNICORN_MAX_REQUESTS_JITTER",
     "API_RATE_LIMIT",
     "AUTH_FAILURE_LIMIT",
     "BCRYPT_ROUNDS",
@@ -94,10 +98,19 @@ SERVICE_SETTINGS = (
     "WEBHOOK_POLL_SECONDS",
     "WEBHOOK_LEASE_SECONDS",
 )
-GUNICORN_SETTINGS = ("WEB_CONCURRENCY", "GUNICORN_THREADS", "HOST", "PORT")
+GUNICORN_SETTINGS = (
+    "WEB_CONCURRENCY",
+    "GUNICORN_THREADS",
+    "GUNICORN_MAX_REQUESTS",
+    "GUNICORN_MAX_REQUESTS_JITTER",
+    "HOST",
+    "PORT",
+)
 # What ``--set`` may change (the rest is the profile's, or the checks rely on it).
 TUNABLE_SETTINGS = (
     "GUNICORN_THREADS",
+    "GUNICORN_MAX_REQUESTS",
+    "GUNICORN_MAX_REQUESTS_JITTER",
     "WEB_CONCURRENCY",
     "PAGE_CACHE_MB",
     "ACCESS_LOG",
@@ -527,7 +540,7 @@ def service_env(
     folder)."""
     env = {k: v for k, v in os.environ.items() if k not in SERVICE_SETTINGS}
     # An empty setting is "unset" to the app, and the environment wins over a .env file: so a
-    # developer's .env cannot change the run. (gunicorn.conf.py reads its own four directly.)
+    # developer's .env cannot change the run. (gunicorn.conf.py reads its own directly.)
     env.update({name: "" for name in SERVICE_SETTINGS if name not in GUNICORN_SETTINGS})
     env.update(
         {
@@ -553,6 +566,23 @@ def service_env(
         metrics.mkdir(mode=0o700, exist_ok=True)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
     return env
+
+
+def web_env(env: dict[str, str]) -> dict[str, str]:
+    """The web process's environment as the README starts it: glibc's malloc with two arenas,
+    unless the environment names its own number (glibc reads it once, as the process starts)."""
+    return {**env, "MALLOC_ARENA_MAX": env.get("MALLOC_ARENA_MAX") or "2"}
+
+
+RECYCLED = "Autorestarting worker after current request."  # gunicorn's line for max_requests
+
+
+def recycles_in(log: Path) -> int:
+    """How many times gunicorn's workers were replaced after ``max_requests``, from its log."""
+    try:
+        return log.read_text(errors="replace").count(RECYCLED)
+    except FileNotFoundError:
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -642,6 +672,7 @@ class Load:
     pending: int  # deliveries still pending after the drain
     drained_in: float
     stuck_workers: list[str] = field(default_factory=list)  # busy long after SIGTERM
+    recycles: int = 0  # gunicorn workers replaced after max_requests
 
 
 def run(args: argparse.Namespace, stamp: str, folder: Path, logs: Path, workdir: Path) -> int:
@@ -662,7 +693,10 @@ def run(args: argparse.Namespace, stamp: str, folder: Path, logs: Path, workdir:
             if org["webhook_secret"]
         }
         gunicorn = Supervised(
-            "gunicorn", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], env, logs
+            "gunicorn",
+            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
+            web_env(env),
+            logs,
         )
         gunicorn.start()
         wait_ready(port, gunicorn)
@@ -733,6 +767,7 @@ def run(args: argparse.Namespace, stamp: str, folder: Path, logs: Path, workdir:
         )
         worker.stop()
         gunicorn_code, load.stuck_workers = stop_gunicorn(gunicorn)
+        load.recycles = recycles_in(logs / "gunicorn.err")
         say(f"service stopped (gunicorn exit code {gunicorn_code}); judging")
 
         observed = checks.Observations.of(read_records(records))
@@ -802,8 +837,21 @@ def judge(
     windows = [event.window for event in events]
     limit, window = parse_limit(manifest["api_rate_limit"])
     over_budget = [r for r in observed.requests if r.key == OVER_BUDGET]
-    # One box: the only worker killed takes its memory:// counts with it (documented).
-    resets = [e.ended for e in events if e.kind == "worker_kill" and args.profile == "one-box"]
+    # One box: the only worker, killed or recycled, takes its memory:// counts with it
+    # (documented); its replacement counts afresh from when it started.
+    resets = []
+    if args.profile == "one-box":
+        resets = [e.ended for e in events if e.kind == "worker_kill"]
+        # A fresh worker answers nothing before its imports are done (seconds): a second
+        # after it started, every answer of its predecessor has been sent.
+        resets += sorted(
+            {
+                s.started + 1.0
+                for s in load.samples
+                if s.role == "gunicorn-worker" and s.started > load.begin
+            }
+        )
+    recycled = {"gunicorn-worker"} if load.recycles else set()
     warmup = WARMUP_SECONDS if args.seconds >= 2 * WARMUP_SECONDS else args.seconds / 2
     received = {(d.slug, d.webhook_id) for d in deliveries}
     processes_up = load.master_alive and not load.worker_exits
@@ -817,10 +865,13 @@ def judge(
         checks.no_stuck_idempotency_keys(observed),
         checks.no_claims_in_progress(state["claims_in_progress"]),
         *checks.over_budget_key(over_budget, limit, window, resets),
-        checks.rss_growth(load.samples, load.begin, WARMUP_SECONDS),
+        # Recycled web workers are judged as one slot across their processes (checks.py).
+        checks.rss_growth(load.samples, load.begin, WARMUP_SECONDS, recycled=recycled),
         # The same for the anonymous part alone: where a leak shows. File-backed pages (a
         # memory-mapped SQLite database read as it grows) are the OS's cache, not a leak.
-        checks.rss_growth(load.samples, load.begin, WARMUP_SECONDS, kind="anon_mb"),
+        checks.rss_growth(
+            load.samples, load.begin, WARMUP_SECONDS, kind="anon_mb", recycled=recycled
+        ),
         checks.fds_flat(
             load.samples,
             load.begin,
@@ -892,11 +943,17 @@ def judge(
         "Requests as the clients judged them; fault windows allow their documented symptoms "
         f"for {checks.GRACE_SECONDS:g} s after each fault ends.",
     ]
+    workers = {s.pid for s in load.samples if s.role == "gunicorn-worker"}
+    notes.append(
+        f"{len(workers)} gunicorn worker processes over the run; {load.recycles} replaced after "
+        "max_requests (recycled), "
+        f"{sum(1 for e in events if e.kind == 'worker_kill')} killed by a fault."
+    )
     if resets:
         notes.append(
-            "One box: killing the only worker loses the in-process (memory://) rate-limit "
-            "counts, as documented; the over-budget key is judged separately before and after "
-            "each kill."
+            "One box: a new worker (after the only one was killed or recycled) starts the "
+            "in-process (memory://) rate-limit counts afresh, as documented; the over-budget "
+            "key is judged separately before and after each."
         )
     if observed.notes:
         notes.append(f"{len(observed.notes)} client notes, e.g. {observed.notes[0]}")
@@ -921,6 +978,7 @@ def settings_table(
     from importlib.metadata import version  # never import locust here: it monkey-patches
 
     shown = ("DATABASE_URL", "RATELIMIT_STORAGE_URI", "WEB_CONCURRENCY", "BCRYPT_ROUNDS")
+    shown += ("GUNICORN_MAX_REQUESTS",)
     shown += tuple(name for name in args.settings if name not in shown)
     organizations = manifest["organizations"]
     return [
@@ -937,6 +995,7 @@ def settings_table(
         ("Per-key limit", manifest["api_rate_limit"]),
         *[(name, env.get(name, "(default)")) for name in shown],
         ("GUNICORN_THREADS", env.get("GUNICORN_THREADS", "8 (default)")),
+        ("MALLOC_ARENA_MAX (web process)", web_env(env)["MALLOC_ARENA_MAX"]),
         ("Webhooks", "timeout 5 s, lease 10 s, poll 1 s"),
         ("Machine", f"{os.cpu_count()} cores, {platform.platform()}"),
         ("Python / Locust", f"{platform.python_version()} / {version('locust')}"),

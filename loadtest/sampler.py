@@ -1,6 +1,6 @@
-"""Every ``interval`` seconds, the RSS (and its anonymous and file-backed parts) and open file
-descriptors of every gunicorn worker and of the webhook worker (``psutil``, and ``/proc`` for
-the parts of the RSS and for sockets, counted apart from files and pipes)."""
+"""Every ``interval`` seconds, the RSS (and its anonymous and file-backed parts), open file
+descriptors and start time of every gunicorn worker and of the webhook worker (``psutil``, and
+``/proc`` for the parts of the RSS and for sockets, counted apart from files and pipes)."""
 
 from __future__ import annotations
 
@@ -62,10 +62,13 @@ def measure(role: str, pid: int) -> Sample | None:
         process = psutil.Process(pid)
         rss = process.memory_info().rss / (1024 * 1024)
         fds = process.num_fds()
+        started = process.create_time()
     except psutil.Error:
         return None
     anon, mapped = resident_parts(pid)
-    return Sample(time.time(), role, pid, round(rss, 2), fds, sockets_of(pid), anon, mapped)
+    return Sample(
+        time.time(), role, pid, round(rss, 2), fds, sockets_of(pid), anon, mapped, started
+    )
 
 
 class ProcessSampler(threading.Thread):

@@ -13,7 +13,16 @@ from discountflow.config import SETTINGS, ConfigurationError, database_url
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_VARS = list(SETTINGS)
-GUNICORN_VARS = ["PORT", "HOST", "WEB_CONCURRENCY", "GUNICORN_THREADS", "PROMETHEUS_MULTIPROC_DIR"]
+GUNICORN_VARS = [
+    "PORT",
+    "HOST",
+    "WEB_CONCURRENCY",
+    "GUNICORN_THREADS",
+    "GUNICORN_MAX_REQUESTS",
+    "GUNICORN_MAX_REQUESTS_JITTER",
+    "MALLOC_ARENA_MAX",  # read by glibc as the process starts; gunicorn.conf.py logs it
+    "PROMETHEUS_MULTIPROC_DIR",
+]
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
-"""The shipped gunicorn configuration: one process on memory://, the warning, a real server."""
+"""The shipped gunicorn configuration: one process on memory://, the warnings, recycling, a real
+server."""
 
 from __future__ import annotations
 
 import os
+import re
 import runpy
 import socket
 import subprocess
@@ -11,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -21,7 +24,14 @@ GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
 
 def load_config(monkeypatch, **environ):
-    for name in ("RATELIMIT_STORAGE_URI", "WEB_CONCURRENCY", "PORT"):
+    for name in (
+        "RATELIMIT_STORAGE_URI",
+        "WEB_CONCURRENCY",
+        "PORT",
+        "GUNICORN_MAX_REQUESTS",
+        "GUNICORN_MAX_REQUESTS_JITTER",
+        "MALLOC_ARENA_MAX",
+    ):
         monkeypatch.delenv(name, raising=False)
     # The file sets PROMETHEUS_MULTIPROC_DIR in the environment when it is empty: put back after
     # the test, or every server the suite starts later would share this one folder.
@@ -50,6 +60,53 @@ def test_shared_storage_follows_web_concurrency(monkeypatch):
     assert config["bind"] == "0.0.0.0:5001"
 
 
+def test_workers_are_recycled_where_counts_outlive_them_and_others_serve_meanwhile(monkeypatch):
+    on_memory = load_config(monkeypatch)
+    assert on_memory["max_requests"] == 0  # the counts live in the one worker
+    shared = load_config(monkeypatch, RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379")
+    assert (shared["max_requests"], shared["max_requests_jitter"]) == (500_000, 50_000)
+    alone = load_config(
+        monkeypatch, RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379", WEB_CONCURRENCY="1"
+    )
+    assert alone["max_requests"] == 0  # nobody would serve while it restarts
+    chosen = load_config(
+        monkeypatch, RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379", GUNICORN_MAX_REQUESTS="1000"
+    )
+    assert (chosen["max_requests"], chosen["max_requests_jitter"]) == (1000, 100)
+    jitter = load_config(
+        monkeypatch, GUNICORN_MAX_REQUESTS="1000", GUNICORN_MAX_REQUESTS_JITTER="0"
+    )
+    assert (jitter["max_requests"], jitter["max_requests_jitter"]) == (1000, 0)
+
+
+def lines_when_ready(config) -> list[str]:
+    """What gunicorn logs when it is ready to serve with this configuration."""
+    lines = []
+
+    def log(message, *args):
+        lines.append(message % args)
+
+    settings = SimpleNamespace(workers=config["workers"], max_requests=config["max_requests"])
+    config["when_ready"](SimpleNamespace(cfg=settings, log=SimpleNamespace(info=log, warning=log)))
+    return lines
+
+
+def test_recycling_on_memory_storage_is_warned_about(monkeypatch):
+    lines = lines_when_ready(load_config(monkeypatch))
+    assert lines == [
+        "workers' malloc arenas: MALLOC_ARENA_MAX=unset (glibc's default: up to 8 per core)"
+    ]
+    config = load_config(monkeypatch, GUNICORN_MAX_REQUESTS="5000", MALLOC_ARENA_MAX="2")
+    info, warning = lines_when_ready(config)
+    assert info == "workers' malloc arenas: MALLOC_ARENA_MAX=2"
+    assert warning.startswith(
+        "WARNING: workers are recycled every 5000 requests with RATELIMIT_STORAGE_URI=memory://"
+    )
+    assert "a key can get up to twice its limit" in warning
+    shared = {"RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379", "GUNICORN_MAX_REQUESTS": "5000"}
+    assert len(lines_when_ready(load_config(monkeypatch, **shared))) == 1  # no warning
+
+
 def test_two_servers_sharing_a_metrics_folder_start_together(monkeypatch, tmp_path):
     """Both clean the folder's stale files as they start: the file one lists, the other may
     have removed already (the two-instance test's 'gunicorn exited')."""
@@ -64,27 +121,6 @@ def test_two_servers_sharing_a_metrics_folder_start_together(monkeypatch, tmp_pa
     config["on_starting"](server)
     assert not (folder / "counter_999999998.db").exists()
     assert logged[0][-1] == 1  # one stale file removed by this server
-
-
-def test_each_worker_hands_freed_memory_back_to_the_system(monkeypatch):
-    import platform
-    import threading
-
-    from discountflow import allocator
-    from discountflow.server import JsonErrorWorker
-
-    called = []
-    monkeypatch.setattr(allocator, "tune", lambda: called.append(True))
-    monkeypatch.setattr("gunicorn.workers.gthread.ThreadWorker.init_process", lambda self: None)
-    JsonErrorWorker.init_process(object.__new__(JsonErrorWorker))
-    assert called == [True]
-    monkeypatch.undo()
-    if platform.libc_ver()[0] != "glibc":
-        assert allocator.tune() is False
-        return
-    assert allocator.tune() is True and allocator.tune() is True
-    trimmers = [t for t in threading.enumerate() if t.name == "discountflow-malloc-trim"]
-    assert len(trimmers) == 1 and trimmers[0].daemon
 
 
 def start_gunicorn(tmp_path, *extra, environ=None, module="app:app"):
@@ -271,5 +307,25 @@ def test_the_servers_own_refusals_are_json(tmp_path):
             assert set(refusal) == {"error", "message"} and refusal["error"] == code
             assert b"xxx" not in body and b"GARBAGE" not in body  # nothing echoed
         assert status_of(port, "/healthz") == 200  # and the worker serves on
+    finally:
+        stop(process)
+
+
+@pytest.mark.slow
+def test_a_worker_is_recycled_after_max_requests_and_the_master_replaces_it(tmp_path):
+    make_app(tmp_path)
+    environ = {"GUNICORN_MAX_REQUESTS": "20", "GUNICORN_MAX_REQUESTS_JITTER": "0"}
+    process, port = start_gunicorn(tmp_path, environ=environ)
+    try:
+        wait_until_serving(port)
+        # Each request on its own connection: every one is counted, none waits on keep-alive.
+        statuses = [status_of(port, "/healthz") for _ in range(30)]
+        output = wait_for_line(process, "Autorestarting worker after current request.")
+        assert statuses == [200] * 30  # the requests around the restart waited, none failed
+        output = wait_for_line(process, "Booting worker with pid", timeout=1)
+        booted = re.findall(r"Booting worker with pid: (\d+)", output)
+        assert len(booted) == 2 and booted[0] != booted[1], output
+        assert output.count("Autorestarting worker after current request.") == 1, output
+        assert "recycled every 20 requests with RATELIMIT_STORAGE_URI=memory://" in output
     finally:
         stop(process)

@@ -4,6 +4,7 @@ fault (PostgreSQL and Redis needed: skipped without them, failed under ``CI``)."
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import subprocess
@@ -423,6 +424,55 @@ def test_rss_growing_after_the_warm_up_fails_and_a_short_run_is_skipped():
     assert short.passed is None and "at least 10 min" in short.detail
 
 
+def recycled_worker(
+    drift_mb_per_hour: float, own_mb_per_hour: float = 0.0, life_minutes: int = 7
+) -> list[Sample]:
+    """One web worker slot over 30 minutes, recycled every ``life_minutes``: each fresh worker
+    climbs from 40 MB to about 100 MB in its first minute (imports, pools, caches), then grows
+    ``own_mb_per_hour`` until it is replaced; ``drift_mb_per_hour`` is a level that recycling
+    does not reset. Sampled every 10 s from 3 s after each start."""
+    points = []
+    for life, born in enumerate(range(0, 30 * 60, life_minutes * 60)):
+        for age in range(3, life_minutes * 60, 10):
+            t = born + age
+            if t > 30 * 60:
+                break
+            level = 40 + 60 * (1 - math.exp(-age / 10)) + own_mb_per_hour * age / 3600
+            rss = level + drift_mb_per_hour * t / 3600
+            points.append(Sample(t, "gunicorn-worker", 100 + life, rss, 20, 5, started=born))
+    return points
+
+
+def test_recycled_workers_are_judged_across_recycling_at_equal_ages():
+    flat = checks.rss_growth(recycled_worker(0.0), 0.0, recycled={"gunicorn-worker"})
+    assert flat.passed, flat.detail
+    assert "gunicorn-worker, 5 processes across recycling" in flat.detail
+    assert "+0.00 ± 0.00" in flat.detail
+    leaking = checks.rss_growth(recycled_worker(10.0), 0.0, recycled={"gunicorn-worker"})
+    assert leaking.failed and "+10.00 ± 0.00" in leaking.detail
+    # Without recycling, the sawtooth's restarts would read as nothing to judge but warm-ups.
+    assert "5 processes" not in checks.rss_growth(recycled_worker(10.0), 0.0).detail
+
+
+def test_a_workers_own_growth_counts_where_recycling_does_not_bound_it():
+    """A worker gaining 10 MB/h until it is replaced: bounded by recycling, so judged by the
+    slot's drift (none); the same processes replaced by anything else (a killed worker) are
+    each judged on their own and fail."""
+    growing = recycled_worker(0.0, own_mb_per_hour=10.0, life_minutes=12)
+    recycled = checks.rss_growth(growing, 0.0, recycled={"gunicorn-worker"})
+    assert recycled.passed, recycled.detail
+    assert "not judged: 100: +10.0, 101: +10.1, 102: +10.4)" in recycled.detail
+    on_their_own = checks.rss_growth(growing, 0.0)  # each after its own 5-minute warm-up
+    assert on_their_own.failed
+    assert "gunicorn-worker 100: +10.00 ± 0.00; gunicorn-worker 101: +10.00" in on_their_own.detail
+
+
+def test_a_recycled_role_with_one_long_life_is_judged_over_that_life():
+    one_life = samples("gunicorn-worker", 7, 12.0, 15)
+    check = checks.rss_growth(one_life, 0.0, recycled={"gunicorn-worker"})
+    assert check.failed and "gunicorn-worker 7: +12.00 ± 0.00" in check.detail
+
+
 def test_growth_of_mapped_pages_alone_fails_rss_but_not_anonymous_memory():
     """A memory-mapped database read as it grows adds file-backed pages, not heap."""
     growing_file = [
@@ -602,3 +652,44 @@ def test_a_run_is_judged_and_reported_from_what_it_recorded(tmp_path):
     assert "| GET /v2/me | " in text and "500 on GET /v2/approvals" in text
     for plot in ("latency.png", "throughput.png", "memory.png"):
         assert (tmp_path / plot).stat().st_size > 0
+
+
+def test_a_recycled_one_box_worker_starts_the_over_budget_keys_window_afresh():
+    """On memory:// a worker replaced after max_requests forgets the key's window (documented,
+    and gunicorn warns): the key is judged before and after the moment its successor started,
+    which the sampler saw."""
+    import argparse
+
+    from loadtest.run import Load, judge
+
+    before = moving_window_client(limit=50, window=6.0, rate=15, seconds=9.9)
+    after = [
+        Request(**{**r.__dict__, "start": r.start + 10.0})
+        for r in moving_window_client(limit=50, window=6.0, rate=15, seconds=10)
+    ]
+    observed = Observations(requests=before + after)
+    workers = [Sample(float(t), "gunicorn-worker", 7, 100.0, 20, 5, started=-5.0) for t in range(9)]
+    workers += [
+        Sample(float(t), "gunicorn-worker", 8, 90.0, 20, 5, started=9.0) for t in range(11, 20)
+    ]
+    load = Load(0.0, 20.0, 0, [], 0, [], workers, True, [], 0, 0.1, recycles=1)
+    state = {
+        "approvals": {},
+        "deliveries": [],
+        "integrity": ["ok"],
+        "foreign_keys": [],
+        "claims_in_progress": [],
+        "counts": {},
+    }
+    args = argparse.Namespace(profile="one-box", seconds=20.0, users=10, faults=False)
+    manifest = {"api_rate_limit": "50 per 6 seconds"}
+    verdicts, _, notes = judge(args, manifest, load, observed, state, [])
+    by_name = {verdict.name: verdict for verdict in verdicts}
+    assert by_name["over-budget key: never more than the limit in any window"].passed
+    assert by_name["over-budget key: exactly the limit in a full window"].passed
+    recycled = "2 gunicorn worker processes over the run; 1 replaced after max_requests"
+    assert any(note.startswith(recycled) for note in notes)
+    args.profile = "scale-out"  # counted in Redis: a recycled worker forgets nothing
+    verdicts, _, _ = judge(args, manifest, load, observed, state, [])
+    by_name = {verdict.name: verdict for verdict in verdicts}
+    assert by_name["over-budget key: never more than the limit in any window"].failed
