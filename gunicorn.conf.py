@@ -1,16 +1,16 @@
 """gunicorn settings for DiscountFlow (``gunicorn -c gunicorn.conf.py app:app``).
 
-Rate limits kept in ``memory://`` are counted per process, so with that storage one worker
-process serves every request (with threads); several processes would each let the full limit
-through. With a shared storage (``RATELIMIT_STORAGE_URI=redis://…``) the worker count follows
+Rate limits kept in the process (``process://``, the default, or ``memory://``) are counted per
+process, so with that storage one worker process serves every request (with threads); several
+processes would each let the full limit through. With a shared storage (``RATELIMIT_STORAGE_URI=redis://…``) the worker count follows
 ``WEB_CONCURRENCY``, Heroku's convention.
 """
 
 import os
 import tempfile
 
-_storage = os.environ.get("RATELIMIT_STORAGE_URI") or "memory://"
-_shared_storage = not _storage.startswith("memory://")
+_storage = os.environ.get("RATELIMIT_STORAGE_URI") or "process://"
+_shared_storage = not _storage.startswith(("process://", "memory://"))
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 # gunicorn's threaded worker, answering the requests it refuses itself (a URL or headers too
@@ -29,11 +29,11 @@ threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 # By default only where the restart costs clients nothing: with a shared storage (the
 # rate-limit counts outlive the worker) and other workers serving meanwhile. A lone worker's
 # restart stalls every request for as long as the old one takes to finish and the new one to
-# import the app (8-10 s in a one-box load run on 2 busy cores); and on memory:// the one
+# import the app (8-10 s in a one-box load run on 2 busy cores); and in-process the one
 # worker holds every rate-limit count (each key's budget, failed key checks, sign-ins per
 # address and per account), which a fresh worker starts at zero — a key could get twice its
 # limit in the minute around a restart, and anyone sending enough cheap requests could restart
-# it to reset the sign-in limits. Set GUNICORN_MAX_REQUESTS to recycle anyway (on memory://,
+# it to reset the sign-in limits. Set GUNICORN_MAX_REQUESTS to recycle anyway (in-process,
 # warned below).
 _max_requests = 500_000 if _shared_storage and workers > 1 else 0
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS") or _max_requests)
@@ -98,19 +98,21 @@ def when_ready(server):
     )
     if server.cfg.workers > 1 and not _shared_storage:
         server.log.warning(
-            "WARNING: %d worker processes with RATELIMIT_STORAGE_URI=memory:// — each process "
+            "WARNING: %d worker processes with RATELIMIT_STORAGE_URI=%s — each process "
             "counts rate limits on its own, so clients get %d× the documented limit. Run one "
             "worker (the default here) or set RATELIMIT_STORAGE_URI to a shared storage such "
             "as redis://.",
             server.cfg.workers,
+            _storage,
             server.cfg.workers,
         )
     if server.cfg.max_requests and not _shared_storage:
         server.log.warning(
-            "WARNING: workers are recycled every %d requests with RATELIMIT_STORAGE_URI="
-            "memory:// — a recycled worker starts every rate-limit count at zero, so around "
-            "each restart a key can get up to twice its limit, and sign-in limits start over. "
-            "Leave GUNICORN_MAX_REQUESTS unset (no recycling on memory://) or set "
+            "WARNING: workers are recycled every %d requests with RATELIMIT_STORAGE_URI=%s "
+            "— a recycled worker starts every rate-limit count at zero, so around each "
+            "restart a key can get up to twice its limit, and sign-in limits start over. "
+            "Leave GUNICORN_MAX_REQUESTS unset (no recycling in-process) or set "
             "RATELIMIT_STORAGE_URI to a shared storage such as redis://.",
             server.cfg.max_requests,
+            _storage,
         )

@@ -5,8 +5,7 @@ Run from the repository root:
 
 One DiscountFlow server (the shipped gunicorn configuration, production) on the database of
 1,000 approvals ``bench/approvals_page.py`` uses (``bench/seeding.py``: made once, kept under
-``bench/results/``), the memory of rendered pages off (``PAGE_CACHE_MB=0``: every page read and
-rendered on both sides), the per-key limit raised (``API_RATE_LIMIT``: the organization has two
+``bench/results/``), the per-key limit raised (``API_RATE_LIMIT``: the organization has two
 keys, and a refusal would only hide the page). The two sides, on the same server:
 
 * ``approvals(first: 20)`` over ``POST /v2/graphql``: every scalar field of ``Approval``, its

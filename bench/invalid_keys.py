@@ -4,7 +4,7 @@ Run from the repository root:
 ``python bench/invalid_keys.py [--seconds 3] [--pairs 7] [--keys N] [--json PATH]``
 
 One DiscountFlow server as ``bench/me_vs_typical.py`` runs it (the shipped gunicorn
-configuration, SQLite, ``memory://``, production: 1,000 requests a minute per key, bcrypt at the
+configuration, SQLite, ``process://``, production: 1,000 requests a minute per key, bcrypt at the
 production cost, 12), loaded by ``wrk`` with valid keys in alternating rounds: with the flood,
 then without (``bench/harness.py``). The flood is 100 requests a second, sent on schedule
 whatever their answers take (open loop), each with a different well-formed key naming a real

@@ -6,7 +6,8 @@ Run from the repository root:
 The other side is ``bench/typical_app.py``: Flask-HTTPAuth's bearer check looking the key up by
 its SHA-256 in a Flask-SQLAlchemy table, a Flask-Limiter decorator at 1,000 a minute per key,
 one JSON log line per request. Both are served the same way — the shipped ``gunicorn.conf.py``
-(one worker process, 8 threads), SQLite, limits in ``memory://`` — with the same keys (made by
+(one worker process, 8 threads), SQLite, limits in the process (DiscountFlow's ``process://``,
+the typical app's ``memory://``) — with the same keys (made by
 DiscountFlow's CLI; the typical app stores their SHA-256) and the same limit (DiscountFlow with
 ``DISCOUNTFLOW_ENV=production``: 1,000 a minute per key). Before anything is measured, each
 server answers every key once, and the typical app's answers must equal DiscountFlow's.

@@ -37,22 +37,22 @@ SEED_VERSION = "1"  # part of a cached database's name: bump when the rows made 
 
 def server_env(database: Path, **settings: str) -> dict[str, str]:
     """The environment of a DiscountFlow server on ``database``: production (1,000 requests a
-    minute per key, bcrypt cost 12 for anything it hashes), rate limits in ``memory://``, every
-    other documented setting at its default (empty: a ``.env`` file cannot fill it in)."""
+    minute per key, bcrypt cost 12 for anything it hashes), every other documented setting at its
+    default — rate limits in the process (``process://``) among them — (empty: a ``.env``
+    file cannot fill it in)."""
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{database}",
         "SECRET_KEY": SECRET_KEY,
         "DISCOUNTFLOW_ENV": "production",
-        "RATELIMIT_STORAGE_URI": "memory://",
         "BCRYPT_ROUNDS": "12",
     }
     for name in ("WEB_CONCURRENCY", "GUNICORN_THREADS"):  # gunicorn.conf.py's defaults
         env.pop(name, None)
     for name in (
+        "RATELIMIT_STORAGE_URI",
         "API_RATE_LIMIT",
         "AUTH_FAILURE_LIMIT",
-        "PAGE_CACHE_MB",
         "ACCESS_LOG",
         "TRUSTED_PROXY_COUNT",
         "TRUSTED_HOSTS",

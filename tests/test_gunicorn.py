@@ -1,4 +1,4 @@
-"""The shipped gunicorn configuration: one process on memory://, the warnings, recycling, a real
+"""The shipped gunicorn configuration: one process on process://, the warnings, recycling, a real
 server."""
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def test_recycling_on_memory_storage_is_warned_about(monkeypatch):
     info, warning = lines_when_ready(config)
     assert info == "workers' malloc arenas: MALLOC_ARENA_MAX=2"
     assert warning.startswith(
-        "WARNING: workers are recycled every 5000 requests with RATELIMIT_STORAGE_URI=memory://"
+        "WARNING: workers are recycled every 5000 requests with RATELIMIT_STORAGE_URI=process://"
     )
     assert "a key can get up to twice its limit" in warning
     shared = {"RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379", "GUNICORN_MAX_REQUESTS": "5000"}
@@ -130,7 +130,7 @@ def start_gunicorn(tmp_path, *extra, environ=None, module="app:app"):
         "DATABASE_URL": database_url_for(tmp_path),
         "SECRET_KEY": "test-secret-" + "0" * 32,
         "BCRYPT_ROUNDS": "4",
-        "RATELIMIT_STORAGE_URI": "memory://",
+        "RATELIMIT_STORAGE_URI": "process://",
         **(environ or {}),
     }
     # The listening socket is bound here and handed to gunicorn (``fd://``): a port only probed
@@ -184,7 +184,7 @@ def test_warning_when_several_processes_share_nothing(tmp_path):
     process, _ = start_gunicorn(tmp_path, "-w", "2")
     try:
         output = wait_for_line(process, "WARNING: 2 worker processes")
-        assert "RATELIMIT_STORAGE_URI=memory://" in output
+        assert "RATELIMIT_STORAGE_URI=process://" in output
     finally:
         stop(process)
 
@@ -326,6 +326,6 @@ def test_a_worker_is_recycled_after_max_requests_and_the_master_replaces_it(tmp_
         booted = re.findall(r"Booting worker with pid: (\d+)", output)
         assert len(booted) == 2 and booted[0] != booted[1], output
         assert output.count("Autorestarting worker after current request.") == 1, output
-        assert "recycled every 20 requests with RATELIMIT_STORAGE_URI=memory://" in output
+        assert "recycled every 20 requests with RATELIMIT_STORAGE_URI=process://" in output
     finally:
         stop(process)

@@ -21,7 +21,6 @@ LAYER_NAMES = ["base", "models", "schemas", "services", "surfaces", "wiring"]
 
 # Modules by name; a feature's modules by their file name (the same rooms in every feature).
 BASE_MODULES = {
-    "allocator",
     "config",
     "currencies",
     "database",
