@@ -27,7 +27,6 @@ from . import levels, queries, services
 from .models import ApprovalStatus, DecisionType, StepStatus
 from .schemas import (
     ApprovalCreate,
-    ApprovalList,
     ApprovalListQuery,
     ApprovalOut,
     ApprovalUpdate,
@@ -280,12 +279,10 @@ class Query:
             argument=None,
             names={"limit": "first", "starting_after": "after"},
         )
-        # The page REST answers (remembered while it is current), read back into the same
-        # models: one rule for what a page holds.
-        body = queries.approvals_page_json(actor(info), query, page(first, after))
-        listed = ApprovalList.model_validate_json(body)
-        info.context.met(each.id for each in listed.data)
-        return Connection.of(listed.data, listed.has_more)
+        views, has_more = queries.list_approvals(actor(info), query, page(first, after))
+        found = [ApprovalOut.of(view) for view in views]
+        info.context.met(each.id for each in found)
+        return Connection.of(found, has_more)
 
     @strawberry.field(description="One approval; null (with an error) when there is none.")
     def approval(self, info: Info, id: strawberry.ID) -> Approval | None:
