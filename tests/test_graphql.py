@@ -14,6 +14,7 @@ from discountflow.approvals.models import Approval
 from discountflow.audit.models import Event
 from discountflow.errors import INVALID_API_KEY_MESSAGE
 from discountflow.extensions import db
+from discountflow.organizations.models import Organization
 
 from .approvals_world import act, build_world, create, set_level
 from .conftest import bearer, make_app
@@ -770,6 +771,23 @@ def test_one_operation_per_request(ask):
     assert error["extensions"] == {"code": "parameter_invalid", "param": "query"}
     fragments_only = ask("fragment F on Query { me { id } }")
     assert fragments_only.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "document",
+    ["query A { me { id } }", 'mutation A { updateOrganization(input: {name: "X"}) { id } }'],
+)
+def test_an_operation_name_that_names_no_operation_is_refused(ask, world, document):
+    response = ask(document, operationName="B", headers={"Accept": GRAPHQL_RESPONSE})
+    assert response.status_code == 422
+    assert response.get_json() == {
+        "errors": [
+            {"message": "Unknown operation named 'B'.", "extensions": {"code": "parameter_invalid"}}
+        ],
+        "extensions": {"cost": {"requested": 1}},
+    }
+    with world.app.app_context():
+        assert db.session.get(Organization, world.organization_id).name != "X"
 
 
 @pytest.mark.parametrize("first", ["0", "101", "-1"])
