@@ -30,6 +30,8 @@ from .pagination import MAX_LIMIT, PageRequest
 from .schemas import Timestamp
 
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 # --- scalars -----------------------------------------------------------------------------------
@@ -73,39 +75,50 @@ SCALARS = {
 # --- the request -------------------------------------------------------------------------------
 
 
+class Loader(Generic[K, V]):
+    """Lists keyed by approval (its decisions, comments or events), loaded for every approval
+    the response holds at once: the first ``load`` reads them for all the keys met so far.
+
+    Strawberry's ``DataLoader`` does this for an asynchronous view, gathering the keys while
+    the event loop waits; this view executes synchronously, field by field, so the keys are
+    known beforehand instead: each resolver that returns approvals says so (``Context.met``).
+    """
+
+    def __init__(self, load_many: Callable[[list[K]], dict[K, list[V]]], keys: dict[K, None]):
+        self.load_many = load_many
+        self.keys = keys  # the keys met so far (an ordered set, shared with the context)
+        self.values: dict[K, list[V]] = {}
+
+    def load(self, key: K) -> list[V]:
+        """The values of this key; of every key met, the first time one is asked for."""
+        if key not in self.values:
+            self.keys.setdefault(key, None)
+            wanted = [each for each in self.keys if each not in self.values]
+            found = self.load_many(wanted)
+            self.values.update((each, found.get(each, [])) for each in wanted)
+        return self.values[key]
+
+
 @dataclasses.dataclass
 class Context:
-    """What every resolver of one request shares: who asks, and the approvals it has met (so
-    their decisions, comments and events are read for all of them in one query)."""
+    """What every resolver of one request shares: who asks, the approvals the response holds,
+    and the loaders of their nested lists."""
 
     actor: Actor
-    document: Any = None  # the request's document, parsed by the endpoint
-    query: str | None = None  # its text, when it is small enough to be remembered
-    limits: list[Any] = dataclasses.field(default_factory=list)  # graphql_limits.Analysis
-    refused: bool = False  # by validation, before anything ran
     approval_ids: dict[str, None] = dataclasses.field(default_factory=dict)  # ordered set
-    batches: dict[Any, tuple[set[str], dict[str, list[Any]]]] = dataclasses.field(
-        default_factory=dict
-    )
-
-    @property
-    def cost(self) -> int:
-        """The nodes the query may return, as the limits counted them (1 before they did)."""
-        return self.limits[0].cost if self.limits else 1
+    loaders: dict[Any, Loader] = dataclasses.field(default_factory=dict)
 
     def met(self, approval_ids: Iterable[str]) -> None:
         """Remember approvals this request returns (their nested lists load together)."""
         self.approval_ids.update(dict.fromkeys(approval_ids))
 
-    def batch(self, key: Any, approval_id: str, load: Callable[[list[str]], dict]) -> list[Any]:
-        """The rows ``load`` gives for this approval, loaded at once for every approval met."""
-        loaded, rows = self.batches.get(key, (set(), {}))
-        if approval_id not in loaded:
-            self.met([approval_id])
-            wanted = [each for each in self.approval_ids if each not in loaded]
-            rows = {**rows, **load(wanted)}
-            self.batches[key] = (loaded | set(wanted), rows)
-        return rows.get(approval_id, [])
+    def loader(self, key: Any, load_many: Callable[[list[str]], dict[str, list[Any]]]) -> Loader:
+        """The request's loader for ``key`` (such as ``("decisions", first)``), made by
+        ``load_many`` the first time."""
+        found = self.loaders.get(key)
+        if found is None:
+            found = self.loaders[key] = Loader(load_many, self.approval_ids)
+        return found
 
 
 def actor(info: Info) -> Actor:
@@ -114,18 +127,6 @@ def actor(info: Info) -> Actor:
 
 
 # --- lists -------------------------------------------------------------------------------------
-
-
-# Metadata of a list field that only slices an attribute of its object (``sliced``).
-SLICED = "discountflow-sliced"
-
-
-def sliced(attribute: str, **options: Any) -> dict[str, Any]:
-    """Options of ``strawberry.field`` for a list field whose resolver only returns
-    ``self.<attribute>[:first]``: the endpoint may then complete it in one pass when its
-    items' selected fields are plain (``discountflow/graphql.py``); the resolver stays the
-    definition, used whenever the lean path does not apply."""
-    return {**options, "metadata": {SLICED: attribute}}
 
 
 def check_first(first: int) -> int:

@@ -11,11 +11,17 @@ Introspection (``__schema``, ``__type``) is bounded by graphql-core's
 ``MaxIntrospectionDepthRule`` instead of depth and cost, so GraphiQL's own introspection query
 works; it is off in production anyway. Fragments are summarized once each, so a document of
 fragments that spread each other many times costs linear time to check, not exponential.
+
+``QueryLimits`` applies them as a Strawberry extension: it tells the parser its limits, and
+counts the rest once the specification's validation has run, with the request's variables
+(``first: $n``), so that one refusal lists every error of the document.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from graphql import (
@@ -30,10 +36,12 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
     VariableNode,
+    build_schema,
     get_named_type,
     is_composite_type,
-    parse,
 )
+from strawberry import Schema
+from strawberry.extensions import SchemaExtension
 
 MAX_TOKENS = 2_000
 MAX_DEPTH = 10
@@ -44,25 +52,21 @@ MAX_QUERY_LENGTH = 64 * 1024
 TOO_COMPLEX = "query_too_complex"
 
 
-def parse_query(query: str) -> DocumentNode:
-    """Parse a request's document, refusing one of more than ``MAX_TOKENS`` tokens.
+# What the parser is told (Strawberry's ``parse_options``): it stops counting there, before any
+# work grows with the document.
+PARSE_OPTIONS = {
+    "max_lexical_tokens": MAX_TOKENS,
+    "max_comments": MAX_TOKENS,
+    "max_source_length": MAX_QUERY_LENGTH,
+}
 
-    A syntax error is refused as ``parameter_invalid``, a document over a limit as
-    ``query_too_complex``.
-    """
-    try:
-        return parse(
-            query,
-            max_lexical_tokens=MAX_TOKENS,
-            max_comments=MAX_TOKENS,
-            max_source_length=MAX_QUERY_LENGTH,
-        )
-    except GraphQLError as error:
-        code = TOO_COMPLEX if "Parsing aborted" in error.message else "parameter_invalid"
-        error.extensions = {**(error.extensions or {}), "code": code}
-        if code == TOO_COMPLEX:
-            error.extensions["limit"] = MAX_TOKENS
-        raise
+
+def syntax_error_extensions(error: GraphQLError) -> dict[str, Any]:
+    """The code of a document the parser refused: ``query_too_complex`` when it stopped at a
+    limit (naming it), else ``parameter_invalid``."""
+    if "Parsing aborted" in error.message:
+        return {"code": TOO_COMPLEX, "limit": MAX_TOKENS}
+    return {"code": "parameter_invalid"}
 
 
 @dataclass(frozen=True)
@@ -202,3 +206,36 @@ class Analysis:
                 )
             )
         return refusals
+
+
+@cache
+def published(schema: Schema) -> GraphQLSchema:
+    """The schema as published (its SDL, ``schema.graphql``), which the limits count on:
+    Strawberry keeps the graphql-core schema it executes with to itself."""
+    return build_schema(schema.as_str())
+
+
+class QueryLimits(SchemaExtension):
+    """The limits of a request, applied within Strawberry's execution (one per request)."""
+
+    analysis: Analysis | None = None
+
+    def on_operation(self) -> Iterator[None]:
+        self.execution_context.parse_options.update(PARSE_OPTIONS)
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        # Before the hook yields: Strawberry answers the errors found by then.
+        execution = self.execution_context
+        self.analysis = Analysis(
+            published(execution.schema), execution.graphql_document, execution.variables or {}
+        )
+        refusals = self.analysis.refusals()
+        if refusals:
+            # A new list: the one ValidationCache gives is every request's with this document.
+            execution.pre_execution_errors = [*(execution.pre_execution_errors or ()), *refusals]
+        yield
+
+    def get_results(self) -> dict[str, Any]:
+        """``extensions.cost`` of every answer: 1 for a document not counted (not parsed)."""
+        return {"cost": {"requested": self.analysis.cost if self.analysis else 1}}

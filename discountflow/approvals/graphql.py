@@ -1,7 +1,7 @@
 """Approvals and approval levels over GraphQL: the same services, rules and shapes as REST.
 
 An ``Approval`` object is an ``ApprovalOut`` (the shape REST answers); its decisions, comments
-and events are read for every approval of the response at once (``Context.batch``).
+and events are read for every approval of the response at once (``Context.loader``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from ..graphql_base import (
     actor,
     check_first,
     page,
-    sliced,
     validated,
 )
 from . import levels, queries, services
@@ -127,42 +126,36 @@ class Approval:
     updated: DateTime
 
     # The object is an ApprovalOut: ``self`` below is that object.
-    @strawberry.field(**sliced("line_items"))
+    @strawberry.field
     def line_items(self, first: int) -> list[LineItem]:
         return self.line_items[: check_first(first)]
 
-    @strawberry.field(
-        **sliced("steps", description="The steps of the current submission, in order.")
-    )
+    @strawberry.field(description="The steps of the current submission, in order.")
     def steps(self, first: int) -> list[Step]:
         return self.steps[: check_first(first)]
 
     @strawberry.field(description="Its decisions, newest first.")
     def decisions(self, info: Info, first: int) -> list[Decision]:
-        rows = info.context.batch(
+        loader = info.context.loader(
             ("decisions", check_first(first)),
-            self.id,
             lambda ids: queries.decisions_of(actor(info), ids, first),
         )
-        return [DecisionOut.of(row) for row in rows]
+        return [DecisionOut.of(row) for row in loader.load(self.id)]
 
     @strawberry.field(description="Its comments, newest first.")
     def comments(self, info: Info, first: int) -> list[Comment]:
-        rows = info.context.batch(
+        loader = info.context.loader(
             ("comments", check_first(first)),
-            self.id,
             lambda ids: queries.comments_of(actor(info), ids, first),
         )
-        return [CommentOut.of(row) for row in rows]
+        return [CommentOut.of(row) for row in loader.load(self.id)]
 
     @strawberry.field(description="Its audit trail, newest first.")
     def events(self, info: Info, first: int) -> list[Event]:
-        rows = info.context.batch(
-            ("events", check_first(first)),
-            self.id,
-            lambda ids: queries.events_of(actor(info), ids, first),
+        loader = info.context.loader(
+            ("events", check_first(first)), lambda ids: queries.events_of(actor(info), ids, first)
         )
-        return [EventOut.of(row) for row in rows]
+        return [EventOut.of(row) for row in loader.load(self.id)]
 
 
 @strawberry.type
@@ -280,7 +273,9 @@ class Query:
             names={"limit": "first", "starting_after": "after"},
         )
         views, has_more = queries.list_approvals(actor(info), query, page(first, after))
-        return Connection.of([_approval(info, view) for view in views], has_more)
+        found = [ApprovalOut.of(view) for view in views]
+        info.context.met(each.id for each in found)
+        return Connection.of(found, has_more)
 
     @strawberry.field(description="One approval; null (with an error) when there is none.")
     def approval(self, info: Info, id: strawberry.ID) -> Approval | None:

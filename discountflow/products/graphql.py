@@ -13,7 +13,6 @@ from ..graphql_base import (
     actor,
     check_first,
     page,
-    sliced,
     validated,
 )
 from . import services
@@ -37,9 +36,7 @@ class Product:
     updated: DateTime
 
     # The object is a ProductOut: ``self`` below is that object.
-    @strawberry.field(
-        **sliced("prices", description="Its list prices, one per currency, by currency.")
-    )
+    @strawberry.field(description="Its list prices, one per currency, by currency.")
     def prices(self, first: int) -> list[Price]:
         return self.prices[: check_first(first)]
 
