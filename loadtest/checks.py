@@ -415,7 +415,7 @@ def over_budget_key(
     Only 2xx that carry ``X-RateLimit-Limit`` count as admitted: without it the limiter failed
     open (Redis away) and counted nothing. No answer, a 5xx or an uncounted 2xx may or may not
     have been counted, so they count as "possibly". ``resets`` are moments the limiter's memory
-    was lost on purpose (the one-box worker killed: ``memory://`` counts per process; the moment
+    was lost on purpose (the one-box worker killed: ``process://`` counts per process; the moment
     is when its replacement was up); each part between them — requests by the moment they
     ended, that is by the process that answered them — is judged on its own.
     """

@@ -2,8 +2,9 @@
 
     python loadtest/run.py --profile one-box|scale-out --minutes N [--faults] [--users U]
 
-``one-box``: SQLite in a temporary folder, rate limits in ``memory://`` (so gunicorn runs one
-worker process with threads, never recycled unless ``--set GUNICORN_MAX_REQUESTS=…``), the
+``one-box``: SQLite in a temporary folder, rate limits in the process (``process://``, so
+gunicorn runs one worker process with threads, never recycled unless
+``--set GUNICORN_MAX_REQUESTS=…``), the
 shipped ``gunicorn.conf.py`` started as the README starts it (``MALLOC_ARENA_MAX=2`` unless the
 environment has its own), one webhook worker.
 
@@ -322,7 +323,7 @@ class Backing:
 
 def one_box(workdir: Path) -> Backing:
     url = f"sqlite:///{workdir / 'discountflow.sqlite'}"
-    return Backing(url, url, "memory://")
+    return Backing(url, url, "process://")
 
 
 def scale_out(stamp: str, redis_db: int) -> Backing:
@@ -837,7 +838,7 @@ def judge(
     windows = [event.window for event in events]
     limit, window = parse_limit(manifest["api_rate_limit"])
     over_budget = [r for r in observed.requests if r.key == OVER_BUDGET]
-    # One box: the only worker, killed or recycled, takes its memory:// counts with it
+    # One box: the only worker, killed or recycled, takes its process:// counts with it
     # (documented); its replacement counts afresh from when it started.
     resets = []
     if args.profile == "one-box":
@@ -952,7 +953,7 @@ def judge(
     if resets:
         notes.append(
             "One box: a new worker (after the only one was killed or recycled) starts the "
-            "in-process (memory://) rate-limit counts afresh, as documented; the over-budget "
+            "in-process (process://) rate-limit counts afresh, as documented; the over-budget "
             "key is judged separately before and after each."
         )
     if observed.notes:
