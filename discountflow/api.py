@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import lru_cache
 
 from flask import Flask, Request, Response, current_app, g, request
 from flask.sessions import SecureCookieSessionInterface
@@ -41,7 +42,10 @@ BODY_METHODS = frozenset({"POST", "PATCH", "PUT"})
 
 def api_rate_limit() -> RateLimitItem:
     """The per-key limit of this deployment (500 a minute on staging, 1,000 on production)."""
-    return parse_limit(current_app.config["API_RATE_LIMIT"])
+    return _parsed_limit(current_app.config["API_RATE_LIMIT"])
+
+
+_parsed_limit = lru_cache(maxsize=8)(parse_limit)
 
 
 def current_api_key() -> ApiKeyPrincipal:
@@ -74,7 +78,8 @@ def is_public(path: str) -> bool:
 
 def _authenticate() -> None:
     """Who is asking: the key of the ``Authorization`` header (401 otherwise)."""
-    if not is_api_path(request.path) or is_public(request.path):
+    path = request.path
+    if not is_api_path(path) or is_public(path):
         return
     g.api_key = principal = authenticate(
         request.headers.get("Authorization"), request.remote_addr or ""
@@ -83,7 +88,7 @@ def _authenticate() -> None:
         principal.organization_id,
         principal.key_id,
         read_only=principal.read_only,
-        surface=Surface.GRAPHQL if request.path == GRAPHQL_PATH else Surface.API,
+        surface=Surface.GRAPHQL if path == GRAPHQL_PATH else Surface.API,
     )
 
 

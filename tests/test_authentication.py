@@ -350,9 +350,10 @@ def test_malformed_unknown_and_revoked_keys_never_run_bcrypt(app, client, key, o
 
 
 def test_failed_authentications_are_limited_per_ip_before_bcrypt(app, client, org, bcrypt_checks):
+    app.config["AUTH_FAILURE_LIMIT"] = "20 per minute"  # (the minute's budget, at once)
     key = generate_key(app, org[1])
     body = key[: -6 - 22]
-    for attempt in range(20):  # AUTH_FAILURE_LIMIT: 20 per minute
+    for attempt in range(20):
         secret = f"{attempt:022d}"
         assert_invalid_key(
             client.get("/v2/me", headers=bearer(body + secret + checksum(body + secret)))
@@ -371,6 +372,30 @@ def test_failed_authentications_are_limited_per_ip_before_bcrypt(app, client, or
     # …while another address is unaffected.
     other = {"REMOTE_ADDR": "198.51.100.7"}
     assert client.get("/v2/me", headers=bearer(key), environ_base=other).status_code == 200
+
+
+def test_failed_checks_are_spread_out_by_default(app, client, org, bcrypt_checks, monkeypatch):
+    """The default budget, 20 a minute and at most 2 in 5 seconds: a flood of wrong secrets
+    from one address costs a bcrypt check now and then, never a burst of them."""
+    assert app.config["AUTH_FAILURE_LIMIT"] == "20 per minute; 2 per 5 seconds"
+    now = [1_800_000_000.0]  # the start of a minute, and of a 5-second window
+    monkeypatch.setattr("discountflow.ratelimit.time.time", lambda: now[0])
+    key = generate_key(app, org[1])
+    body = key[: -6 - 22]
+
+    def attempt(number: int) -> int:
+        secret = f"{number:022d}"
+        return client.get("/v2/me", headers=bearer(body + secret + checksum(body + secret)))
+
+    answers = []
+    for number in range(60):  # one a second for a minute
+        answers.append(attempt(number))
+        now[0] += 1
+    statuses = [answer.status_code for answer in answers]
+    assert statuses[:7] == [401, 401, 429, 429, 429, 401, 401]  # 2 in each 5 seconds…
+    assert statuses.count(401) == len(bcrypt_checks) == 20  # …and 20 in the minute
+    assert statuses[-10:] == [429] * 10
+    assert answers[2].headers["Retry-After"] == "3"  # when its 5-second window ends
 
 
 def test_verified_key_keeps_working_from_an_address_over_its_failure_limit(app, client, org):
