@@ -86,7 +86,6 @@ SERVICE_SETTINGS = (
     "BCRYPT_ROUNDS",
     "SIGN_IN_LIMIT_PER_ADDRESS",
     "SIGN_IN_LIMIT_PER_ACCOUNT",
-    "PAGE_CACHE_MB",
     "ACCESS_LOG",
     "TRUSTED_PROXY_COUNT",
     "TRUSTED_HOSTS",
@@ -113,7 +112,6 @@ TUNABLE_SETTINGS = (
     "GUNICORN_MAX_REQUESTS",
     "GUNICORN_MAX_REQUESTS_JITTER",
     "WEB_CONCURRENCY",
-    "PAGE_CACHE_MB",
     "ACCESS_LOG",
     "BCRYPT_ROUNDS",
     "LAST_USED_RESOLUTION_SECONDS",
@@ -510,7 +508,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a documented setting for the service, e.g. PAGE_CACHE_MB=0 (repeatable)",
+        help="a documented setting for the service, e.g. ACCESS_LOG=false (repeatable)",
     )
     args = parser.parse_args(argv)
     args.settings = {}
