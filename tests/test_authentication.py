@@ -446,19 +446,23 @@ def test_failed_requests_do_not_count_as_use(app, client, key, org):
 
 
 def test_many_keys_used_for_the_first_time_at_once(app):
-    """A key's first use reads its row, then records the use: never a "database is locked"."""
+    """A key's first use reads its row, then records the use: never a "database is locked".
+    (Twelve integrations, each from its own address: from one address, at most 2 first checks
+    run at once, AUTH_FAILURE_LIMIT's short window.)"""
     import threading
 
     keys = [generate_key(app, create_org(app, f"org{n}")[1]) for n in range(12)]
     barrier = threading.Barrier(len(keys))
     statuses: list[int] = []
 
-    def first_use(key: str) -> None:
+    def first_use(number: int, key: str) -> None:
         client = app.test_client()
         barrier.wait()
-        statuses.append(client.get("/v2/approvals", headers=bearer(key)).status_code)
+        address = {"REMOTE_ADDR": f"198.51.100.{number}"}
+        response = client.get("/v2/approvals", headers=bearer(key), environ_base=address)
+        statuses.append(response.status_code)
 
-    threads = [threading.Thread(target=first_use, args=(key,)) for key in keys]
+    threads = [threading.Thread(target=first_use, args=pair) for pair in enumerate(keys)]
     for thread in threads:
         thread.start()
     for thread in threads:
