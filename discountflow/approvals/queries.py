@@ -54,8 +54,8 @@ class ApprovalView:
 
 
 # Lists read plain rows through Core (much cheaper than ORM objects for a page of twenty
-# approvals with their line items and steps). Rows carry the ORM attribute names, so one set
-# of shaping functions serves rows and objects alike.
+# approvals with their line items and steps). Rows carry the ORM attribute names, so the one
+# Out model of each shapes rows and objects alike.
 _approvals, _line_items, _steps = Approval.__table__.c, LineItem.__table__.c, Step.__table__.c
 _APPROVAL_COLUMNS = [
     column.label("metadata_") if column.key == "metadata" else column for column in _approvals
@@ -149,9 +149,9 @@ def _awaiting_decision_by(actor: Actor, member_id: str):
     return decidable_by(member_id, level_id)
 
 
-def _approvals_page_statement(actor: Actor, query: ApprovalListQuery, now: datetime, *columns):
-    """Select ``columns`` of the approvals the actor may see, filtered (not yet paginated)."""
-    statement = select(*columns).select_from(Approval.__table__).where(visible_to(actor))
+def _listed(actor: Actor, query: ApprovalListQuery, now: datetime):
+    """The approvals the actor may see, filtered as asked (not yet paginated)."""
+    statement = select(*_APPROVAL_COLUMNS).where(visible_to(actor))
     if query.status:
         statement = statement.where(_status_condition(query.status, now))
     if query.requested_by is not None:
@@ -176,8 +176,9 @@ def list_approvals(
 ) -> tuple[list[ApprovalView], bool]:
     """Return one page of the approvals the actor may see, newest first, filtered."""
     now = utcnow()
-    statement = _approvals_page_statement(actor, query, now, *_APPROVAL_COLUMNS)
-    rows, has_more = paginate(statement, Approval.__table__, page, scope=visible_to(actor))
+    rows, has_more = paginate(
+        _listed(actor, query, now), Approval.__table__, page, scope=visible_to(actor)
+    )
     return _views_of(rows, now), has_more
 
 
