@@ -1,16 +1,27 @@
 """Fixtures in flaskr's style: a fresh app and database per test, a client, a CLI runner.
 
+Every test gets its own app and its own database, a copy of a template made once per run (per
+pytest-xdist worker) by ``db.create_all()``: copying a file, or on PostgreSQL ``CREATE
+DATABASE … TEMPLATE``, takes a few milliseconds where making the schema took about a hundred.
+A test that asks for ``world`` gets a copy of a second template instead, holding the approvals
+world (``approvals_world.build_world``) built once by an app configured as the ``app`` fixture
+configures its own.
+
 ``TEST_DATABASE=postgresql`` runs the whole suite on PostgreSQL (``tests/servers.py`` says
-where): each test gets its own database, copied from a template that holds the schema. Tests
-that are about SQLite itself are marked ``sqlite_only`` and skip there. Without a server the
-run skips, except under ``CI``, where it fails.
+where). Tests that are about SQLite itself are marked ``sqlite_only`` and skip there. Without a
+server the run skips, except under ``CI``, where it fails.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
+import secrets
+import shutil
+import sqlite3
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -28,19 +39,105 @@ PASSWORD = "correct horse battery"
 ON_POSTGRESQL = os.environ.get("TEST_DATABASE", "sqlite") == "postgresql"
 _APPS: list = []  # apps built by the current test (their pools are closed after it)
 _DATABASES: dict[str, str] = {}  # tmp_path → the PostgreSQL database of the current test
+_FRESH: set[str] = set()  # databases just copied from a template: no create_all needed
+_WORLDS: dict[str, object] = {}  # database URL → the world copied into it (current test)
 
 
-def database_url_for(tmp_path, databases: dict[str, str] | None = None) -> str:
-    """The database of the test that owns ``tmp_path`` (every app it builds shares it)."""
+class Templates:
+    """The databases each test's database is copied from, each made when first needed.
+
+    "schema" holds the tables (``db.create_all()``), "world" the approvals world as well. On
+    SQLite a template is a file in the run's temporary folder; on PostgreSQL a database named
+    for this process, dropped when the run ends.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.tag = f"{os.getpid()}_{secrets.token_hex(3)}"
+        self.made: dict[str, str] = {}  # kind → its file, or its PostgreSQL database
+        self.world = None  # the World in the "world" template, without an app
+
+    def source(self, kind: str) -> str:
+        if kind not in self.made:
+            self.made[kind] = self._make(kind)
+        return self.made[kind]
+
+    def _make(self, kind: str) -> str:
+        if ON_POSTGRESQL:
+            from .servers import create_database
+
+            name = f"discountflow_template_{kind}_{self.tag}"
+            url = create_database(name, self.source("schema") if kind == "world" else None)
+        else:
+            name = str(self.folder / f"{kind}.sqlite")
+            url = f"sqlite:///{name}"
+            if kind == "world":
+                shutil.copyfile(self.source("schema"), name)
+        app = _build_app(url, {}, create_all=kind == "schema")
+        if kind == "world":
+            from .approvals_world import build_world
+
+            world = build_world(app)
+            world.app = None
+            self.world = world
+        _close(app)
+        if not ON_POSTGRESQL:  # the file alone is the database: no write-ahead log beside it
+            connection = sqlite3.connect(name)
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            connection.close()
+        return name
+
+    def copy(self, kind: str, url: str) -> None:
+        """Make the database at ``url``, which does not exist yet, a copy of a template."""
+        if ON_POSTGRESQL:
+            from sqlalchemy.engine import make_url
+
+            from .servers import create_database
+
+            create_database(make_url(url).database, self.source(kind))
+        else:
+            shutil.copyfile(self.source(kind), url.removeprefix("sqlite:///"))
+        _FRESH.add(url)
+        if kind == "world":
+            _WORLDS[url] = self.world
+
+    def drop(self) -> None:
+        if ON_POSTGRESQL:
+            from .servers import database_url, drop_database
+
+            for name in self.made.values():
+                drop_database(database_url(name))
+
+
+_TEMPLATES: Templates | None = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _templates(tmp_path_factory):
+    """This run's templates (made on first use; dropped at the end)."""
+    global _TEMPLATES
+    _TEMPLATES = Templates(tmp_path_factory.mktemp("templates"))
+    yield
+    _TEMPLATES.drop()
+
+
+def database_url_for(tmp_path, databases: dict[str, str] | None = None, seed="schema") -> str:
+    """The database of the test that owns ``tmp_path`` (every app it builds shares it), made
+    on first use as a copy of the template ``seed`` ("schema", or "world")."""
     if not ON_POSTGRESQL:
-        return f"sqlite:///{tmp_path / 'test.sqlite'}"
+        path = tmp_path / "test.sqlite"
+        url = f"sqlite:///{path}"
+        if not path.exists():
+            _TEMPLATES.copy(seed, url)
+        return url
     databases = _DATABASES if databases is None else databases
     key = str(tmp_path)
     if key not in databases:
-        from .servers import copy_of_template
+        from .servers import database_url
 
-        name = "discountflow_t_" + hashlib.sha1(key.encode()).hexdigest()[:16]
-        databases[key] = copy_of_template(name)
+        url = database_url("discountflow_t_" + hashlib.sha1(key.encode()).hexdigest()[:16])
+        _TEMPLATES.copy(seed, url)
+        databases[key] = url
     return databases[key]
 
 
@@ -53,9 +150,7 @@ def make_lasting_app(tmp_path, **overrides):
 
 
 def release_app(app) -> None:
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    _close(app)
     if app.extensions.get("tests.databases"):
         from .servers import drop_database
 
@@ -69,7 +164,7 @@ def make_app(tmp_path, **overrides):
     return app
 
 
-def _build_app(database_url: str, overrides: dict):
+def _build_app(database_url: str, overrides: dict, create_all: bool = True):
     config = {
         "TESTING": True,
         "SECRET_KEY": "test-secret-" + "0" * 32,
@@ -79,9 +174,18 @@ def _build_app(database_url: str, overrides: dict):
     }
     config.update(overrides)
     app = create_app(config)
-    with app.app_context():
-        db.create_all()  # a copy of the template has every table already: a no-op there
+    if config["SQLALCHEMY_DATABASE_URI"] in _FRESH:  # a template's copy has every table
+        _FRESH.discard(config["SQLALCHEMY_DATABASE_URI"])
+    elif create_all:
+        with app.app_context():
+            db.create_all()
     return app
+
+
+def _close(app) -> None:
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
 @pytest.fixture(autouse=True)
@@ -89,9 +193,9 @@ def _close_databases():
     """After each test: close the pools of its apps, drop its PostgreSQL database."""
     yield
     while _APPS:
-        with _APPS.pop().app_context():
-            db.session.remove()
-            db.engine.dispose()
+        _close(_APPS.pop())
+    _FRESH.clear()
+    _WORLDS.clear()
     if _DATABASES:
         from .servers import drop_database
 
@@ -109,7 +213,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
-def app(tmp_path):
+def app(request, tmp_path):
+    if "world" in request.fixturenames:  # its database starts as a copy of the world
+        database_url_for(tmp_path, seed="world")
     return make_app(tmp_path)
 
 
@@ -188,10 +294,16 @@ def bearer(key: str) -> dict[str, str]:
 
 @pytest.fixture
 def world(app):
-    """The organization 'acme' with people, three approval levels and keys (approvals_world)."""
-    from .approvals_world import build_world
+    """The organization 'acme' with people, three approval levels and keys (approvals_world):
+    copied with the database when the ``app`` fixture made it, built here otherwise."""
+    template = _WORLDS.get(app.config["SQLALCHEMY_DATABASE_URI"])
+    if template is None:
+        from .approvals_world import build_world
 
-    return build_world(app)
+        return build_world(app)
+    world = copy.deepcopy(template)
+    world.app = app
+    return world
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 Locally a test that needs one skips when it does not answer; under ``CI`` it fails instead.
 ``TEST_POSTGRES_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``) and
-``TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/15``) say where they are.
+``TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/15``) say where they are; under
+pytest-xdist each worker takes its own Redis database, counting down from that one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,24 @@ from sqlalchemy.engine import make_url
 POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _redis_url_of_this_worker(url: str) -> str:
+    """Each pytest-xdist worker its own Redis database, as the tests flush theirs: the first
+    (or only) process the one configured, the next worker the one below it, and so on."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    if worker == 0:
+        return url
+    parts = urlsplit(url)
+    database = int(parts.path.strip("/") or 0) - worker
+    if database < 0:
+        raise pytest.UsageError(f"TEST_REDIS_URL {url}: no Redis database left for worker {worker}")
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+
+
+REDIS_URL = _redis_url_of_this_worker(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
 
 
 def unavailable(what: str, error: Exception) -> None:
@@ -69,35 +87,25 @@ def require_redis() -> str:
     return REDIS_URL
 
 
-TEMPLATE = "discountflow_template"
-_template_ready = False
+def database_url(name: str) -> str:
+    """The URL of the database ``name`` on the test server."""
+    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
 
 
-def copy_of_template(name: str) -> str:
-    """A new database ``name`` holding the models' schema (copied from a template built once
-    per run by ``create_all``); returns its URL."""
-    global _template_ready
+def create_database(name: str, template: str | None = None) -> str:
+    """A new database ``name``, empty or a copy of the database ``template`` (which nothing may
+    be connected to); one of that name left by an interrupted run is dropped first. Returns
+    its URL."""
     base = make_url(require_postgres())
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    copy = f' TEMPLATE "{template}"' if template else ""
     try:
         with admin.connect() as connection:
-            if not _template_ready:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)'))
-                connection.execute(text(f'CREATE DATABASE "{TEMPLATE}"'))
-                template = create_engine(base.set(database=TEMPLATE))
-                import discountflow.approvals.models  # noqa: F401 - every table
-                import discountflow.auth.models  # noqa: F401
-                import discountflow.idempotency  # noqa: F401
-                from discountflow.extensions import db
-
-                db.metadata.create_all(template)
-                template.dispose()
-                _template_ready = True
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"'))
+            connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
     finally:
         admin.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
+    return database_url(name)
 
 
 def drop_database(url: str) -> None:
