@@ -236,12 +236,40 @@ def _close_databases():
     _DATABASES.clear()
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pyproject's default): one worker per core for the suite, but a run that
+    names files or tests stays in this process (its output, ``-s``, ``--pdb`` as usual)."""
+    if config.args_source is pytest.Config.ArgsSource.ARGS:
+        return 0
+    return None  # pytest-xdist's own count
+
+
+FAST_LOOP = "not slow and not browser"  # the -m of pyproject's addopts
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pycollect_makeitem(collector, name, obj):
+    """In the fast loop, leave a slow or browser test function out before it is collected:
+    schemathesis generates a test's cases as it collects it (the two contract tests: about
+    9 s of each worker's start), and ``-m`` would only throw them away."""
+    result = yield
+    marks = getattr(obj, "pytestmark", [])
+    names = {mark.name for mark in (marks if isinstance(marks, list) else [marks])}
+    if collector.config.option.markexpr == FAST_LOOP and names & {"slow", "browser"}:
+        return []
+    return result
+
+
 def pytest_collection_modifyitems(config, items):
     if ON_POSTGRESQL:
         skip = pytest.mark.skip(reason="about SQLite itself (TEST_DATABASE=postgresql)")
-        for item in items:
-            if "sqlite_only" in item.keywords:
-                item.add_marker(skip)
+        only = "sqlite_only"
+    else:
+        skip = pytest.mark.skip(reason="about PostgreSQL: runs with TEST_DATABASE=postgresql")
+        only = "postgresql_only"
+    for item in items:
+        if only in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture
