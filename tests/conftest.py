@@ -145,10 +145,11 @@ class Templates:
             _WORLDS[url] = self.world
 
     def drop(self) -> None:
-        from .servers import drop_database
+        from .servers import drop_database, end_administration
 
         for url in self.made:
             drop_database(url)
+        end_administration()
 
 
 _TEMPLATES: Templates | None = None

@@ -202,6 +202,8 @@ class Contents:
                 # Foreign keys are checked by triggers: a replica's rows arrive checked, so
                 # the tables can be emptied and filled in any order.
                 connection.execute("SET LOCAL session_replication_role = replica")
+                # A test database outlives no crash of the server: no wait for the disk.
+                connection.execute("SET LOCAL synchronous_commit = off")
                 for table in self.tables:
                     connection.execute(f"DELETE FROM {table}")
                 for table, rows in self.rows.items():
@@ -215,32 +217,40 @@ class Contents:
         return True
 
 
+_admin = None
+
+
+def _administration():
+    """One connection to the server's own database per process, for ALTER DATABASE."""
+    global _admin
+    if _admin is None:
+        _admin = create_engine(make_url(POSTGRES_URL), isolation_level="AUTOCOMMIT").connect()
+    return _admin
+
+
+def end_administration() -> None:
+    global _admin
+    if _admin is not None:
+        _admin.close()
+        _admin.engine.dispose()
+        _admin = None
+
+
 def close_database(url: str) -> None:
     """End every connection to the database at ``url`` (a test's server processes, too) and
     refuse new ones, until ``open_database``."""
     name = make_url(url).database
-    admin = create_engine(make_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false'))
-            connection.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"
-                ),
-                {"name": name},
-            )
-    finally:
-        admin.dispose()
+    admin = _administration()
+    admin.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false'))
+    admin.execute(
+        text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+        {"name": name},
+    )
 
 
 def open_database(url: str) -> None:
     name = make_url(url).database
-    admin = create_engine(make_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true'))
-    finally:
-        admin.dispose()
+    _administration().execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true'))
 
 
 class TcpProxy:
