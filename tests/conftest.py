@@ -1,15 +1,16 @@
 """Fixtures in flaskr's style: a fresh app and database per test, a client, a CLI runner.
 
 Every test gets its own app and its own database, a copy of a template made once per run (per
-pytest-xdist worker) by ``db.create_all()``: copying a file, or on PostgreSQL ``CREATE
-DATABASE … TEMPLATE``, takes a few milliseconds where making the schema took about a hundred.
-A test that asks for ``world`` gets a copy of a second template instead, holding the approvals
-world (``approvals_world.build_world``) built once by an app configured as the ``app`` fixture
+pytest-xdist worker) by ``db.create_all()`` (see ``Templates``): copying takes a few
+milliseconds where making the schema took about a hundred. A test that asks for ``world`` gets
+a copy of a second template instead, holding the approvals world
+(``approvals_world.build_world``) built once by an app configured as the ``app`` fixture
 configures its own.
 
 ``TEST_DATABASE=postgresql`` runs the whole suite on PostgreSQL (``tests/servers.py`` says
-where). Tests that are about SQLite itself are marked ``sqlite_only`` and skip there. Without a
-server the run skips, except under ``CI``, where it fails.
+where). Tests that are about SQLite itself are marked ``sqlite_only`` and skip there;
+``postgresql_only`` ones skip on SQLite. Without a server the run skips, except under ``CI``,
+where it fails.
 """
 
 from __future__ import annotations
