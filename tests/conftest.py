@@ -272,6 +272,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if only in item.keywords:
             item.add_marker(skip)
+    # The slow tests first, so that the longest (a load run: minutes) start at once rather
+    # than last; pytest-xdist's work stealing then spreads what is left over the workers.
+    items.sort(key=lambda item: "slow" not in item.keywords or only in item.keywords)
 
 
 @pytest.fixture
