@@ -16,6 +16,7 @@ where it fails.
 from __future__ import annotations
 
 import copy
+import gc
 import itertools
 import os
 import secrets
@@ -236,6 +237,15 @@ def _close_databases():
     for url in _DATABASES.values():
         _TEMPLATES.give_back(url)
     _DATABASES.clear()
+
+
+def pytest_collection_finish(session):
+    """Keep what start-up and collection made (modules, generated cases: most of the heap) out
+    of every later garbage collection, and collect less often: each test leaves an app's worth
+    of cycles, and scanning the whole heap every 700 allocations took about a fifth of a
+    test's time."""
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def pytest_xdist_auto_num_workers(config):
