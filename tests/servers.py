@@ -2,7 +2,8 @@
 
 Locally a test that needs one skips when it does not answer; under ``CI`` it fails instead.
 ``TEST_POSTGRES_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``) and
-``TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/15``) say where they are.
+``TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/15``) say where they are; under
+pytest-xdist each worker takes its own Redis database, counting down from that one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,24 @@ from sqlalchemy.engine import make_url
 POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _redis_url_of_this_worker(url: str) -> str:
+    """Each pytest-xdist worker its own Redis database, as the tests flush theirs: the first
+    (or only) process the one configured, the next worker the one below it, and so on."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    if worker == 0:
+        return url
+    parts = urlsplit(url)
+    database = int(parts.path.strip("/") or 0) - worker
+    if database < 0:
+        raise pytest.UsageError(f"TEST_REDIS_URL {url}: no Redis database left for worker {worker}")
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+
+
+REDIS_URL = _redis_url_of_this_worker(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
 
 
 def unavailable(what: str, error: Exception) -> None:
@@ -69,35 +87,25 @@ def require_redis() -> str:
     return REDIS_URL
 
 
-TEMPLATE = "discountflow_template"
-_template_ready = False
+def database_url(name: str) -> str:
+    """The URL of the database ``name`` on the test server."""
+    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
 
 
-def copy_of_template(name: str) -> str:
-    """A new database ``name`` holding the models' schema (copied from a template built once
-    per run by ``create_all``); returns its URL."""
-    global _template_ready
+def create_database(name: str, template: str | None = None) -> str:
+    """A new database ``name``, empty or a copy of the database ``template`` (which nothing may
+    be connected to); one of that name left by an interrupted run is dropped first. Returns
+    its URL."""
     base = make_url(require_postgres())
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    copy = f' TEMPLATE "{template}"' if template else ""
     try:
         with admin.connect() as connection:
-            if not _template_ready:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)'))
-                connection.execute(text(f'CREATE DATABASE "{TEMPLATE}"'))
-                template = create_engine(base.set(database=TEMPLATE))
-                import discountflow.approvals.models  # noqa: F401 - every table
-                import discountflow.auth.models  # noqa: F401
-                import discountflow.idempotency  # noqa: F401
-                from discountflow.extensions import db
-
-                db.metadata.create_all(template)
-                template.dispose()
-                _template_ready = True
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"'))
+            connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
     finally:
         admin.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
+    return database_url(name)
 
 
 def drop_database(url: str) -> None:
@@ -108,6 +116,141 @@ def drop_database(url: str) -> None:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
     finally:
         admin.dispose()
+
+
+# Everything a test could change in its database besides the rows of its tables: the schema
+# (tables, columns, indexes, constraints, types, functions, triggers, schemas, extensions),
+# the database's own settings, prepared transactions and large objects. A database whose
+# digest is the template's holds nothing of a test but rows.
+DIGEST = """
+WITH namespaces AS (
+    SELECT oid, nspname FROM pg_namespace
+    WHERE nspname NOT IN ('pg_catalog', 'information_schema')
+      AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp%'
+)
+SELECT md5(coalesce(string_agg(part, E'\\n' ORDER BY part), '')) FROM (
+    SELECT 'n ' || nspname FROM namespaces
+    UNION ALL SELECT format('r %s.%s %s', n.nspname, c.relname, c.relkind)
+        FROM pg_class c JOIN namespaces n ON n.oid = c.relnamespace
+    UNION ALL SELECT format('a %s.%s %s %s %s', n.nspname, c.relname, a.attname,
+                            format_type(a.atttypid, a.atttypmod), a.attnotnull)
+        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+        JOIN namespaces n ON n.oid = c.relnamespace
+        WHERE a.attnum > 0 AND NOT a.attisdropped
+    UNION ALL SELECT 'd ' || pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d
+        JOIN pg_class c ON c.oid = d.adrelid JOIN namespaces n ON n.oid = c.relnamespace
+    UNION ALL SELECT 'i ' || pg_get_indexdef(i.indexrelid) FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indexrelid JOIN namespaces n ON n.oid = c.relnamespace
+    UNION ALL SELECT format('k %s %s', conname, pg_get_constraintdef(k.oid)) FROM pg_constraint k
+        JOIN namespaces n ON n.oid = k.connamespace
+    UNION ALL SELECT format('t %s.%s %s', n.nspname, t.typname, t.typtype) FROM pg_type t
+        JOIN namespaces n ON n.oid = t.typnamespace
+    UNION ALL SELECT format('e %s %s', enumtypid, enumlabel) FROM pg_enum
+    UNION ALL SELECT 'p ' || p.oid::regprocedure::text FROM pg_proc p
+        JOIN namespaces n ON n.oid = p.pronamespace
+    UNION ALL SELECT 'g ' || tgname FROM pg_trigger WHERE NOT tgisinternal
+    UNION ALL SELECT 'w ' || rulename FROM pg_rewrite w
+        JOIN pg_class c ON c.oid = w.ev_class JOIN namespaces n ON n.oid = c.relnamespace
+    UNION ALL SELECT 'x ' || extname FROM pg_extension
+    UNION ALL SELECT 's ' || array_to_string(setconfig, ' ') FROM pg_db_role_setting
+        WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+    UNION ALL SELECT 'q ' || gid FROM pg_prepared_xacts WHERE database = current_database()
+    UNION ALL SELECT 'l ' || count(*) FROM pg_largeobject_metadata
+) AS parts(part)
+"""
+TABLES = """
+SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
+WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1
+"""
+SEQUENCES = """
+SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences
+WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1
+"""
+
+
+def _connect(url: str):
+    """A psycopg connection (autocommit) to the database at a SQLAlchemy URL."""
+    import psycopg
+
+    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return psycopg.connect(conninfo, autocommit=True)
+
+
+class Contents:
+    """What a database holds, read once: its digest (see ``DIGEST``), and the rows of each
+    table and the value of each sequence, to put back into another database of that digest."""
+
+    def __init__(self, url: str) -> None:
+        with _connect(url) as connection:
+            self.digest = connection.execute(DIGEST).fetchone()[0]
+            self.tables = [name for (name,) in connection.execute(TABLES)]
+            self.sequences = connection.execute(SEQUENCES).fetchall()
+            self.rows: dict[str, bytes] = {}
+            for table in self.tables:
+                with connection.cursor().copy(f"COPY {table} TO STDOUT") as copy:
+                    rows = b"".join(bytes(block) for block in copy)
+                if rows:
+                    self.rows[table] = rows
+
+    def restore(self, url: str) -> bool:
+        """Make the database at ``url`` hold exactly these rows and sequence values, unless
+        it differs in anything but those: then leave it and return False."""
+        with _connect(url) as connection:
+            if connection.execute(DIGEST).fetchone()[0] != self.digest:
+                return False
+            with connection.transaction():
+                # Foreign keys are checked by triggers: a replica's rows arrive checked, so
+                # the tables can be emptied and filled in any order.
+                connection.execute("SET LOCAL session_replication_role = replica")
+                # A test database outlives no crash of the server: no wait for the disk.
+                connection.execute("SET LOCAL synchronous_commit = off")
+                for table in self.tables:
+                    connection.execute(f"DELETE FROM {table}")
+                for table, rows in self.rows.items():
+                    with connection.cursor().copy(f"COPY {table} FROM STDIN") as copy:
+                        copy.write(rows)
+                for sequence, value in self.sequences:
+                    if value is None:  # never used
+                        connection.execute(f"ALTER SEQUENCE {sequence} RESTART")
+                    else:
+                        connection.execute("SELECT setval(%s, %s)", (sequence, value))
+        return True
+
+
+_admin = None
+
+
+def _administration():
+    """One connection to the server's own database per process, for ALTER DATABASE."""
+    global _admin
+    if _admin is None:
+        _admin = create_engine(make_url(POSTGRES_URL), isolation_level="AUTOCOMMIT").connect()
+    return _admin
+
+
+def end_administration() -> None:
+    global _admin
+    if _admin is not None:
+        _admin.close()
+        _admin.engine.dispose()
+        _admin = None
+
+
+def close_database(url: str) -> None:
+    """End every connection to the database at ``url`` (a test's server processes, too) and
+    refuse new ones, until ``open_database``."""
+    name = make_url(url).database
+    admin = _administration()
+    admin.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false'))
+    admin.execute(
+        text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+        {"name": name},
+    )
+
+
+def open_database(url: str) -> None:
+    name = make_url(url).database
+    _administration().execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true'))
 
 
 class TcpProxy:

@@ -62,6 +62,7 @@ def demo(tmp_path_factory) -> Iterator[tuple]:
     release_app(app)
 
 
+@pytest.mark.slow  # generated queries and mutations, a few hundred of each
 @SCHEMA.parametrize()
 @hypothesis.settings(deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])
 def test_every_query_and_mutation_is_answered_without_a_server_error(case, demo):

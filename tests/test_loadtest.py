@@ -577,6 +577,7 @@ def test_a_two_minute_one_box_run_passes_every_check(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.postgresql_only
 def test_a_short_scale_out_run_survives_every_fault(tmp_path):
     """What this run found, each fixed with its own test: a key claimed by a killed worker (taken
     over after its lease), the dashboard's 503 page, keys claimed during an outage, a 500 from

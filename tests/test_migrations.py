@@ -52,7 +52,12 @@ def _close_connections():
     _dispose_all()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.sqlite_only),
+        pytest.param("postgresql", marks=pytest.mark.postgresql_only),
+    ]
+)
 def database(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'migrated.sqlite'}"

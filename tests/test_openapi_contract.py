@@ -317,6 +317,7 @@ def call_and_validate(case, demo: Demo):
     )
 
 
+@pytest.mark.slow  # a few thousand generated requests
 @schemathesis.pytest.parametrize(positive=POSITIVE, negative=NEGATIVE)
 @hypothesis.settings(deadline=None)  # a request to the app, with SQLite, can exceed 200 ms
 def test_operation_honours_the_contract(case, demo):
@@ -549,6 +550,7 @@ class Workflows(POSITIVE.as_state_machine()):
         )
 
 
+@pytest.mark.slow
 def test_workflows_follow_the_links_with_real_ids(demo, openapi):
     linked = [
         (path, method)

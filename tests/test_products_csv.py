@@ -182,6 +182,7 @@ def test_a_member_cannot_import(app, world):
         _import(app, world, GOOD, who="rep")
 
 
+@pytest.mark.slow
 def test_ten_thousand_rows_import_in_one_transaction(app, world):
     rows = [f"SKU-{n:05d},Product {n},Row {n},USD,{n + 1}.00,true" for n in range(10_000)]
     commits = []

@@ -20,7 +20,7 @@ from .conftest import PASSWORD, bearer, create_org, generate_key, make_app
 from .servers import TcpProxy, fresh_postgres_database, require_redis
 from .test_gunicorn import output_of, start_gunicorn, stop, wait_for_line
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgresql_only]
 
 
 @pytest.fixture

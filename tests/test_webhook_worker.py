@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from discountflow.extensions import db
@@ -64,6 +65,7 @@ def _deliveries(app) -> list[WebhookDelivery]:
         return list(db.session.execute(select(WebhookDelivery)).scalars())
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_delivery_loses_nothing(tmp_path):
     app = make_app(tmp_path)
     world = build_world(app)
@@ -115,6 +117,8 @@ def test_a_worker_killed_mid_delivery_loses_nothing(tmp_path):
         assert receiver.secrets[0] not in out + err and arrived.body not in out + err
 
 
+@pytest.mark.slow
+@pytest.mark.postgresql_only
 def test_two_workers_on_postgresql_deliver_1000_events_exactly_once(tmp_path):
     with fresh_postgres_database() as url:
         app = make_app(tmp_path, SQLALCHEMY_DATABASE_URI=url)
