@@ -2,8 +2,9 @@
 
 Rate limits kept in the process (``process://``, the default, or ``memory://``) are counted per
 process, so with that storage one worker process serves every request (with threads); several
-processes would each let the full limit through. With a shared storage (``RATELIMIT_STORAGE_URI=redis://…``) the worker count follows
-``WEB_CONCURRENCY``, Heroku's convention.
+processes would each let the full limit through. With a shared storage
+(``RATELIMIT_STORAGE_URI=redis://…``) the worker count follows ``WEB_CONCURRENCY``, Heroku's
+convention.
 """
 
 import os

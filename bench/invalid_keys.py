@@ -10,8 +10,8 @@ then without (``bench/harness.py``). The flood is 100 requests a second, sent on
 whatever their answers take (open loop), each with a different well-formed key naming a real
 key's lookup id (hashed at cost 12) with a wrong secret and a right checksum: the kind only
 bcrypt can refuse. They come from the same address as the valid requests (loopback), so the
-failed-authentication budget (``AUTH_FAILURE_LIMIT``, 20 a minute and 2 in 5 seconds by
-default) is the valid requests' address's too: once it is spent, invalid keys get 429 without
+failed-authentication budget (``AUTH_FAILURE_LIMIT``, 20 a minute by default) is the valid
+requests' address's too: once it is spent, invalid keys get 429 without
 a check, while keys the process has verified keep working.
 
 The figure: requests a second with the flood over without, the median of the per-pair ratios

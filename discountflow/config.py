@@ -78,7 +78,7 @@ SETTINGS: dict[str, Setting] = {
     "SECRET_KEY": Setting("SECRET_KEY", str, None),  # generated in staging; required in prod
     "RATELIMIT_STORAGE_URI": Setting("RATELIMIT_STORAGE_URI", str, "process://"),
     "API_RATE_LIMIT": Setting("API_RATE_LIMIT", str, None),  # by environment unless set
-    "AUTH_FAILURE_LIMIT": Setting("AUTH_FAILURE_LIMIT", str, "20 per minute; 2 per 5 seconds"),
+    "AUTH_FAILURE_LIMIT": Setting("AUTH_FAILURE_LIMIT", str, "20 per minute"),
     "BCRYPT_ROUNDS": Setting("BCRYPT_ROUNDS", int, 12),
     "SESSION_LIFETIME_SECONDS": Setting("PERMANENT_SESSION_LIFETIME", int, 12 * 3600),
     "SIGN_IN_LIMIT_PER_ADDRESS": Setting("SIGN_IN_LIMIT_PER_ADDRESS", str, "10 per minute"),

@@ -243,7 +243,6 @@ def test_during_a_lockout_every_unverified_key_gets_the_same_answer(app, client,
 
     from .conftest import generate_key
 
-    app.config["AUTH_FAILURE_LIMIT"] = "20 per minute"  # (the minute's budget, at once)
     real = generate_key(app, world.people["owner"], read_only=True)  # valid, never used here
     for number in range(20):
         assert client.get("/v2/me", headers=bearer(_wrong(world.key, number))).status_code == 401
@@ -289,8 +288,6 @@ def _concurrently(count: int, call) -> list:
 
 
 def test_concurrent_wrong_secrets_never_exceed_the_budget(app, world, slow_bcrypt):
-    app.config["AUTH_FAILURE_LIMIT"] = "20 per minute"  # (the minute's budget, at once)
-
     def attempt(number: int) -> int:
         client = app.test_client()
         return client.get("/v2/me", headers=bearer(_wrong(world.key, number))).status_code
