@@ -208,16 +208,25 @@ class Out(BaseModel):
     give the fields that are computed; ``object`` is the resource's one type name. The model
     validates what it is given, so a shape that drifts from the document fails loudly instead
     of answering something else.
+
+    ``read(source, …)`` is what ``of`` validates: a model whose fields are computed says how in
+    its ``read``, and a model holding others (an approval's line items, a page's objects) reads
+    them with theirs, so that pydantic validates the whole in one call.
     """
 
     model_config = ConfigDict(from_attributes=True, validate_by_name=True, validate_by_alias=True)
 
     @classmethod
-    def of(cls, source: Any, **computed: Any) -> Self:
+    def read(cls, source: Any, **computed: Any) -> Any:
+        """The source as ``of`` validates it, with the computed fields (and ``object``) given."""
         field = cls.model_fields.get("object")
         if field is not None:
             computed.setdefault("object", get_args(field.annotation)[0])
-        return cls.model_validate(_Computed(source, computed) if computed else source)
+        return _Computed(source, computed) if computed else source
+
+    @classmethod
+    def of(cls, source: Any, **computed: Any) -> Self:
+        return cls.model_validate(cls.read(source, **computed))
 
 
 class _Computed:
@@ -251,8 +260,8 @@ class Recorded(Out):
     """A decision, comment or event: its ``actor`` is read from its own actor columns."""
 
     @classmethod
-    def of(cls, row: Any, **computed: Any) -> Self:
-        return super().of(row, actor=ActorOut.of(row), **computed)
+    def read(cls, row: Any, **computed: Any) -> Any:
+        return super().read(row, actor=row, **computed)
 
 
 class ListOf(Out):
@@ -266,9 +275,9 @@ class ListOf(Out):
     def page(cls, items: list[Any], has_more: bool) -> Self:
         """A page of what a service listed, each item shaped by the list's ``Out`` model."""
         (item,) = get_args(cls.model_fields["data"].annotation)
-        shape = item.of if isinstance(item, type) and issubclass(item, Out) else None
-        data = [shape(each) for each in items] if shape else items
-        return cls.model_validate({"object": "list", "data": data, "has_more": has_more})
+        if isinstance(item, type) and issubclass(item, Out):
+            items = [item.read(each) for each in items]
+        return cls.model_validate({"object": "list", "data": items, "has_more": has_more})
 
 
 class DeletedOut(BaseModel):

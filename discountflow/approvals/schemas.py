@@ -203,10 +203,10 @@ class LineItemOut(Out):
     discount_percent: float
 
     @classmethod
-    def of(cls, item: Any) -> LineItemOut:
+    def read(cls, item: Any) -> Any:
         list_amount = item.quantity * item.unit_list_price
         amount = item.quantity * item.unit_price
-        return super().of(
+        return super().read(
             item,
             list_amount=list_amount,
             amount=amount,
@@ -256,15 +256,15 @@ class ApprovalOut(Out):
     updated: Time = Field(validation_alias="updated_at")
 
     @classmethod
-    def of(cls, view: Any) -> ApprovalOut:
+    def read(cls, view: Any) -> Any:
         """An approval with its line items and current steps (a ``queries.ApprovalView``)."""
         approval = view.approval
         discount = approval.list_amount - approval.amount
-        return super().of(
+        return super().read(
             approval,
             status=view.status,
-            line_items=[LineItemOut.of(item) for item in view.line_items],
-            steps=[StepOut.of(step) for step in view.steps],
+            line_items=[LineItemOut.read(item) for item in view.line_items],
+            steps=[StepOut.read(step) for step in view.steps],
             discount_amount=discount,
             discount_percent=percent_of(discount, approval.list_amount),
             max_line_discount_percent=to_percent(approval.max_line_discount_bps),
@@ -369,8 +369,8 @@ class LevelOut(Out):
     updated: Time = Field(validation_alias="updated_at")
 
     @classmethod
-    def of(cls, level: Any) -> LevelOut:
-        return super().of(
+    def read(cls, level: Any) -> Any:
+        return super().read(
             level,
             max_discount_percent=to_percent(level.max_discount_bps),
             max_discount_amount=AmountOut.cap_of(level),

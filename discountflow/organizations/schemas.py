@@ -59,9 +59,9 @@ class OrganizationOut(Out):
     updated: Time = Field(validation_alias="updated_at")
 
     @classmethod
-    def of(cls, organization: Any) -> OrganizationOut:
+    def read(cls, organization: Any) -> Any:
         percent = to_percent(organization.auto_approve_threshold_bps)
-        return super().of(organization, auto_approve_threshold_percent=percent)
+        return super().read(organization, auto_approve_threshold_percent=percent)
 
 
 class MemberOut(Out):

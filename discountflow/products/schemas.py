@@ -112,8 +112,8 @@ class ProductOut(Out):
     updated: Time = Field(validation_alias="updated_at")
 
     @classmethod
-    def of(cls, product: Any) -> ProductOut:
-        return super().of(product, prices=[PriceOut.of(price) for price in product.prices])
+    def read(cls, product: Any) -> Any:
+        return super().read(product, prices=product.prices)
 
 
 class ProductList(ListOf):

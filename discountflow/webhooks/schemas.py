@@ -84,8 +84,8 @@ class EndpointOut(Out):
     updated: Time = Field(validation_alias="updated_at")
 
     @classmethod
-    def of(cls, endpoint: Any, **values: Any) -> EndpointOut:
-        return super().of(endpoint, disabled_reason=endpoint.disabled_reason or None, **values)
+    def read(cls, endpoint: Any, **values: Any) -> Any:
+        return super().read(endpoint, disabled_reason=endpoint.disabled_reason or None, **values)
 
 
 class EndpointWithSecretOut(EndpointOut):
@@ -129,9 +129,9 @@ class DeliveryOut(Out):
     delivered: Time | None = Field(validation_alias="delivered_at")
 
     @classmethod
-    def of(cls, delivery: Any) -> DeliveryOut:
+    def read(cls, delivery: Any) -> Any:
         pending = delivery.status == DeliveryStatus.PENDING
-        return super().of(delivery, next_attempt=delivery.next_attempt_at if pending else None)
+        return super().read(delivery, next_attempt=delivery.next_attempt_at if pending else None)
 
 
 class DeliveryList(ListOf):
