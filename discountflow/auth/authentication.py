@@ -115,12 +115,13 @@ class KeyRevision:
             except STORAGE_ERRORS as error:  # what was remembered still runs out (MAX_AGE)
                 storage_unavailable(error)
         elif self.path is not None:
-            with open(self.path, "a+b") as counter:
+            counter = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
                 fcntl.flock(counter, fcntl.LOCK_EX)  # one bump at a time across processes
-                counter.seek(0)
-                value = int.from_bytes(counter.read(8), "little") + 1
-                counter.truncate(0)
-                counter.write(value.to_bytes(8, "little"))
+                value = int.from_bytes(os.pread(counter, 8, 0), "little") + 1
+                os.pwrite(counter, value.to_bytes(8, "little"), 0)  # (readers: old or new)
+            finally:
+                os.close(counter)  # (and the lock with it)
 
     def _advance(self) -> int:
         # By a random step: a counter Redis lost and started again never comes back to a value
