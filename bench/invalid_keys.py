@@ -15,7 +15,11 @@ requests' address's too: once it is spent, invalid keys get 429 without
 a check, while keys the process has verified keep working.
 
 The figure: requests a second with the flood over without, the median of the per-pair ratios
-with its min–max (target ≥ 0.90); beside it, what the flood's requests were answered.
+with its min–max (target ≥ 0.90); beside it, what the flood's requests were answered. Then the
+control, in pairs of its own: the same 100 requests a second with *valid* keys (others than the
+load's, already checked), against undisturbed. It tells what 100 extra requests a second cost the
+worker whatever they ask, so the flood's own cost is the difference between the two (reported,
+not judged).
 """
 
 from __future__ import annotations
@@ -41,8 +45,10 @@ from bench import harness, seeding  # noqa: E402
 ME = harness.Request("GET", "/v2/me")
 FLOOD = 100  # invalid-key requests a second
 NAME = "GET /v2/me under 100 invalid-key req/s vs undisturbed: requests/s"
+CONTROL = "GET /v2/me under 100 valid-key req/s (control) vs undisturbed: requests/s"
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 SECRET_LENGTH, CHECKSUM_LENGTH = 22, 6
+CONTROL_KEYS = 40  # the control's valid keys: ~50 requests each a minute, far under the limit
 
 
 def checksum(body: str) -> str:
@@ -60,16 +66,29 @@ def wrong_secret(key: str, number: int) -> str:
     return body + checksum(body)
 
 
+def wrong_secrets(key: str) -> Callable[[int], str]:
+    """The ``number``-th wrong key of a real key's lookup id, for ``Flood``."""
+    if checksum(key[:-CHECKSUM_LENGTH]) != key[-CHECKSUM_LENGTH:]:
+        raise SystemExit(f"the key format changed ({key}): teach bench/invalid_keys.py")
+    return lambda number: wrong_secret(key, number)
+
+
 class Flood:
-    """Requests with distinct wrong keys, ``per_second`` of them sent on schedule whatever their
-    answers take (up to ``IN_FLIGHT`` at once), from threads pinned beside the load generator."""
+    """Requests with the keys ``key_for(0)``, ``key_for(1)`` …, ``per_second`` of them sent on
+    schedule whatever their answers take (up to ``IN_FLIGHT`` at once), from threads pinned
+    beside the load generator."""
 
     IN_FLIGHT = 64
 
-    def __init__(self, port: int, key: str, per_second: int, on_cores: set[int] | None) -> None:
-        if checksum(key[:-CHECKSUM_LENGTH]) != key[-CHECKSUM_LENGTH:]:
-            raise SystemExit(f"the key format changed ({key}): teach bench/invalid_keys.py")
-        self.port, self.key, self.per_second, self.on_cores = port, key, per_second, on_cores
+    def __init__(
+        self,
+        port: int,
+        key_for: Callable[[int], str],
+        per_second: int,
+        on_cores: set[int] | None,
+    ) -> None:
+        self.port, self.key_for, self.on_cores = port, key_for, on_cores
+        self.per_second = per_second
         self.statuses: Counter = Counter()
         self.sent, self.seconds = 0, 0.0
         self._local = threading.local()
@@ -84,7 +103,7 @@ class Flood:
         if connection is None:
             connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
             self._local.connection = connection
-        headers = {"Authorization": f"Bearer {wrong_secret(self.key, number)}"}
+        headers = {"Authorization": f"Bearer {self.key_for(number)}"}
         try:
             connection.request("GET", "/v2/me", headers=headers)
             response = connection.getresponse()
@@ -136,22 +155,23 @@ def main() -> dict[str, harness.Figure]:
     database = workdir / "discountflow.sqlite"
     try:
         print(f"Making {count} API keys… ({pinning})", flush=True)
-        keys = seeding.keys_for_load(database, count)
+        keys = seeding.keys_for_load(database, count + CONTROL_KEYS)
+        keys, control_keys = keys[:count], keys[count:]
         flooded = seeding.Commands(database, bcrypt_rounds=12)  # the production cost
         target = flooded.key(flooded.organization(0, "flood"))
         flooded.close()
         server = harness.serve("app:app", seeding.server_env(database), server_cores)
         try:
-            harness.warm(server.port, keys, ME)
+            harness.warm(server.port, keys + control_keys, ME)
             harness.measure(server, keys, ME, 1, load_cores)  # warm code paths, discarded
-            flood = Flood(server.port, target, FLOOD, load_cores)
-            rounds = harness.alternate(
-                lambda: flood.during(
-                    lambda: harness.measure(server, keys, ME, args.seconds, load_cores)
-                ),
-                lambda: harness.measure(server, keys, ME, args.seconds, load_cores),
-                args.pairs,
-            )
+
+            def load() -> harness.Round:
+                return harness.measure(server, keys, ME, args.seconds, load_cores)
+
+            flood = Flood(server.port, wrong_secrets(target), FLOOD, load_cores)
+            rounds = harness.alternate(lambda: flood.during(load), load, args.pairs)
+            valid = Flood(server.port, lambda n: control_keys[n % CONTROL_KEYS], FLOOD, load_cores)
+            control = harness.alternate(lambda: valid.during(load), load, args.pairs)
         finally:
             harness.stop(server)
     finally:
@@ -164,9 +184,14 @@ def main() -> dict[str, harness.Figure]:
     figures = {
         NAME: harness.Figure(
             harness.ratio(rounds, lambda r: r.per_second), harness.Target(0.90), note=note
-        )
+        ),
+        CONTROL: harness.Figure(
+            harness.ratio(control, lambda r: r.per_second),
+            note=f"answered {dict(sorted(valid.statuses.items(), key=str))}",
+        ),
     }
-    print(figures[NAME].line(NAME), flush=True)
+    for name, figure in figures.items():
+        print(figure.line(name), flush=True)
     harness.save(args.json, figures, pinning)
     return figures
 

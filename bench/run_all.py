@@ -10,7 +10,8 @@ goes, prefixed with its name:
 
 * ``me_vs_typical``: ``GET /v2/me`` against the stack a Flask developer would write
   (``bench/typical_app.py``), in requests a second and in worker CPU a request;
-* ``invalid_keys``: ``GET /v2/me`` while 100 invalid-key requests a second arrive;
+* ``invalid_keys``: ``GET /v2/me`` while 100 invalid-key requests a second arrive, and, as a
+  control, while 100 valid-key requests a second arrive;
 * ``approvals_page``: a page of 20 approvals on 1,000,000 approvals against 1,000;
 * ``graphql_vs_rest``: the same page over GraphQL against REST.
 
