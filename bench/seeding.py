@@ -30,7 +30,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SECRET_KEY = "bench-" + "0" * 64
+# The servers run in production, which refuses a guessable key (config.py).
+SECRET_KEY = "bench-5d1f8a3c9e7b2046f1c8e9a3d7b5f2c40e6a9d1b3c8f7e5a2d4b6c9e0f1a3b5c7d"
 PASSWORD = "bench-password-1234"
 SEED_VERSION = "1"  # part of a cached database's name: bump when the rows made here change
 

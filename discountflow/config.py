@@ -23,6 +23,11 @@ ENVIRONMENTS = ("staging", "production")
 IN_PROCESS_STORAGES = ("process://", "memory://")
 DEFAULT_API_RATE_LIMITS = {"staging": "500 per minute", "production": "1000 per minute"}
 MIN_SECRET_KEY_BYTES = 32
+# A production key is random: a key of few different characters (40 × "a") or a short pattern
+# repeated (0123456789abcdef twice) is long enough and guessable all the same.
+MIN_SECRET_KEY_CHARACTERS = 10  # different characters
+MAX_SECRET_KEY_PATTERN = 16  # a pattern this long or shorter, repeated, is refused
+MAKE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
 INSTANCE_MODE = 0o700  # the instance folder holds the database and the secret key
 PRIVATE_FILES = 0o077  # umask: files the service creates are its own (0600)
 
@@ -191,19 +196,15 @@ def _finish(app: Flask) -> None:
         }
     if not config.get("SECRET_KEY"):
         if environment == "production":
-            raise ConfigurationError(
-                "SECRET_KEY must be set in production: "
-                "python3 -c 'import secrets; print(secrets.token_hex(32))'"
-            )
+            raise ConfigurationError(f"SECRET_KEY must be set in production: {MAKE_SECRET_KEY}")
         config["SECRET_KEY"] = _instance_secret_key(Path(app.instance_path))
-    secret = config["SECRET_KEY"]
-    secret_bytes = len(secret.encode() if isinstance(secret, str) else secret)
-    if environment == "production" and secret_bytes < MIN_SECRET_KEY_BYTES:
-        raise ConfigurationError(
-            f"SECRET_KEY is {secret_bytes} bytes; production needs at least "
-            f"{MIN_SECRET_KEY_BYTES} random bytes: "
-            "python3 -c 'import secrets; print(secrets.token_hex(32))'"
-        )
+    if environment == "production":
+        weakness = secret_key_weakness(config["SECRET_KEY"])
+        if weakness:
+            raise ConfigurationError(
+                f"SECRET_KEY {weakness}; production needs a random key of at least "
+                f"{MIN_SECRET_KEY_BYTES} bytes. Make one with: {MAKE_SECRET_KEY}"
+            )
     config["SESSION_COOKIE_SECURE"] = environment == "production"
     if config["WEBHOOK_ALLOW_PRIVATE"] is None:
         config["WEBHOOK_ALLOW_PRIVATE"] = environment != "production"
@@ -218,6 +219,38 @@ def _finish(app: Flask) -> None:
             "WEBHOOK_LEASE_SECONDS must be at least twice WEBHOOK_TIMEOUT_SECONDS (a claim must "
             "outlast the delivery it covers)"
         )
+
+
+def secret_key_weakness(secret: str | bytes) -> str:
+    """What makes ``secret`` a guessable production key ("" if nothing does)."""
+    size = len(secret.encode() if isinstance(secret, str) else secret)
+    if size < MIN_SECRET_KEY_BYTES:
+        return f"is {size} bytes"
+    different = len(set(secret))
+    if different < MIN_SECRET_KEY_CHARACTERS:
+        characters = "character" if different == 1 else "characters"
+        return (
+            f"has only {different} different {characters} (of at least {MIN_SECRET_KEY_CHARACTERS})"
+        )
+    codes = [ord(each) for each in secret] if isinstance(secret, str) else list(secret)
+    steps = [after - before for before, after in zip(codes, codes[1:], strict=False)]
+    lengths = range(1, MAX_SECRET_KEY_PATTERN + 1)
+    repeated = next((length for length in lengths if _mostly_repeats(codes, length)), None)
+    if repeated:
+        return f"repeats a pattern of {repeated} characters"
+    if any(_mostly_repeats(steps, length) for length in lengths):
+        return "runs through characters in order (such as 0123456789abcdefghij)"
+    return ""
+
+
+def _mostly_repeats(values: list[int], length: int) -> bool:
+    """Whether three in four values equal the one ``length`` places before (a pattern that is
+    repeated, perhaps with a character changed or added here and there)."""
+    pairs = len(values) - length
+    if pairs < length:
+        return False  # not even twice
+    same = sum(values[index] == values[index + length] for index in range(pairs))
+    return 4 * same >= 3 * pairs
 
 
 def keep_files_private(instance_path: Path) -> None:

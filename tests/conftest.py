@@ -205,7 +205,7 @@ def make_app(tmp_path, **overrides):
 def _build_app(database_url: str, overrides: dict, create_all: bool = True):
     config = {
         "TESTING": True,
-        "SECRET_KEY": "test-secret-" + "0" * 32,
+        "SECRET_KEY": "test-secret-9f4c2e7a1b8d3f6e0a5c9b2d7e4f1a8c",
         "SQLALCHEMY_DATABASE_URI": database_url,
         "BCRYPT_ROUNDS": 4,
         "DISCOUNTFLOW_ENV": "staging",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import stat
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from discountflow.config import SETTINGS, ConfigurationError, database_url
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_VARS = list(SETTINGS)
+GOOD_KEY = "Zq8v3LmX0bT7nR4wK1yH6cJ9pF2sD5gAe0Uo"  # (production's rules: tests below)
 GUNICORN_VARS = [
     "PORT",
     "HOST",
@@ -60,7 +62,7 @@ def test_production_refuses_to_start_without_a_secret(environ):
     environ.setenv("DISCOUNTFLOW_ENV", "production")
     with pytest.raises(ConfigurationError, match="SECRET_KEY"):
         create_app()
-    environ.setenv("SECRET_KEY", "s" * 40)
+    environ.setenv("SECRET_KEY", GOOD_KEY)
     app = create_app()
     assert app.config["API_RATE_LIMIT"] == "1000 per minute"
     assert app.config["SESSION_COOKIE_SECURE"] is True
@@ -183,8 +185,58 @@ def test_production_refuses_a_short_secret(environ):
     environ.setenv("SECRET_KEY", "abc")
     with pytest.raises(ConfigurationError, match="at least 32"):
         create_app()
-    environ.setenv("SECRET_KEY", "s" * 32)
+    environ.setenv("SECRET_KEY", GOOD_KEY[:32])
     assert create_app().config["SESSION_COOKIE_SECURE"] is True
+
+
+MAKE_ONE = 'Make one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+
+
+@pytest.mark.parametrize(
+    "secret, weakness",
+    [
+        ("a" * 40, "has only 1 different character (of at least 10)"),
+        ("0123456789abcdef0123456789abcdef", "repeats a pattern of 16 characters"),
+        ("0123456789abcdef0123456789abcdef!", "repeats a pattern of 16 characters"),
+        ("test-secret-" + "0" * 32, "has only 7 different characters (of at least 10)"),
+        ("correct-horse-" * 3, "has only 8 different characters (of at least 10)"),
+        (
+            "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+            "runs through characters in order (such as 0123456789abcdefghij)",
+        ),
+    ],
+)
+def test_production_refuses_a_guessable_secret(environ, secret, weakness):
+    environ.setenv("DISCOUNTFLOW_ENV", "production")
+    environ.setenv("SECRET_KEY", secret)
+    with pytest.raises(ConfigurationError) as refused:
+        create_app()
+    assert str(refused.value) == (
+        f"SECRET_KEY {weakness}; production needs a random key of at least 32 bytes. {MAKE_ONE}"
+    )
+
+
+def test_production_says_how_to_make_a_missing_secret(environ):
+    environ.setenv("DISCOUNTFLOW_ENV", "production")
+    with pytest.raises(ConfigurationError) as refused:
+        create_app()
+    assert str(refused.value) == (
+        'SECRET_KEY must be set in production: python -c "import secrets; '
+        'print(secrets.token_urlsafe(48))"'
+    )
+
+
+@pytest.mark.parametrize("make", [lambda: secrets.token_urlsafe(48), lambda: secrets.token_hex(32)])
+def test_production_starts_with_a_random_secret(environ, make):
+    environ.setenv("DISCOUNTFLOW_ENV", "production")
+    secret = make()
+    environ.setenv("SECRET_KEY", secret)
+    assert create_app().config["SECRET_KEY"] == secret
+
+
+def test_staging_takes_any_secret_as_before(environ):
+    environ.setenv("SECRET_KEY", "a" * 40)
+    assert create_app().config["SECRET_KEY"] == "a" * 40
 
 
 def test_the_files_the_service_makes_are_private(environ, tmp_path):

@@ -40,7 +40,7 @@ def test_sign_in_sets_a_hardened_session_and_lands_in_the_inbox(client, world):
 
 
 def test_the_session_cookie_is_secure_in_production(tmp_path):
-    app = make_app(tmp_path, DISCOUNTFLOW_ENV="production", SECRET_KEY="x" * 32)
+    app = make_app(tmp_path, DISCOUNTFLOW_ENV="production")
     from .conftest import create_org
 
     create_org(app)

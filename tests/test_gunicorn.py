@@ -128,7 +128,7 @@ def start_gunicorn(tmp_path, *extra, environ=None, module="app:app"):
     env = {
         **inherited,
         "DATABASE_URL": database_url_for(tmp_path),
-        "SECRET_KEY": "test-secret-" + "0" * 32,
+        "SECRET_KEY": "test-secret-9f4c2e7a1b8d3f6e0a5c9b2d7e4f1a8c",
         "BCRYPT_ROUNDS": "4",
         "RATELIMIT_STORAGE_URI": "process://",
         **(environ or {}),

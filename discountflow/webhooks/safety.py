@@ -7,6 +7,16 @@ a self-hosted box). The URL is checked when it is saved and again at every conne
 worker opens: the worker resolves the name itself, checks every address, and connects to the
 address it checked (TLS still verifies the certificate for the name), so a DNS answer that
 changes in between cannot send a delivery inside the network. Redirects are never followed.
+
+An IPv6 address that carries an IPv4 address — IPv4-mapped (``::ffff:0:0/96``), IPv4-compatible
+(``::/96``), 6to4 (``2002::/16``) and NAT64's well-known prefix (``64:ff9b::/96``, which a NAT64
+gateway turns into the IPv4 address inside) — is judged by the IPv4 address it carries:
+``64:ff9b::a00:1`` is 10.0.0.1, refused; ``64:ff9b::808:808`` is 8.8.8.8, allowed. NAT64's
+local-use prefix (``64:ff9b:1::/48``) is refused whole: where the IPv4 address sits in it is the
+local network's choice (any of RFC 6052's layouts), so what it reaches cannot be told from here.
+
+Everywhere, a URL holds no whitespace, control or invisible formatting characters (a space is
+``%20``) and no port 0.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -28,11 +39,57 @@ class UnsafeDestination(httpcore.ConnectError):
     """A host that resolves to an address webhooks may not reach."""
 
 
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the last 32 bits
+NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: laid out as a site chooses
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291 (deprecated): the last 32 bits
+
+
+def carried_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a connection to ``ip`` may reach through a translator or a tunnel."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if ip.sixtofour is not None:
+        return ip.sixtofour  # 2002:a00:1:: is routed to 10.0.0.1
+    if ip in NAT64_WELL_KNOWN or (ip in IPV4_COMPATIBLE and int(ip) > 1):  # (:: and ::1 aside)
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def _public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # a scoped IPv6 address: its zone off
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in NAT64_LOCAL_USE:
+            return False
+        carried = carried_ipv4(ip)
+        if carried is not None:
+            ip = carried
     return ip.is_global and not ip.is_multicast
+
+
+def _shown(address: str) -> str:
+    """An address for a message, with what it carries (``64:ff9b::a00:1 (carrying 10.0.0.1)``)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return address
+    if ip in NAT64_LOCAL_USE:
+        return f"{address} (a local-use NAT64 address)"
+    carried = carried_ipv4(ip)
+    return f"{address} (carrying {carried})" if carried is not None else address
+
+
+# Characters a URL never holds as they are (RFC 3986 has them percent-encoded): controls (CR,
+# LF, TAB among them), spaces and line or paragraph separators (U+2028), and invisible format
+# characters (U+200B, the bidirectional overrides) that make a URL read as another one. Left
+# in, they are saved, echoed by the API and written into the audit log as they are.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})
+
+
+def _invisible(url: str) -> tuple[int, str] | None:
+    """The first character of ``url`` it may not hold, and its position (from 1)."""
+    for position, character in enumerate(url, start=1):
+        if unicodedata.category(character) in _INVISIBLE:
+            return position, character
+    return None
 
 
 def resolve(host: str, port: int) -> list[str]:
@@ -46,9 +103,9 @@ def check_addresses(host: str, addresses: Iterable[str]) -> None:
     for address in addresses:
         if not _public(address):
             raise UnsafeDestination(
-                f"{host} resolves to {address}, a loopback, private, link-local or reserved "
-                "address: webhooks go to public addresses only (WEBHOOK_ALLOW_PRIVATE lifts "
-                "this for receivers on your own network)."
+                f"{host} resolves to {_shown(address)}, a loopback, private, link-local or "
+                "reserved address: webhooks go to public addresses only (WEBHOOK_ALLOW_PRIVATE "
+                "lifts this for receivers on your own network)."
             )
 
 
@@ -67,6 +124,13 @@ def check_url(url: str, rules: Rules) -> str:
     url = url.strip()
     if len(url) > MAX_URL_LENGTH:
         raise refuse(f"A webhook URL has at most {MAX_URL_LENGTH} characters.")
+    found = _invisible(url)
+    if found is not None:
+        position, character = found
+        raise refuse(
+            "A webhook URL holds no spaces, tabs, line breaks or other invisible characters "
+            f"(U+{ord(character):04X} at character {position}): percent-encode it (a space is %20)."
+        )
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise refuse("A webhook URL starts with https:// and names a host.")
@@ -77,9 +141,13 @@ def check_url(url: str, rules: Rules) -> str:
     if parts.fragment:
         raise refuse("A webhook URL has no #fragment.")
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port
     except ValueError as error:
         raise refuse("The URL's port is not a number from 1 to 65535.") from error
+    if port == 0:  # (urlsplit's range starts at 0; nothing listens there)
+        raise refuse("The URL's port is not a number from 1 to 65535.")
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
     if not rules.allow_private:
         try:
             addresses = resolve(parts.hostname, port)
