@@ -9,7 +9,9 @@
 * ``TRUSTED_PROXY_COUNT`` proxies in front (Heroku's router is one) are trusted for the client
   address and scheme (Werkzeug's ``ProxyFix``), so per-address limits see the client.
 * A database that does not answer gets ``503`` in the documented error shape, and the service
-  recovers by itself when it is back (the broken connection is dropped from the pool).
+  recovers by itself when it is back (the broken connection is dropped from the pool). That
+  holds to the end of the request: its session is released while the answer can still become
+  the 503 (``_release_database``), not in a teardown whose error would escape as a 500.
 * ``/metrics`` serves Prometheus (``metrics.py``) to a scraper holding ``METRICS_TOKEN``, or to
   loopback with ``METRICS_ALLOW_LOOPBACK``; otherwise it does not exist (404).
 """
@@ -32,7 +34,7 @@ from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalErr
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import metrics
-from .database import utcnow
+from .database import committed_work, release_session, utcnow
 from .errors import answer
 from .extensions import db, limiter
 from .ratelimit import STORAGE_ERRORS
@@ -193,6 +195,50 @@ def _relative_redirect(response):
     return response
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Headers an answer replaced by the 503 keeps: the site's and the limits', not its body's.
+SITE_HEADERS = (
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "Cache-Control",  # (only ever no-store: pages and secrets shown once)
+    "Pragma",
+    "Content-Security-Policy",
+    "X-Frame-Options",
+    "X-Content-Type-Options",
+    "Referrer-Policy",
+    "Vary",
+)
+
+
+def _release_database(response):
+    """End the request's session while a failure can still be its answer: ``503``, logged and
+    counted like any other request the database failed (``database.release_session``).
+
+    Two answers stand: a server error's, and a write's whose work was committed (what failed is
+    the rollback of what it read afterwards): a 503 would tell its client to send it again.
+    """
+    error = release_session()
+    if error is None:
+        return response
+    status = response.status_code
+    if status >= 500 or (request.method not in SAFE_METHODS and status < 400 and committed_work()):
+        metrics.count_backend_error("database")
+        log.error(
+            "the database failed as the session of %s %s was closed (its %s stands): %s",
+            request.method,
+            request.path,
+            status,
+            error,
+        )
+        return response
+    unavailable = database_unavailable(error)
+    for name in SITE_HEADERS:
+        if name in response.headers and name not in unavailable.headers:
+            unavailable.headers[name] = response.headers[name]
+    return unavailable
+
+
 def database_unavailable(error: Exception):
     """The database did not answer (or refused the connection): 503, try again shortly."""
     try:
@@ -284,6 +330,9 @@ def init_app(app: Flask) -> None:
     # Idempotency-Key whose work could not commit turns a 201 into a 503 (idempotency.finish).
     after = app.after_request_funcs.setdefault(None, [])
     after.insert(0, _finish)
+    # The session is released after every other hook (an Idempotency-Key's answer commits in
+    # one), just before the access line: a failure there is the answer the line records.
+    after.insert(1, _release_database)
     if app.config["METRICS_TOKEN"] or app.config["METRICS_ALLOW_LOOPBACK"]:
         after.insert(0, _measure)
     for error in (OperationalError, InterfaceError):  # refused, dropped, or locked too long

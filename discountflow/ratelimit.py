@@ -7,10 +7,12 @@ account, in the same storage: an attempt is counted before it is tried and given
 succeeds, which Flask-Limiter's decorators do not express.
 
 Decided: the API fails open. Should the shared storage (Redis) stop answering, API requests are
-served without their per-key quota and without the failed-authentication budget (keys carry 128
-random bits, so guessing them gains nothing from the pause), and a warning is logged at most
-every 10 seconds. The dashboard's sign-in fails closed (503): its limits are what stands between
-a password and a guesser. ``/readyz`` reports the storage as unreachable either way.
+served without their per-key quota, and a warning is logged at most every 10 seconds. The
+failed-authentication budget is counted in each process meanwhile (``counted_in`` a
+``ProcessStorage``): keys carry 128 random bits, so guessing gains nothing from the pause, but
+each wrong secret costs a bcrypt check, and those keep a ceiling. The dashboard's sign-in fails
+closed (503): its limits are what stands between a password and a guesser. ``/readyz`` reports
+the storage as unreachable either way.
 """
 
 from __future__ import annotations
@@ -147,7 +149,11 @@ def storage_unavailable(error: BaseException) -> None:
     now = time.monotonic()
     if now - _last_warning >= WARN_EVERY:
         _last_warning = now
-        log.warning("rate-limit storage unreachable, serving the API without limits: %r", error)
+        log.warning(
+            "rate-limit storage unreachable, serving the API without limits (failed "
+            "authentications are counted in each process meanwhile): %r",
+            error,
+        )
 
 
 class _SwallowedStorageErrors(logging.Filter):
@@ -188,9 +194,18 @@ class AttemptBudget:
     edge a client may therefore fail up to twice the amount in a short while, as documented.
     """
 
-    def __init__(self, name: str, limit: str) -> None:
+    def __init__(self, name: str, limit: str, storage: Storage | None = None) -> None:
         self.name = name
+        self.limit = limit
         self.windows = [(item.amount, item.get_expiry()) for item in parse_many(limit)]
+        self.storage = storage  # None: the limiter's (Redis, or this process's)
+
+    def counted_in(self, storage: Storage) -> AttemptBudget:
+        """The same budget, counted in ``storage`` (this process's, while Redis is away)."""
+        return AttemptBudget(self.name, self.limit, storage)
+
+    def _storage(self) -> Storage:
+        return self.storage if self.storage is not None else limiter.storage
 
     def _counters(self, key: str) -> list[tuple[str, int, int, float]]:
         """(counter, amount, window, seconds left in it) for each window, as of now."""
@@ -204,24 +219,27 @@ class AttemptBudget:
 
     def spent(self, key: str) -> int | None:
         """Seconds until the budget has room again, if it is spent now (``None``: it is not)."""
+        storage = self._storage()
         waits = [
             math.ceil(left)
             for counter, amount, _, left in self._counters(key)
-            if limiter.storage.get(counter) >= amount
+            if storage.get(counter) >= amount
         ]
         return max(waits) if waits else None
 
     def reserve(self, key: str) -> list[tuple[str, int]]:
         """Count an attempt before trying it, or raise ``OverBudget``; return its counters."""
+        storage = self._storage()
         reserved: list[tuple[str, int]] = []
         for counter, amount, window, left in self._counters(key):
             reserved.append((counter, window + 1))
-            if limiter.storage.incr(counter, window + 1) > amount:
+            if storage.incr(counter, window + 1) > amount:
                 self.release(reserved)  # it was not tried
                 raise OverBudget(math.ceil(left))
         return reserved
 
     def release(self, reserved: list[tuple[str, int]]) -> None:
         """Give back an attempt (it succeeded, or was never tried)."""
+        storage = self._storage()
         for counter, expiry in reserved:
-            limiter.storage.incr(counter, expiry, amount=-1)
+            storage.incr(counter, expiry, amount=-1)

@@ -373,6 +373,46 @@ def test_failed_authentications_are_limited_per_ip_before_bcrypt(app, client, or
     assert client.get("/v2/me", headers=bearer(key), environ_base=other).status_code == 200
 
 
+def test_with_redis_away_failed_checks_are_counted_in_the_process(tmp_path, bcrypt_checks):
+    """Found by the fault run: with the rate-limit storage away, 30 wrong secrets at once all
+    got 401, each after a bcrypt check. The per-key quota fails open; this budget is counted in
+    the process meanwhile (as with ``process://``), so the checks keep their ceiling."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = make_app(tmp_path, RATELIMIT_STORAGE_URI="redis://127.0.0.1:9/0")  # nothing answers
+    _, owner = create_org(app)
+    key = generate_key(app, owner)
+    body = key[: -6 - 22]
+
+    def attempt(number: int):
+        secret = f"{number:022d}"
+        forged = body + secret + checksum(body + secret)
+        return app.test_client().get("/v2/me", headers=bearer(forged))
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        answers = list(pool.map(attempt, range(30)))
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [401] * 20 + [429] * 10  # AUTH_FAILURE_LIMIT: 20 per minute
+    assert len(bcrypt_checks) == 20
+    for refused in answers:
+        if refused.status_code == 429:
+            assert refused.get_json() == {
+                "error": "rate_limit_exceeded",
+                "message": "Too many failed authentication attempts from this address. "
+                "Retry later.",
+            }
+            assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        else:
+            assert_invalid_key(refused)
+
+    client = app.test_client()
+    assert client.get("/v2/me", headers=bearer(key)).status_code == 429  # not verified here yet
+    assert len(bcrypt_checks) == 20
+    other = {"REMOTE_ADDR": "198.51.100.7"}
+    assert client.get("/v2/me", headers=bearer(key), environ_base=other).status_code == 200
+    assert len(bcrypt_checks) == 21
+
+
 def test_a_short_window_spreads_failed_checks_out(app, client, org, bcrypt_checks, monkeypatch):
     """A budget of several windows, 20 a minute and at most 2 in 5 seconds: a flood of wrong
     secrets from one address costs a bcrypt check now and then, never a burst of them."""

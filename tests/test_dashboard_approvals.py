@@ -208,6 +208,93 @@ def test_bad_request_forms_get_a_clear_message_and_save_nothing(app, world):
     assert _count(app, Approval) == before
 
 
+def _lines(*numbers: int) -> dict:
+    """Form fields of a line of 10 seats at 1,080.00 USD for each (0-based) line number."""
+    fields = {}
+    for number in numbers:
+        fields |= {
+            f"line_items-{number}-sku": "LICENSE",
+            f"line_items-{number}-description": f"Seats {number}",
+            f"line_items-{number}-quantity": "10",
+            f"line_items-{number}-unit_list_price": "",
+            f"line_items-{number}-unit_price": "1080",
+        }
+    return fields
+
+
+def _edit_form(*numbers: int, **overrides) -> dict:
+    data = {key: value for key, value in _request_form().items() if "line_items-" not in key}
+    return {**data, **_lines(*numbers), "action": "draft", "title": "Edited", **overrides}
+
+
+@pytest.mark.parametrize(
+    ("numbers", "said"),
+    [
+        (range(120), "The form has 120 lines; a request holds at most 100 line items."),
+        (range(101), "The form has 101 lines; a request holds at most 100 line items."),
+        (
+            (0, 1, 5000),
+            "The form has a line numbered 5001; a request holds at most 100 line items, "
+            "numbered 1 to 100.",
+        ),
+        (
+            (100,),
+            "The form has a line numbered 101; a request holds at most 100 line items, "
+            "numbered 1 to 100.",
+        ),
+    ],
+)
+def test_lines_past_the_limit_are_a_form_error_and_nothing_is_saved(app, world, numbers, said):
+    """Found from outside: a 120-line edit answered 303 and saved the first 100 lines, and a
+    line numbered 5000 was saved like any other. Past the limit is an error naming it."""
+    from discountflow.approvals.models import LineItem
+
+    rep = _as(app, "rep")
+    created = post_form(rep, "/approvals/new", _request_form(action="draft"))
+    approval_id = created.headers["Location"].rsplit("/", 1)[1]
+    lines_before = _count(app, LineItem, approval_id=approval_id)
+    approvals_before = _count(app, Approval)
+
+    edited = post_form(rep, f"/approvals/{approval_id}/edit", _edit_form(*numbers))
+
+    assert edited.status_code == 400
+    assert f"line items: {said}" in edited.text
+    row = _row(app, Approval, id=approval_id)
+    assert (row.title, row.status) == ("Globex renewal", "draft")
+    assert _count(app, LineItem, approval_id=approval_id) == lines_before == 1
+    new = post_form(rep, "/approvals/new", _edit_form(*numbers, action="submit"))
+    assert new.status_code == 400 and f"line items: {said}" in new.text
+    assert _count(app, Approval) == approvals_before
+    # Adding a line, or the live preview, says the same rather than show 100 of them.
+    added = post_form(
+        rep, f"/approvals/{approval_id}/edit", _edit_form(*numbers, action="add_line")
+    )
+    assert added.status_code == 400 and said in added.text
+    preview = post_form(rep, "/approvals/preview", _edit_form(*numbers))
+    assert preview.status_code == 200 and said in preview.text
+
+
+def test_a_form_of_exactly_100_lines_is_saved(app, world):
+    from discountflow.approvals.models import LineItem
+
+    rep = _as(app, "rep")
+    created = post_form(rep, "/approvals/new", _request_form(action="draft"))
+    approval_id = created.headers["Location"].rsplit("/", 1)[1]
+    edited = post_form(rep, f"/approvals/{approval_id}/edit", _edit_form(*range(100)))
+    assert edited.status_code == 303
+    assert _count(app, LineItem, approval_id=approval_id) == 100
+    assert _row(app, Approval, id=approval_id).title == "Edited"
+
+
+def test_a_line_number_that_is_no_number_is_a_form_error(app, world):
+    """``²`` passes for a digit, yet is no number: WTForms' own reading of it was a 500."""
+    rep = _as(app, "rep")
+    form = _request_form(**{"line_items-²-quantity": "1"})
+    response = post_form(rep, "/approvals/new", form)
+    assert response.status_code == 400
+    assert "line items: The form has a line whose number cannot be read." in response.text
+
+
 def test_the_live_preview_shows_the_route(app, world):
     rep = _as(app, "rep")
     preview = post_form(rep, "/approvals/preview", _request_form())

@@ -227,3 +227,190 @@ def test_nul_bytes_in_ids_get_a_4xx_on_every_database(api, path):
     response = api("GET", path)
     assert 400 <= response.status_code < 500, response.get_data(as_text=True)
     assert set(response.get_json()) >= {"error", "message"}
+
+
+# --- a database that fails as a request's session is closed ----------------------------------
+
+
+class FailingRollback:
+    """The next rollback on the database fails as one on a connection a cut has reset does
+    (``OperationalError: consuming input failed``), once armed; every other one works."""
+
+    def __init__(self, app, monkeypatch) -> None:
+        from discountflow.extensions import db
+
+        with app.app_context():
+            self.dialect = db.engine.dialect
+        self.armed = False
+        self.failed = 0
+        self.shots = 1  # requests whose closing session fails (after_the_view)
+        real = self.dialect.do_rollback
+
+        def do_rollback(dbapi_connection):
+            if self.armed:
+                self.armed = False
+                self.failed += 1
+                raise self.dialect.loaded_dbapi.OperationalError("consuming input failed")
+            return real(dbapi_connection)
+
+        monkeypatch.setattr(self.dialect, "do_rollback", do_rollback)
+
+    def after_the_view(self, app, path: str) -> None:
+        """Arm it once the view of ``path`` has answered, with a transaction still open (what the
+        view read), as Flask's hooks start to run."""
+        from sqlalchemy import text
+
+        from discountflow.extensions import db
+
+        @app.after_request
+        def arm(response):
+            if request_path() == path and self.shots:
+                self.shots -= 1
+                db.session.execute(text("SELECT 1"))
+                self.armed = True
+            return response
+
+
+def request_path() -> str:
+    from flask import request
+
+    return request.path
+
+
+def metric(client, name: str, **labels) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    scrape = client.get("/metrics")
+    assert scrape.status_code == 200
+    for family in text_string_to_metric_families(scrape.get_data(as_text=True)):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0
+
+
+REQUESTS_TOTAL = "discountflow_http_requests_total"
+BACKEND_ERRORS = "discountflow_backend_errors_total"
+UNREACHABLE = {
+    "error": "service_unavailable",
+    "message": "The database is not reachable just now. Try again shortly.",
+}
+
+
+def test_a_rollback_failing_as_the_session_closes_is_a_logged_and_counted_503(
+    tmp_path, monkeypatch, caplog
+):
+    """Found by the fault run: the view of ``GET /v2/approvals`` had answered, then the
+    rollback of Flask-SQLAlchemy's teardown failed on a connection the cut had reset, and the
+    error escaped Flask as gunicorn's 500, with no access line."""
+    app = make_app(tmp_path, METRICS_ALLOW_LOOPBACK=True)
+    _, owner = create_org(app)
+    key = generate_key(app, owner)
+    fault = FailingRollback(app, monkeypatch)
+    fault.after_the_view(app, "/v2/approvals")
+    client = app.test_client()
+    route = {"route": "/v2/approvals", "method": "GET", "status": "503"}
+    before = (
+        metric(client, REQUESTS_TOTAL, **route),
+        metric(client, BACKEND_ERRORS, backend="database"),
+    )
+    caplog.set_level(logging.INFO, logger="discountflow.access")
+
+    response = client.get("/v2/approvals", headers=bearer(key))
+
+    assert fault.failed == 1
+    assert response.status_code == 503
+    assert response.get_json() == UNREACHABLE
+    assert response.headers["Retry-After"] == "5"
+    assert response.headers["X-RateLimit-Limit"] == "500"  # the quota counted it all the same
+    [line] = [each for each in access_lines(caplog) if each["path"] == "/v2/approvals"]
+    assert (line["method"], line["status"], line["request_id"]) == (
+        "GET",
+        503,
+        response.headers["Request-Id"],
+    )
+    assert any(
+        record.name == "discountflow.operations"
+        and record.levelname == "ERROR"
+        and "database unavailable on GET /v2/approvals" in record.getMessage()
+        for record in caplog.records
+    )
+    after = (
+        metric(client, REQUESTS_TOTAL, **route),
+        metric(client, BACKEND_ERRORS, backend="database"),
+    )
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+    # The connection is back in the pool (or dropped): the next request is served.
+    assert client.get("/v2/approvals", headers=bearer(key)).status_code == 200
+
+
+def test_a_dashboard_page_whose_session_fails_to_close_is_the_503_page(tmp_path, monkeypatch):
+    app = make_app(tmp_path)
+    create_org(app)
+    fault = FailingRollback(app, monkeypatch)
+    fault.after_the_view(app, "/inbox")
+    client = app.test_client()
+    assert sign_in(client, "owner@acme.example").status_code == 303
+
+    page = client.get("/inbox")
+
+    assert fault.failed == 1
+    assert page.status_code == 503
+    assert "The database is not reachable just now" in page.text
+    assert page.headers["Retry-After"] == "5"
+    assert page.headers["Cache-Control"] == "no-store"  # a page's headers stay
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert client.get("/inbox").status_code == 200
+
+
+def test_a_write_whose_work_committed_keeps_its_answer(tmp_path, monkeypatch, caplog):
+    """The rollback that failed is that of what the write read after its commit: a 503 would
+    have its client create the product a second time."""
+    from sqlalchemy import func, select
+
+    from discountflow.extensions import db
+    from discountflow.products.models import Product
+
+    app = make_app(tmp_path)
+    _, owner = create_org(app)
+    key = generate_key(app, owner)
+    fault = FailingRollback(app, monkeypatch)
+    fault.after_the_view(app, "/v2/products")
+    body = {"sku": "SEAT", "name": "Seat", "prices": [{"currency": "USD", "unit_list_price": 100}]}
+    caplog.set_level(logging.INFO)
+
+    created = app.test_client().post("/v2/products", json=body, headers=bearer(key))
+
+    assert fault.failed == 1
+    assert created.status_code == 201, created.get_json()
+    assert created.get_json()["sku"] == "SEAT"
+    with app.app_context():
+        assert db.session.execute(select(func.count()).select_from(Product)).scalar_one() == 1
+    assert [line["status"] for line in access_lines(caplog)] == [201]
+    assert any(
+        record.levelname == "ERROR" and "(its 201 stands)" in record.getMessage()
+        for record in caplog.records
+    )
+
+
+def test_a_session_that_fails_to_close_outside_a_request_raises_nothing(
+    tmp_path, monkeypatch, caplog
+):
+    """The teardown of any app context (a command, the webhook worker) logs the failure."""
+    from sqlalchemy import text
+
+    from discountflow.extensions import db
+
+    app = make_app(tmp_path)
+    fault = FailingRollback(app, monkeypatch)
+    with app.app_context():
+        db.session.execute(text("SELECT 1"))
+        fault.armed = True
+    assert fault.failed == 1
+    assert any(
+        record.name == "discountflow.database"
+        and "the database failed as its session was closed" in record.getMessage()
+        for record in caplog.records
+    )
+    with app.app_context():
+        assert db.session.execute(text("SELECT 1")).scalar_one() == 1

@@ -19,7 +19,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
 from ..currencies import format_major_units
 from ..dashboard.forms import CURRENCY_CHOICES, choices, to_minor_units
@@ -62,6 +62,50 @@ class LineItemForm(Form):
         return self.quantity.data is None and not any((text or "").strip() for text in texts)
 
 
+class LineList(FieldList):
+    """The form's lines, refusing what WTForms' ``FieldList`` would drop without a word: lines
+    past ``max_entries`` (a 120-line form saved its first 100), and lines numbered past it (a
+    ``line_items-5000-…`` became a line like any other). Such a form is invalid, saying why
+    (``refusal``), and nothing of it is saved."""
+
+    def process(self, formdata, *args, **kwargs) -> None:
+        self.refusal, readable = self._refusal(formdata) if formdata else (None, True)
+        # A number WTForms would read as digits but cannot turn into one ("²") is not read.
+        super().process(formdata if readable else None, *args, **kwargs)
+
+    def _refusal(self, formdata) -> tuple[str | None, bool]:
+        """What is wrong with the lines posted, if they are more, or numbered higher, than the
+        form holds (numbered as WTForms reads them: ``<name>-<digits>-…``); and whether
+        WTForms can read their numbers."""
+        prefix = self.name + "-"  # (WTForms' default separators, which this form keeps)
+        indices = set()
+        for name in formdata:
+            if name.startswith(prefix):
+                index = name[len(prefix) :].split("-", 1)[0]
+                if index.isdigit() and not index.isdecimal():
+                    return "The form has a line whose number cannot be read.", False
+                if index.isdigit():
+                    indices.add(int(index))
+        limit = self.max_entries
+        if len(indices) > limit:
+            return (
+                f"The form has {len(indices)} lines; a request holds at most {limit} line items.",
+                True,
+            )
+        if indices and max(indices) >= limit:
+            return (
+                f"The form has a line numbered {max(indices) + 1}; a request holds at most "
+                f"{limit} line items, numbered 1 to {limit}.",
+                True,
+            )
+        return None, True
+
+
+def _lines_within_the_limit(form, field: LineList) -> None:
+    if field.refusal:
+        raise ValidationError(field.refusal)
+
+
 class ApprovalForm(FlaskForm):
     title = StringField("Title", validators=[DataRequired(), Length(max=TITLE_LENGTH)])
     customer = StringField("Customer", validators=[DataRequired(), Length(max=CUSTOMER_LENGTH)])
@@ -72,7 +116,12 @@ class ApprovalForm(FlaskForm):
     justification = TextAreaField(
         "Justification", validators=[Optional(), Length(max=JUSTIFICATION_LENGTH)]
     )
-    line_items = FieldList(FormField(LineItemForm), min_entries=1, max_entries=MAX_LINES)
+    line_items = LineList(
+        FormField(LineItemForm),
+        min_entries=1,
+        max_entries=MAX_LINES,
+        validators=[_lines_within_the_limit],
+    )
 
 
 class CommentForm(FlaskForm):

@@ -131,12 +131,20 @@ def _render_form(form: ApprovalForm, view=None, status: int = 200):
     return render_template("approvals/form.html", form=form, view=view, book=book), status
 
 
+def _add_line(form: ApprovalForm, view=None):
+    """The form again with a blank line; with what it could not hold said (not dropped)."""
+    if form.line_items.refusal:
+        flash(form.line_items.refusal, "error")
+        return _render_form(form, view, 400)
+    return _render_form(form, view)
+
+
 @bp.route("/approvals/new", methods=["GET", "POST"])
 def new():
     """Ask for a discount: save a draft, or submit at once."""
     form = ApprovalForm()
     if request.method == "POST" and request.form.get("action") == "add_line":
-        return _render_form(form)
+        return _add_line(form)
     if form.validate_on_submit():
         try:
             data = validated(
@@ -166,7 +174,7 @@ def edit(approval_id: str):
         fill_from(form, view, current)
         return _render_form(form, view)
     if request.form.get("action") == "add_line":
-        return _render_form(form, view)
+        return _add_line(form, view)
     if form.validate_on_submit():
         try:
             data = validated(ApprovalUpdate, approval_input(form))
@@ -188,6 +196,8 @@ def edit(approval_id: str):
 def preview():
     """The route the request being typed would take (the form's live preview)."""
     form = ApprovalForm()
+    if form.line_items.refusal:
+        return render_template("approvals/_route.html", route=None, problem=form.line_items.refusal)
     try:
         items = [validated(LineItemInput, item) for item in line_items_of(form)]
         lines, route = services.preview_route(current_actor(), form.currency.data, items)

@@ -15,7 +15,10 @@ Should a process die between a commit and its bump, what others remember is read
 ``MAX_AGE`` seconds in any case. Keys that fail bcrypt are remembered too, so the same bad key
 never costs a second check, and each client address has a budget of failed checks
 (``AUTH_FAILURE_LIMIT``): while it is spent, every request from it gets the same 429 whatever is
-wrong or right with its key — except a key this process has already verified.
+wrong or right with its key — except a key this process has already verified. While the shared
+rate-limit storage (Redis) does not answer, that budget is counted in each process instead:
+the per-key quota fails open, but bcrypt checks keep a ceiling (found by the fault run: 30
+wrong secrets at once, with Redis away, each got its bcrypt check).
 """
 
 from __future__ import annotations
@@ -42,7 +45,13 @@ from ..errors import InvalidApiKey, TooManyFailedAuthentications
 from ..extensions import db, limiter
 from ..hashing import check_secret
 from ..organizations.models import Organization
-from ..ratelimit import STORAGE_ERRORS, AttemptBudget, OverBudget, storage_unavailable
+from ..ratelimit import (
+    STORAGE_ERRORS,
+    AttemptBudget,
+    OverBudget,
+    ProcessStorage,
+    storage_unavailable,
+)
 from .keys import MAX_KEY_BYTES, parse_key
 from .models import ApiKey
 
@@ -187,6 +196,7 @@ class RememberedKeys:
 
 
 _MEMORY = "discountflow.remembered_keys"
+_FAILURES_IN_PROCESS = "discountflow.auth_failures_in_process"
 
 
 def init_app(app: Flask) -> None:
@@ -198,6 +208,8 @@ def init_app(app: Flask) -> None:
         app.config["RATELIMIT_STORAGE_URI"], database if database not in ("", ":memory:") else None
     )
     app.extensions[_MEMORY] = RememberedKeys(revision)
+    # Where failed checks are counted while the shared storage does not answer.
+    app.extensions[_FAILURES_IN_PROCESS] = ProcessStorage()
 
 
 def remembered_keys() -> RememberedKeys:
@@ -314,34 +326,50 @@ def _budget(limit: str) -> AttemptBudget:
     return AttemptBudget("auth-failures", limit)
 
 
+def _in_process(budget: AttemptBudget) -> AttemptBudget:
+    """The budget counted in this process, while the shared storage does not answer."""
+    return budget.counted_in(current_app.extensions[_FAILURES_IN_PROCESS])
+
+
 def _refuse_while_locked_out(client_address: str) -> None:
     budget = _failure_budget()
-    try:
-        retry_after = budget.spent(client_address) if budget else None
-    except STORAGE_ERRORS as error:  # fail open (ratelimit.py)
-        storage_unavailable(error)
+    if budget is None:
         return
+    try:
+        retry_after = budget.spent(client_address)
+    except STORAGE_ERRORS as error:  # the per-key quota fails open; this budget does not
+        storage_unavailable(error)
+        retry_after = _in_process(budget).spent(client_address)
     if retry_after is not None:
         raise TooManyFailedAuthentications(retry_after=retry_after)
 
 
-def _reserve_a_check(client_address: str) -> list[tuple[str, int]]:
-    """Count a bcrypt check before it runs (refused with 429 once the budget is spent)."""
+# What a reserved check was counted in, and its counters (``_give_back`` returns them).
+Reservation = tuple[AttemptBudget, list[tuple[str, int]]]
+
+
+def _reserve_a_check(client_address: str) -> Reservation | None:
+    """Count a bcrypt check before it runs (refused with 429 once the budget is spent); in
+    this process while the shared storage does not answer."""
     budget = _failure_budget()
+    if budget is None:
+        return None
     try:
-        return budget.reserve(client_address) if budget else []
+        try:
+            return budget, budget.reserve(client_address)
+        except STORAGE_ERRORS as error:
+            storage_unavailable(error)
+            local = _in_process(budget)
+            return local, local.reserve(client_address)
     except OverBudget as spent:
         raise TooManyFailedAuthentications(retry_after=spent.retry_after) from None
-    except STORAGE_ERRORS as error:  # fail open (ratelimit.py)
-        storage_unavailable(error)
-        return []
 
 
-def _give_back(reserved: list[tuple[str, int]]) -> None:
+def _give_back(reservation: Reservation | None) -> None:
     """A check that succeeded does not count against the address."""
-    budget = _failure_budget()
-    if budget is None or not reserved:
+    if reservation is None:
         return
+    budget, reserved = reservation
     try:
         budget.release(reserved)
     except STORAGE_ERRORS as error:
