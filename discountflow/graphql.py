@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from functools import cache, partial
 from pathlib import Path
@@ -52,6 +53,8 @@ from flask import (
 )
 from flask.cli import with_appcontext
 from graphql import (
+    FieldNode,
+    FieldsOnCorrectTypeRule,
     GraphQLError,
     GraphQLSyntaxError,
     MaxIntrospectionDepthRule,
@@ -95,6 +98,8 @@ MAX_BODY_BYTES = 64 * 1024
 REMEMBERED_DOCUMENTS = 256
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 UNEXPECTED = "Internal server error"
+# graphql-core's hint at the schema's names, which production keeps to itself.
+SUGGESTION = re.compile(r" Did you mean [^?]*\?")
 DATABASE_AWAY = (OperationalError, InterfaceError)
 
 
@@ -154,11 +159,36 @@ class RequestRules(SchemaExtension):
             raise GraphQLError(f"Unknown operation named '{execution.operation_name}'.")
 
 
+class FieldsWithoutHints(FieldsOnCorrectTypeRule):
+    """graphql-core's rule for unknown fields, without its search for names to suggest: in
+    production the hint is not shown, and the search is most of the rule's work (a document of
+    100 unknown fields: about 60 ms of CPU with it, 7 without)."""
+
+    def enter_field(self, node: FieldNode, *_args: Any) -> None:
+        parent = self.context.get_parent_type()
+        if parent and not self.context.get_field_def():
+            self.report_error(
+                GraphQLError(f"Cannot query field '{node.name.value}' on type '{parent}'.", node)
+            )
+
+
+class WithoutHints(SchemaExtension):
+    """Production's validation: ``FieldsWithoutHints`` instead of ``FieldsOnCorrectTypeRule``."""
+
+    def on_operation(self) -> Iterator[None]:
+        execution = self.execution_context
+        execution.validation_rules = tuple(
+            FieldsWithoutHints if rule is FieldsOnCorrectTypeRule else rule
+            for rule in execution.validation_rules
+        )
+        yield
+
+
 def _extensions(environment: str) -> list[Any]:
     """Strawberry's extensions, one of each per request, in the order their hooks run."""
     extensions: list[Any] = [partial(AddValidationRules, [MaxIntrospectionDepthRule])]
     if environment == "production":
-        extensions.append(DisableIntrospection)
+        extensions += [DisableIntrospection, WithoutHints]
     return [
         *extensions,
         partial(ParserCache, maxsize=REMEMBERED_DOCUMENTS),
@@ -172,8 +202,9 @@ def _extensions(environment: str) -> list[Any]:
 def schema(environment: str = "staging") -> strawberry.Schema:
     """The schema, built once per process from every feature's queries and mutations.
 
-    In production a mistyped field gets no "did you mean" hint: with introspection off, the
-    schema is not told piece by piece either.
+    In production a mistyped name gets no "did you mean" hint: with introspection off, the
+    schema is not told piece by piece either (``disable_field_suggestions`` covers fields only,
+    ``_formatted`` the rest: arguments, enum values, types and input fields).
     """
     query = merge_types(
         "Query",
@@ -313,7 +344,8 @@ class Endpoint(GraphQLView):
         if status == 200:
             body["data"] = result.data
         if errors:
-            body["errors"] = [_formatted(error) for error in errors]
+            hints = current_app.config["DISCOUNTFLOW_ENV"] != "production"
+            body["errors"] = [_formatted(error, hints) for error in errors]
         body["extensions"] = result.extensions
         self.response.status_code = status
         if _wants_graphql_response():
@@ -338,10 +370,11 @@ def _unexpected(error: GraphQLError) -> bool:
     return not (error.path is None and error.message.startswith("Variable '$"))
 
 
-def _formatted(error: GraphQLError) -> dict[str, Any]:
-    """A GraphQL error with REST's code in ``extensions.code``; the unexpected are masked."""
+def _formatted(error: GraphQLError, hints: bool = True) -> dict[str, Any]:
+    """A GraphQL error with REST's code in ``extensions.code``; the unexpected are masked, and
+    without ``hints`` no "Did you mean …?" names what the schema holds."""
     original = error.original_error
-    message = error.message
+    message = error.message if hints else SUGGESTION.sub("", error.message)
     extensions = {"code": "parameter_invalid", **(error.extensions or {})}
     if isinstance(error, GraphQLSyntaxError):
         extensions = syntax_error_extensions(error)
