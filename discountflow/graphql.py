@@ -7,12 +7,13 @@ per-key budget (``api.py``). Then Strawberry's Flask view runs it, and this modu
 
 * takes ``POST`` with a JSON object of at most 64 KiB (``GET``: 405; another content type:
   415; a batch, which is a JSON array: 400; larger: 413) — refusals in REST's error shape;
-* has Strawberry parse the document (remembered: ``ParserCache``; at most 2,000 tokens), then
+* parses the document (at most 2,000 tokens; remembered by its text: ``Documents``), then
   refuses all but exactly one operation, refuses a mutation from a read-only key with REST's
   403 ``read_only_key`` before it is even validated, and honours ``Idempotency-Key`` on a
   mutation as REST does on a POST (``RequestRules``);
-* has Strawberry validate it (remembered: ``ValidationCache``) with the specification's rules
-  and ours, and counts its limits (``graphql_limits.QueryLimits``);
+* counts its limits (``graphql_limits.QueryLimits``), and only within them has Strawberry
+  validate it with the specification's rules and ours — once per document, whatever its
+  comments and spacing (``Documents``);
 * answers GraphQL's ``{"data", "errors", "extensions"}`` with REST's error codes in
   ``errors[].extensions.code``, the query's cost in ``extensions.cost``, and the status codes
   of the GraphQL-over-HTTP specification (``Endpoint.process_result``).
@@ -32,8 +33,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
-from functools import cache, partial
+from functools import cache, cached_property, lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +56,7 @@ from flask import (
 )
 from flask.cli import with_appcontext
 from graphql import (
+    DocumentNode,
     FieldNode,
     FieldsOnCorrectTypeRule,
     GraphQLError,
@@ -60,15 +64,11 @@ from graphql import (
     MaxIntrospectionDepthRule,
     OperationDefinitionNode,
     OperationType,
+    parse,
+    print_ast,
 )
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
-from strawberry.extensions import (
-    AddValidationRules,
-    DisableIntrospection,
-    ParserCache,
-    SchemaExtension,
-    ValidationCache,
-)
+from strawberry.extensions import AddValidationRules, DisableIntrospection, SchemaExtension
 from strawberry.flask.views import GraphQLView
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema.config import StrawberryConfig
@@ -159,6 +159,82 @@ class RequestRules(SchemaExtension):
             raise GraphQLError(f"Unknown operation named '{execution.operation_name}'.")
 
 
+class Parsed:
+    """A parsed document, and its text without comments, commas or spacing (its key to the
+    validation's verdict): printed once, when first asked for — not for a document the limits
+    refuse."""
+
+    def __init__(self, document: DocumentNode) -> None:
+        self.document = document
+
+    @cached_property
+    def normalized(self) -> str:
+        return print_ast(self.document)
+
+
+@lru_cache(maxsize=REMEMBERED_DOCUMENTS)
+def _parsed(query: str, **options: Any) -> Parsed:
+    return Parsed(parse(query, **options))
+
+
+class Verdicts:
+    """The specification's errors of the documents last validated (a bounded LRU), by schema,
+    rules and normalized text; with the document they were found in (their locations)."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.found: OrderedDict[tuple, tuple[DocumentNode, list[GraphQLError]]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple, document: DocumentNode) -> list[GraphQLError] | None:
+        """The errors of this document, if known: a valid document's whatever its text; an
+        invalid one's only for the same text (the errors locate it)."""
+        with self.lock:
+            known = self.found.get(key)
+            if known is None:
+                return None
+            self.found.move_to_end(key)
+        found_in, errors = known
+        return list(errors) if not errors or found_in is document else None
+
+    def put(self, key: tuple, document: DocumentNode, errors: list[GraphQLError]) -> None:
+        with self.lock:
+            self.found[key] = (document, list(errors))
+            self.found.move_to_end(key)
+            while len(self.found) > self.maxsize:
+                self.found.popitem(last=False)
+
+
+VERDICTS = Verdicts(REMEMBERED_DOCUMENTS)
+
+
+class Documents(SchemaExtension):
+    """Each document parsed once per text, and validated once per normalized text: a comment
+    or a space more is not a new document to validate (Strawberry's ``ParserCache`` and
+    ``ValidationCache`` key both on the exact text)."""
+
+    parsed: Parsed | None = None
+
+    def on_parse(self) -> Iterator[None]:
+        execution = self.execution_context
+        self.parsed = _parsed(execution.query, **execution.parse_options)
+        execution.graphql_document = self.parsed.document
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        execution = self.execution_context
+        key = None
+        if execution.pre_execution_errors is None:  # within the limits (QueryLimits)
+            key = (execution.schema, execution.validation_rules, self.parsed.normalized)
+            known = VERDICTS.get(key, execution.graphql_document)
+            if known is not None:
+                execution.pre_execution_errors = known  # (Strawberry skips its validation)
+                key = None
+        yield
+        if key is not None and execution.pre_execution_errors is not None:
+            VERDICTS.put(key, execution.graphql_document, execution.pre_execution_errors)
+
+
 class FieldsWithoutHints(FieldsOnCorrectTypeRule):
     """graphql-core's rule for unknown fields, without its search for names to suggest: in
     production the hint is not shown, and the search is most of the rule's work (a document of
@@ -191,10 +267,9 @@ def _extensions(environment: str) -> list[Any]:
         extensions += [DisableIntrospection, WithoutHints]
     return [
         *extensions,
-        partial(ParserCache, maxsize=REMEMBERED_DOCUMENTS),
-        RequestRules,  # (after ParserCache: it reads the parsed document)
-        partial(ValidationCache, maxsize=REMEMBERED_DOCUMENTS),
-        QueryLimits,  # (after ValidationCache: it adds its refusals to the spec's errors)
+        RequestRules,  # (reads the parsed document once every extension has parsed)
+        QueryLimits,  # (before Documents: a document over a limit is not validated)
+        Documents,
     ]
 
 
