@@ -42,12 +42,14 @@ def random_base62(length: int) -> str:
     return "".join(chosen[:length])
 
 
-_USABLE_ID = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
+# Neither control characters (PostgreSQL cannot even compare them) nor a lone UTF-16 surrogate
+# (JSON's "\ud800", which no database driver can encode: GraphQL's variables carry them).
+_USABLE_ID = re.compile(r"[^\x00-\x1f\x7f\ud800-\udfff]{1,64}")
 
 
 def require_usable_id(object_id: str, param: str = "id") -> str:
-    """Refuse an id no object can have: empty, too long, or with control characters (which
-    PostgreSQL cannot even compare), so every database answers the same 400."""
+    """Refuse an id no object can have: empty, too long, with control characters or a lone
+    surrogate, so every database answers the same 400."""
     if not isinstance(object_id, str) or not _USABLE_ID.fullmatch(object_id):
         raise InvalidParameter(f"Invalid {param}: not an object id.", param=param)
     return object_id

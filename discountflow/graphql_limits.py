@@ -2,6 +2,10 @@
 
 * at most ``MAX_TOKENS`` lexical tokens (the parser stops counting there, before any work
   grows with the document) and one operation;
+* at most ``MAX_DEFINITIONS`` definitions (the operation and its fragments),
+  ``MAX_SPREADS`` fragment spreads and ``MAX_SELECTIONS`` selections (fields, spreads and
+  inline fragments), counted in one walk of the parsed document: the specification's
+  validation compares fields and fragments pairwise, so its work grows with their square;
 * at most ``MAX_DEPTH`` levels of fields and ``MAX_ALIASES`` aliases;
 * ``first`` between 1 and ``MAX_FIRST`` on every list (the schema makes it required);
 * a cost of at most ``MAX_COST``: the nodes the query may return, counted as GitHub counts
@@ -13,8 +17,9 @@ works; it is off in production anyway. Fragments are summarized once each, so a 
 fragments that spread each other many times costs linear time to check, not exponential.
 
 ``QueryLimits`` applies them as a Strawberry extension: it tells the parser its limits, and
-counts the rest once the specification's validation has run, with the request's variables
-(``first: $n``), so that one refusal lists every error of the document.
+counts the rest before the specification's validation runs, with the request's variables
+(``first: $n``): a document over a limit is refused without being validated, and one refusal
+lists every limit it breaks.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ MAX_ALIASES = 20
 MAX_FIRST = 100
 MAX_COST = 5_000
 MAX_QUERY_LENGTH = 64 * 1024
+MAX_DEFINITIONS = 20
+MAX_SPREADS = 50
+MAX_SELECTIONS = 100
 TOO_COMPLEX = "query_too_complex"
 
 
@@ -67,6 +75,47 @@ def syntax_error_extensions(error: GraphQLError) -> dict[str, Any]:
     if "Parsing aborted" in error.message:
         return {"code": TOO_COMPLEX, "limit": MAX_TOKENS}
     return {"code": "parameter_invalid"}
+
+
+@dataclass(frozen=True)
+class Size:
+    """How much there is of a document, as written (fragments counted once, not expanded)."""
+
+    definitions: int = 0
+    spreads: int = 0
+    selections: int = 0
+
+    @classmethod
+    def of(cls, document: DocumentNode) -> Size:
+        """Count in one walk, without recursion (a document may nest deeply)."""
+        spreads = selections = 0
+        # (A type definition has no selections: the specification's rules refuse it.)
+        pending = [getattr(each, "selection_set", None) for each in document.definitions]
+        while pending:
+            selection_set = pending.pop()
+            for selection in selection_set.selections if selection_set else ():
+                selections += 1
+                if isinstance(selection, FragmentSpreadNode):
+                    spreads += 1
+                else:
+                    pending.append(selection.selection_set)
+        return cls(len(document.definitions), spreads, selections)
+
+    def refusals(self) -> list[GraphQLError]:
+        """A refusal for each limit the document is over."""
+        counted = (
+            (self.definitions, MAX_DEFINITIONS, "definitions", "definitions"),
+            (self.spreads, MAX_SPREADS, "spreads", "fragment spreads"),
+            (self.selections, MAX_SELECTIONS, "selections", "selections"),
+        )
+        return [
+            GraphQLError(
+                f"The query has {count:,} {words}; the limit is {limit:,}.",
+                extensions={"code": TOO_COMPLEX, name: count, "limit": limit},
+            )
+            for count, limit, name, words in counted
+            if count > limit
+        ]
 
 
 @dataclass(frozen=True)
@@ -225,14 +274,13 @@ class QueryLimits(SchemaExtension):
         yield
 
     def on_validate(self) -> Iterator[None]:
-        # Before the hook yields: Strawberry answers the errors found by then.
+        # Before the hook yields, and so before validation: Strawberry does not validate a
+        # document that has errors by then, and answers them.
         execution = self.execution_context
-        self.analysis = Analysis(
-            published(execution.schema), execution.graphql_document, execution.variables or {}
-        )
-        refusals = self.analysis.refusals()
+        document = execution.graphql_document
+        self.analysis = Analysis(published(execution.schema), document, execution.variables or {})
+        refusals = [*Size.of(document).refusals(), *self.analysis.refusals()]
         if refusals:
-            # A new list: the one ValidationCache gives is every request's with this document.
             execution.pre_execution_errors = [*(execution.pre_execution_errors or ()), *refusals]
         yield
 

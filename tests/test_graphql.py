@@ -399,6 +399,56 @@ def test_ids_with_control_characters_are_refused_not_a_500(ask):
     assert response.get_json()["errors"][0]["extensions"]["code"] == "parameter_invalid"
 
 
+def _id_as_variable(name: str) -> str:
+    """The root field's call of the matrices below with each of its ids the variable ``$id``."""
+    kind = "mutation" if name in MUTATIONS else "query"
+    call = re.sub(r'"\$\w+"', "$id", {**MUTATIONS, **QUERIES}[name])
+    return f"{kind}($id: ID!) {{ {call} }}"
+
+
+# Every other argument that takes an id (or a cursor, which is one), beside the root fields'.
+IDS_ELSEWHERE = {
+    "approvals.requestedBy": "query($id: ID!) { approvals(first: 1, requestedBy: $id) { %s } }",
+    "approvals.awaitingDecisionBy": (
+        "query($id: ID!) { approvals(first: 1, awaitingDecisionBy: $id) { %s } }"
+    ),
+    "approvals.after": "query($id: String!) { approvals(first: 1, after: $id) { %s } }",
+    "approvalLevels.after": "query($id: String!) { approvalLevels(first: 1, after: $id) { %s } }",
+    "members.after": "query($id: String!) { members(first: 1, after: $id) { %s } }",
+    "events.after": "query($id: String!) { events(first: 1, after: $id) { %s } }",
+    "products.after": "query($id: String!) { products(first: 1, after: $id) { %s } }",
+    "webhookEndpoints.after": (
+        "query($id: String!) { webhookEndpoints(first: 1, after: $id) { %s } }"
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(name for name, call in {**MUTATIONS, **QUERIES}.items() if '"$' in call)
+    + sorted(IDS_ELSEWHERE),
+)
+def test_an_id_holding_a_lone_surrogate_is_refused_as_rest_refuses_it(ask, world, name, caplog):
+    """``"apr_\\ud800"`` in the JSON body: no database can take it (it is not UTF-8), so it is
+    refused as an id with a control character is, with no traceback logged."""
+    if name in IDS_ELSEWHERE:
+        document = IDS_ELSEWHERE[name].replace("%s", "pageInfo { hasNextPage }")
+    else:
+        document = _id_as_variable(name)
+    with world.app.app_context():
+        events_before = db.session.execute(select(func.count()).select_from(Event)).scalar()
+    control = ask(document, {"id": "apr_\x01"})  # (refused since before surrogates were)
+    surrogate = ask(document, {"id": "apr_\ud800"})  # (sent as JSON's escape, \ud800)
+    assert surrogate.status_code == control.status_code == 200
+    (error,) = surrogate.get_json()["errors"]
+    assert surrogate.get_json()["data"] == control.get_json()["data"]  # null, where it may be
+    assert error["extensions"] == control.get_json()["errors"][0]["extensions"]
+    assert error["extensions"]["code"] == "parameter_invalid"
+    assert [record for record in caplog.records if record.levelname == "ERROR"] == []
+    with world.app.app_context():
+        assert db.session.execute(select(func.count()).select_from(Event)).scalar() == events_before
+
+
 # --- the same data as REST, and the same rules ---------------------------------------------------
 
 SNAKE = re.compile(r"(?<!^)(?=[A-Z])")
