@@ -489,6 +489,61 @@ def test_a_deleted_endpoint_takes_its_deliveries_with_it(app, api, world, endpoi
     assert _deliveries(app) == [] and work() == 0
 
 
+def test_an_organization_has_at_most_16_endpoints(app, api, client, world, receiver):
+    from .test_graphql import gql
+
+    made = [api("POST", "/v2/webhook_endpoints", json={"url": receiver.url}) for _ in range(16)]
+    assert [each.status_code for each in made] == [201] * 16
+    refused = api("POST", "/v2/webhook_endpoints", json={"url": receiver.url})
+    message = (
+        "An organization has at most 16 webhook endpoints: delete one it no longer uses first "
+        "(one endpoint may subscribe to many events)."
+    )
+    assert refused.status_code == 409
+    assert refused.get_json() == {"error": "conflict", "message": message}
+    over = gql(
+        client,
+        world.key,
+        "mutation($input: WebhookEndpointCreateInput!) { createWebhookEndpoint(input: $input) "
+        "{ id } }",
+        {"input": {"url": receiver.url}},
+    ).get_json()
+    assert over["data"] == {"createWebhookEndpoint": None}
+    assert over["errors"][0]["message"] == message
+    assert over["errors"][0]["extensions"] == {"code": "conflict"}
+    assert _count(app, WebhookEndpoint) == 16
+    other = build_world(app, "globex")  # another organization's room is its own
+    theirs = client.post(
+        "/v2/webhook_endpoints", json={"url": receiver.url}, headers=bearer(other.key)
+    )
+    assert theirs.status_code == 201
+    deleted = api("DELETE", f"/v2/webhook_endpoints/{made[0].get_json()['id']}")
+    assert deleted.status_code == 200
+    assert api("POST", "/v2/webhook_endpoints", json={"url": receiver.url}).status_code == 201
+
+
+def test_the_dashboard_refuses_a_17th_endpoint_with_the_services_message(app, world, receiver):
+    from .dashboard import sign_in
+
+    with app.app_context():
+        from discountflow.webhooks import services
+        from discountflow.webhooks.schemas import EndpointCreate
+
+        for _ in range(16):
+            services.create_endpoint(world.actor("admin"), EndpointCreate(url=receiver.url))
+    admin = app.test_client()
+    sign_in(admin, "admin@acme.example")
+    page = admin.get("/settings/webhooks")
+    nonce = re.search(r'name="nonce" type="hidden" value="([^"]+)"', page.text).group(1)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
+    form = {"csrf_token": token, "url": receiver.url, "events": "*", "enabled": "y"}
+    refused = admin.post("/settings/webhooks", data={**form, "nonce": nonce})
+    assert refused.status_code == 400
+    assert "An organization has at most 16 webhook endpoints" in refused.text
+    assert "whsec_" not in refused.text
+    assert _count(app, WebhookEndpoint) == 16
+
+
 # --- where webhooks may go -------------------------------------------------------------------
 
 
