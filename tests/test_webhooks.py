@@ -544,6 +544,74 @@ def test_the_dashboard_refuses_a_17th_endpoint_with_the_services_message(app, wo
     assert _count(app, WebhookEndpoint) == 16
 
 
+def _endpoint_events(app, endpoint_id: str) -> list[tuple[str, dict, str]]:
+    with app.app_context():
+        found = db.session.execute(
+            select(Event)
+            .where(Event.type.startswith("webhook_endpoint."))
+            .order_by(Event.created_at)
+        ).scalars()
+        return [
+            (each.type, each.data, each.surface)
+            for each in found
+            if each.data.get("endpoint") == endpoint_id
+        ][1:]  # after its creation
+
+
+def test_enabling_and_disabling_an_endpoint_are_recorded_by_name(app, api, client, world, endpoint):
+    from .test_graphql import gql
+
+    hook = endpoint(events=["approval.*"])
+    listener = endpoint(events=["webhook_endpoint.*"])
+    path = f"/v2/webhook_endpoints/{hook['id']}"
+    assert api("PATCH", path, json={"enabled": False}).get_json()["enabled"] is False
+    assert api("PATCH", path, json={"enabled": True}).get_json()["enabled"] is True
+    both = api("PATCH", path, json={"enabled": False, "description": "Paused CRM"})
+    assert both.status_code == 200
+    assert api("PATCH", path, json={"enabled": False}).status_code == 200  # no change: no event
+    mutation = (
+        "mutation($id: ID!, $input: WebhookEndpointUpdateInput!) "
+        "{ updateWebhookEndpoint(id: $id, input: $input) { enabled } }"
+    )
+    enabled = gql(client, world.key, mutation, {"id": hook["id"], "input": {"enabled": True}})
+    assert enabled.get_json()["data"] == {"updateWebhookEndpoint": {"enabled": True}}
+    disabled = gql(client, world.key, mutation, {"id": hook["id"], "input": {"enabled": False}})
+    assert disabled.get_json()["data"] == {"updateWebhookEndpoint": {"enabled": False}}
+    endpoint_only = {"endpoint": hook["id"]}
+    assert _endpoint_events(app, hook["id"]) == [
+        ("webhook_endpoint.disabled", endpoint_only, "api"),
+        ("webhook_endpoint.enabled", endpoint_only, "api"),
+        ("webhook_endpoint.updated", {**endpoint_only, "fields": ["description"]}, "api"),
+        ("webhook_endpoint.disabled", endpoint_only, "api"),
+        ("webhook_endpoint.enabled", endpoint_only, "graphql"),
+        ("webhook_endpoint.disabled", endpoint_only, "graphql"),
+    ]
+    heard = [d.event_type for d in _deliveries(app, endpoint_id=listener["id"])]
+    assert heard == [
+        "webhook_endpoint.disabled",
+        "webhook_endpoint.enabled",
+        "webhook_endpoint.updated",
+        "webhook_endpoint.disabled",
+        "webhook_endpoint.enabled",
+        "webhook_endpoint.disabled",
+    ]
+
+
+def test_the_dashboards_enable_and_disable_buttons_are_recorded_by_name(app, world, endpoint):
+    from .dashboard import post_form, sign_in
+
+    hook = endpoint()
+    admin = app.test_client()
+    sign_in(admin, "admin@acme.example")
+    detail = f"/settings/webhooks/{hook['id']}"
+    assert post_form(admin, f"{detail}/disable", token_from=detail).status_code == 303
+    assert post_form(admin, f"{detail}/enable", token_from=detail).status_code == 303
+    assert _endpoint_events(app, hook["id"]) == [
+        ("webhook_endpoint.disabled", {"endpoint": hook["id"]}, "dashboard"),
+        ("webhook_endpoint.enabled", {"endpoint": hook["id"]}, "dashboard"),
+    ]
+
+
 # --- where webhooks may go -------------------------------------------------------------------
 
 

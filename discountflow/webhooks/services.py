@@ -110,7 +110,10 @@ def _require_room(actor: Actor) -> None:
 
 
 def update_endpoint(actor: Actor, endpoint_id: str, data: EndpointUpdate) -> WebhookEndpoint:
-    """Change an endpoint; enabling it again clears why the service disabled it."""
+    """Change an endpoint; enabling it again clears why the service disabled it.
+
+    Enabling or disabling it is recorded as ``webhook_endpoint.enabled`` or ``.disabled`` (as
+    the worker's own disabling is); other changes as ``webhook_endpoint.updated``."""
     writing(actor)
     actor.require_manager(MANAGE_ENDPOINTS)
     endpoint = get_endpoint(actor, endpoint_id)
@@ -130,7 +133,14 @@ def update_endpoint(actor: Actor, endpoint_id: str, data: EndpointUpdate) -> Web
         endpoint.failing_since = None
     if changed:
         endpoint.updated_at = now
-        EventLog(actor, now).add("webhook_endpoint.updated", endpoint=endpoint.id, fields=changed)
+        events = EventLog(actor, now)
+        fields = [name for name in changed if name != "enabled"]
+        if fields:
+            events.add("webhook_endpoint.updated", endpoint=endpoint.id, fields=fields)
+        if "enabled" in changed and endpoint.enabled:
+            events.add("webhook_endpoint.enabled", endpoint=endpoint.id)
+        elif "enabled" in changed:
+            events.add("webhook_endpoint.disabled", endpoint=endpoint.id)
     db.session.commit()
     return endpoint
 
