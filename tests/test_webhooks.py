@@ -403,6 +403,22 @@ def test_an_answer_that_takes_too_long_is_a_failed_attempt(app, world, endpoint,
     assert 900 <= delivery.last_duration_ms < 2000
 
 
+def test_an_answer_whose_body_drips_past_the_timeout_is_a_failed_attempt(
+    app, api, world, endpoint, receiver, work
+):
+    hook = endpoint(events=["approval.submitted"])
+    # The status line and headers at once, then one byte of the body every 0.3 s: 3 s in all.
+    receiver.answers = lambda n: Answer(200, b"0123456789", drip=0.3)
+    create(world, "rep", 20, submit=True)
+    assert work(WEBHOOK_TIMEOUT_SECONDS=1.0) == 1
+    (delivery,) = _deliveries(app)
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("pending", 1, 200)
+    assert delivery.last_error == "HTTP 200, but the answer did not end within 1 s"
+    assert delivery.delivered_at is None and 900 <= delivery.last_duration_ms < 2000
+    listed = api("GET", f"/v2/webhook_endpoints/{hook['id']}/deliveries").get_json()["data"]
+    assert (listed[0]["status"], listed[0]["last_error"]) == ("pending", delivery.last_error)
+
+
 def test_long_answers_are_kept_to_4_kib_and_redirects_are_not_followed(
     app, world, endpoint, receiver, work
 ):

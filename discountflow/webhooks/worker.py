@@ -6,8 +6,9 @@ once, on the retry schedule, never the same one twice at a time.
    ``BEGIN IMMEDIATE`` on SQLite), each marked with this claim and due again only when the
    lease (``WEBHOOK_LEASE_SECONDS``) ends: no other worker takes it meanwhile, and if this one
    dies mid-delivery the row is simply due again then.
-2. **Send**, outside any transaction: signed (Standard Webhooks), to a checked address, within
-   ``WEBHOOK_TIMEOUT_SECONDS`` in all, redirects not followed, 4 KiB of the answer kept.
+2. **Send**, outside any transaction: signed (Standard Webhooks), to a checked address, the
+   whole exchange within ``WEBHOOK_TIMEOUT_SECONDS`` (an answer whose body is still coming at
+   the deadline failed), redirects not followed, 4 KiB of the answer kept.
 3. **Record**, in a short transaction, if the claim is still ours: a 2xx delivers it; anything
    else schedules the next attempt — at once, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, then
    every 12 h, each ±10 % — until 3 days after the event, when it fails. An endpoint whose
@@ -78,7 +79,8 @@ class Outcome:
 
     @property
     def delivered(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
+        """A 2xx, and the whole answer within the time allowed."""
+        return self.status_code is not None and 200 <= self.status_code < 300 and not self.error
 
 
 class Sender:
@@ -113,7 +115,10 @@ class Sender:
                     if len(kept) >= RESPONSE_KEPT:
                         break
         except httpcore.TimeoutException:
-            error = f"no answer within {self.timeout:g} s"
+            if status is None:
+                error = f"no answer within {self.timeout:g} s"
+            else:  # headers came, then the body did not end in time: not an answer
+                error = f"HTTP {status}, but the answer did not end within {self.timeout:g} s"
         except UnsafeDestination as refused:
             error = str(refused)
         except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as e:
