@@ -62,7 +62,7 @@ def work(app, clock):
             total = 0
             while done := worker.run_once():
                 total += done
-            worker.sender.close()
+            worker.close()
             return total
 
     return run
@@ -417,6 +417,52 @@ def test_an_answer_whose_body_drips_past_the_timeout_is_a_failed_attempt(
     assert delivery.delivered_at is None and 900 <= delivery.last_duration_ms < 2000
     listed = api("GET", f"/v2/webhook_endpoints/{hook['id']}/deliveries").get_json()["data"]
     assert (listed[0]["status"], listed[0]["last_error"]) == ("pending", delivery.last_error)
+
+
+def test_an_endpoint_that_keeps_failing_is_paused_then_tried_once(
+    app, api, world, endpoint, receiver, clock
+):
+    hook = endpoint(events=["approval.*"])
+    receiver.answers = lambda n: Answer(500, b"down") if n <= 7 else Answer(200)
+    for _ in range(4):
+        create(world, "rep", 20, submit=True)  # 8 deliveries, all due now
+    path = f"/v2/webhook_endpoints/{hook['id']}/deliveries?limit=100"
+
+    def shown() -> list[dict]:
+        return api("GET", path).get_json()["data"]
+
+    with app.app_context():
+        worker = Worker(clock=clock.now, rng=random.Random(3))
+        try:
+            # Two at a time to one endpoint; the 5th failure in a row pauses it for 30 s.
+            assert [worker.run_once() for _ in range(4)] == [2, 2, 2, 0]
+            paused = shown()
+            assert sorted(each["attempts"] for each in paused) == [0, 0, 1, 1, 1, 1, 1, 1]
+            (until,) = {each["next_attempt"] for each in paused}  # all wait for the pause's end
+            last = max(each["last_attempt"] for each in paused if each["last_attempt"])
+            assert _seconds_between(last, until) == pytest.approx(30, abs=1)
+            clock.advance(seconds=31)
+            assert worker.run_once() == 1  # half-open: one attempt; it fails: paused for 60 s
+            assert worker.run_once() == 0
+            waiting = [each for each in shown() if each["attempts"] <= 1]
+            (until_again,) = {each["next_attempt"] for each in waiting}
+            assert _seconds_between(until, until_again) == pytest.approx(1 + 60, abs=1)
+            clock.advance(seconds=61)
+            assert worker.run_once() == 1  # it answers: the circuit closes
+            assert worker.run_once() == 2
+            while worker.run_once():
+                pass
+        finally:
+            worker.close()
+    assert len(receiver.received) == 7 + 7
+    statuses = sorted(each["status"] for each in shown())
+    assert statuses == ["pending"] + ["succeeded"] * 7  # the one tried twice: in 5 min
+
+
+def _seconds_between(earlier: str, later: str) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds()
 
 
 def test_long_answers_are_kept_to_4_kib_and_redirects_are_not_followed(
