@@ -179,7 +179,9 @@ class Claimed:
 
 
 # Due deliveries read per free slot when claiming: enough that one busy endpoint's backlog
-# rarely hides the others' (the busy ones are left out of the query besides).
+# rarely hides the others' (the busy ones are left out of the query besides). The query still
+# reads past the due deliveries of the endpoints it leaves out (SQLite: ~25 ms a claim behind
+# 50,000 of them); a paused endpoint's are moved out of the due range, a busy one's are not.
 WINDOW_PER_SLOT = 4
 
 
