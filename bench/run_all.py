@@ -15,7 +15,9 @@ goes, prefixed with its name:
 * ``approvals_page``: a page of 20 approvals on 1,000,000 approvals against 1,000;
 * ``graphql_vs_rest``: the same page over GraphQL against REST;
 * ``graphql_worst``: the CPU of the worst GraphQL documents within the limits (target: the
-  slowest at most 20 ms), in this process (``--seconds`` aside: it counts requests).
+  slowest at most 20 ms), in this process (``--seconds`` aside: it counts requests);
+* ``webhook_throughput``: webhook deliveries one worker sends a second to a fast loopback
+  receiver (an absolute figure: the median of the rounds, its sides the median and the target).
 
 ``--seconds`` (per side in each pair) and ``--pairs`` are passed to every one; without them each
 uses its own defaults (3 s, 7 pairs). Then one table: each figure, its target, its result (the
@@ -42,7 +44,14 @@ sys.path.insert(0, str(ROOT))
 
 from bench import harness  # noqa: E402
 
-BENCHMARKS = ["me_vs_typical", "invalid_keys", "approvals_page", "graphql_vs_rest", "graphql_worst"]
+BENCHMARKS = [
+    "me_vs_typical",
+    "invalid_keys",
+    "approvals_page",
+    "graphql_vs_rest",
+    "graphql_worst",
+    "webhook_throughput",
+]
 SOAK = (
     "30-minute one-box soak: p99, failures, web worker memory slope",
     "p99 <= 50 ms, 0 failures, < 5 MB/h",

@@ -98,6 +98,7 @@ SETTINGS: dict[str, Setting] = {
     "WEBHOOK_TIMEOUT_SECONDS": Setting("WEBHOOK_TIMEOUT_SECONDS", float, 10.0),
     "WEBHOOK_POLL_SECONDS": Setting("WEBHOOK_POLL_SECONDS", float, 1.0),
     "WEBHOOK_LEASE_SECONDS": Setting("WEBHOOK_LEASE_SECONDS", float, 60.0),
+    "WEBHOOK_CONCURRENCY": Setting("WEBHOOK_CONCURRENCY", int, 16),
     # GET /metrics: off unless a scrape token is set or loopback scrapes are allowed.
     "METRICS_TOKEN": Setting("METRICS_TOKEN", str, None),
     "METRICS_ALLOW_LOOPBACK": Setting("METRICS_ALLOW_LOOPBACK", _boolean, False),
@@ -219,6 +220,8 @@ def _finish(app: Flask) -> None:
             "WEBHOOK_LEASE_SECONDS must be at least twice WEBHOOK_TIMEOUT_SECONDS (a claim must "
             "outlast the delivery it covers)"
         )
+    if not 1 <= int(config["WEBHOOK_CONCURRENCY"]) <= 256:
+        raise ConfigurationError("WEBHOOK_CONCURRENCY must be from 1 to 256")
 
 
 def secret_key_weakness(secret: str | bytes) -> str:

@@ -39,6 +39,7 @@ class Answer:
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     hold: threading.Event | None = None  # wait for it before answering
+    drip: float = 0.0  # seconds between the body's bytes, sent one at a time after the headers
 
 
 class Receiver:
@@ -88,7 +89,14 @@ class Receiver:
                         self.send_header(name, value)
                     self.send_header("content-length", str(len(answer.body)))
                     self.end_headers()
-                    self.wfile.write(answer.body)
+                    if answer.drip:
+                        self.wfile.flush()
+                        for byte in answer.body:
+                            time.sleep(answer.drip)
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                    else:
+                        self.wfile.write(answer.body)
                 except OSError:
                     pass  # the sender gave up first
 

@@ -59,6 +59,7 @@ FEATURE_ROOMS = {
     "safety": SERVICES,
     "outbox": SERVICES,
     "worker": SERVICES,
+    "pacing": SERVICES,
     "api": SURFACES,
     "graphql": SURFACES,
     "views": SURFACES,

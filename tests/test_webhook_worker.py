@@ -4,22 +4,28 @@ log lines, and the commands around it."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from discountflow.database import utcnow
 from discountflow.extensions import db
 from discountflow.products.csv_files import COLUMNS, import_products
 from discountflow.webhooks.models import WebhookDelivery
+from discountflow.webhooks.pacing import Due, Pacer
 
 from .approvals_world import build_world, create
 from .conftest import bearer, make_app
@@ -163,3 +169,168 @@ def test_the_status_command_prints_the_backlog(app, world, runner):
         result = runner.invoke(args=["webhooks", "status"])
         assert "due now:             0" in result.output
         assert "succeeded, last 24h: 2" in result.output
+
+
+# --- no receiver holds anyone else's deliveries -------------------------------------------------
+
+
+class Tarpit:
+    """A receiver that accepts every connection, reads the request and never answers; it
+    counts the requests it holds at once, by path (``/t0`` …: one per endpoint)."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.held: Counter[str] = Counter()
+        self.most: Counter[str] = Counter()  # the most held at once, by path
+        self.most_in_all = 0
+        self.changed = threading.Condition()
+        self.connections: list[socket.socket] = []
+        self.stopped = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        self.server.settimeout(0.1)
+        while not self.stopped.is_set():
+            try:
+                connection, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            connection.settimeout(None)
+            self.connections.append(connection)
+            thread = threading.Thread(target=self._hold, args=(connection,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _hold(self, connection: socket.socket) -> None:
+        head, path = b"", None
+        try:
+            while True:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    break  # the sender gave up
+                head += chunk
+                if path is None and b"\r\n" in head:
+                    path = head.split(b" ", 2)[1].decode()
+                    with self.changed:
+                        self.held[path] += 1
+                        self.most[path] = max(self.most[path], self.held[path])
+                        self.most_in_all = max(self.most_in_all, sum(self.held.values()))
+                        self.changed.notify_all()
+        except OSError:
+            pass
+        finally:
+            if path is not None:
+                with self.changed:
+                    self.held[path] -= 1
+
+    def wait_for_held(self, count: int, timeout: float) -> None:
+        with self.changed:
+            if not self.changed.wait_for(lambda: sum(self.held.values()) >= count, timeout):
+                raise AssertionError(f"the tarpit held {sum(self.held.values())} of {count}")
+
+    def __enter__(self) -> Tarpit:
+        thread = threading.Thread(target=self._accept, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.threads[0].join(5)
+        self.server.close()
+        for connection in self.connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
+        for thread in self.threads:
+            thread.join(5)
+
+
+@pytest.mark.slow
+def test_six_tarpit_endpoints_do_not_hold_another_organizations_delivery(tmp_path):
+    """The finding: one organization's endpoints at a receiver that never answers (any public
+    https host can be one) held every other organization's deliveries for minutes."""
+    app = make_app(tmp_path)
+    attacker = build_world(app)
+    victim = build_world(app, "globex")
+    client = app.test_client()
+    with Tarpit() as tarpit, Receiver() as receiver:
+        for number in range(6):
+            created = client.post(
+                "/v2/webhook_endpoints",
+                json={"url": f"{tarpit.url}/t{number}", "events": ["*"]},
+                headers=bearer(attacker.key),
+            )
+            assert created.status_code == 201
+        create(attacker, "rep", 20, submit=True)
+        assert len(_deliveries(app)) == 15 + 12  # the endpoints' own creations, the approval's
+        hook = _endpoint(app, victim, receiver, ["product.*"])
+        # The shipped timeout (10 s) and poll (1 s).
+        worker = _worker(app, WEBHOOK_POLL_SECONDS="1", WEBHOOK_TIMEOUT_SECONDS="10")
+        try:
+            tarpit.wait_for_held(1, timeout=60)  # the worker is at the tarpit
+            # Queued just after the worker last looked (it looks every poll, 1 s, from the
+            # moment it started these): the longest wait there is.
+            time.sleep(1.1)
+            queued = time.monotonic()
+            test = client.post(
+                f"/v2/webhook_endpoints/{hook['id']}/test", headers=bearer(victim.key)
+            )
+            assert test.status_code == 201
+            (ping,) = receiver.wait_for(1, timeout=5)
+            waited = time.monotonic() - queued
+        finally:
+            worker.kill()
+            worker.communicate(timeout=30)
+        assert ping.json["type"] == "ping" and ping.verified_with == receiver.secrets
+        print(f"another organization's delivery sent {waited:.2f} s after it was due")
+        assert waited <= 2.0, f"sent {waited:.2f} s after it was due"
+        # Shared out: at most 2 at once to one endpoint, 8 (half the slots) for one organization.
+        assert max(tarpit.most.values()) == 2 and tarpit.most_in_all == 8
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+# --- the pacer: how one worker shares its slots out ------------------------------------------
+
+
+def test_the_pacer_takes_organizations_in_turn_within_every_limit():
+    now = utcnow()
+    pacer = Pacer(6)  # 3 per organization
+    due = [Due(f"d{n}", f"e{n % 3}", "tarpit") for n in range(12)] + [Due("v1", "ev", "victim")]
+    assert [each.delivery_id for each in pacer.pick(due, now)] == ["d0", "v1", "d1", "d2"]
+    one_endpoint = [Due(f"d{n}", "e0", "org") for n in range(10)]
+    assert [each.delivery_id for each in Pacer(16).pick(one_endpoint, now)] == ["d0", "d1"]
+    for each in pacer.pick(due, now):
+        pacer.started(each)
+    assert pacer.free() == 2
+    assert pacer.held_back(now) == ([], ["tarpit"])
+    more = [Due("d12", "e0", "tarpit"), Due("v2", "ev", "victim"), Due("v3", "ev", "victim")]
+    assert [each.delivery_id for each in pacer.pick(more, now)] == ["v2"]  # 2 to ev at most
+
+
+def test_the_pacer_pauses_an_endpoint_after_5_failures_then_tries_it_once():
+    now = utcnow()
+    pacer = Pacer(16)
+    attempt = Due("d", "e0", "org")
+    ends = []
+    for _ in range(5):
+        pacer.started(attempt)
+        ends.append(pacer.finished(attempt, False, now))
+    assert ends == [None, None, None, None, now + timedelta(seconds=30)]
+    assert pacer.room("e0", now) == 0 and pacer.held_back(now) == (["e0"], [])
+    later = now + timedelta(seconds=30)
+    assert pacer.room("e0", later) == 1  # half-open
+    pacer.started(attempt)
+    assert pacer.finished(attempt, False, later) == later + timedelta(seconds=60)
+    pacer.started(attempt)
+    assert pacer.finished(attempt, True, later + timedelta(seconds=60)) is None
+    assert pacer.room("e0", later) == 2 and pacer.circuits == {}
+    assert pacer.free() == 16

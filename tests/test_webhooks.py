@@ -62,7 +62,7 @@ def work(app, clock):
             total = 0
             while done := worker.run_once():
                 total += done
-            worker.sender.close()
+            worker.close()
             return total
 
     return run
@@ -403,6 +403,68 @@ def test_an_answer_that_takes_too_long_is_a_failed_attempt(app, world, endpoint,
     assert 900 <= delivery.last_duration_ms < 2000
 
 
+def test_an_answer_whose_body_drips_past_the_timeout_is_a_failed_attempt(
+    app, api, world, endpoint, receiver, work
+):
+    hook = endpoint(events=["approval.submitted"])
+    # The status line and headers at once, then one byte of the body every 0.3 s: 3 s in all.
+    receiver.answers = lambda n: Answer(200, b"0123456789", drip=0.3)
+    create(world, "rep", 20, submit=True)
+    assert work(WEBHOOK_TIMEOUT_SECONDS=1.0) == 1
+    (delivery,) = _deliveries(app)
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("pending", 1, 200)
+    assert delivery.last_error == "HTTP 200, but the answer did not end within 1 s"
+    assert delivery.delivered_at is None and 900 <= delivery.last_duration_ms < 2000
+    listed = api("GET", f"/v2/webhook_endpoints/{hook['id']}/deliveries").get_json()["data"]
+    assert (listed[0]["status"], listed[0]["last_error"]) == ("pending", delivery.last_error)
+
+
+def test_an_endpoint_that_keeps_failing_is_paused_then_tried_once(
+    app, api, world, endpoint, receiver, clock
+):
+    hook = endpoint(events=["approval.*"])
+    receiver.answers = lambda n: Answer(500, b"down") if n <= 7 else Answer(200)
+    for _ in range(4):
+        create(world, "rep", 20, submit=True)  # 8 deliveries, all due now
+    path = f"/v2/webhook_endpoints/{hook['id']}/deliveries?limit=100"
+
+    def shown() -> list[dict]:
+        return api("GET", path).get_json()["data"]
+
+    with app.app_context():
+        worker = Worker(clock=clock.now, rng=random.Random(3))
+        try:
+            # Two at a time to one endpoint; the 5th failure in a row pauses it for 30 s.
+            assert [worker.run_once() for _ in range(4)] == [2, 2, 2, 0]
+            paused = shown()
+            assert sorted(each["attempts"] for each in paused) == [0, 0, 1, 1, 1, 1, 1, 1]
+            (until,) = {each["next_attempt"] for each in paused}  # all wait for the pause's end
+            last = max(each["last_attempt"] for each in paused if each["last_attempt"])
+            assert _seconds_between(last, until) == pytest.approx(30, abs=1)
+            clock.advance(seconds=31)
+            assert worker.run_once() == 1  # half-open: one attempt; it fails: paused for 60 s
+            assert worker.run_once() == 0
+            waiting = [each for each in shown() if each["attempts"] <= 1]
+            (until_again,) = {each["next_attempt"] for each in waiting}
+            assert _seconds_between(until, until_again) == pytest.approx(1 + 60, abs=1)
+            clock.advance(seconds=61)
+            assert worker.run_once() == 1  # it answers: the circuit closes
+            assert worker.run_once() == 2
+            while worker.run_once():
+                pass
+        finally:
+            worker.close()
+    assert len(receiver.received) == 7 + 7
+    statuses = sorted(each["status"] for each in shown())
+    assert statuses == ["pending"] + ["succeeded"] * 7  # the one tried twice: in 5 min
+
+
+def _seconds_between(earlier: str, later: str) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds()
+
+
 def test_long_answers_are_kept_to_4_kib_and_redirects_are_not_followed(
     app, world, endpoint, receiver, work
 ):
@@ -487,6 +549,129 @@ def test_a_deleted_endpoint_takes_its_deliveries_with_it(app, api, world, endpoi
     deleted = api("DELETE", f"/v2/webhook_endpoints/{hook['id']}")
     assert deleted.get_json() == {"object": "webhook_endpoint", "id": hook["id"], "deleted": True}
     assert _deliveries(app) == [] and work() == 0
+
+
+def test_an_organization_has_at_most_16_endpoints(app, api, client, world, receiver):
+    from .test_graphql import gql
+
+    made = [api("POST", "/v2/webhook_endpoints", json={"url": receiver.url}) for _ in range(16)]
+    assert [each.status_code for each in made] == [201] * 16
+    refused = api("POST", "/v2/webhook_endpoints", json={"url": receiver.url})
+    message = (
+        "An organization has at most 16 webhook endpoints: delete one it no longer uses first "
+        "(one endpoint may subscribe to many events)."
+    )
+    assert refused.status_code == 409
+    assert refused.get_json() == {"error": "conflict", "message": message}
+    over = gql(
+        client,
+        world.key,
+        "mutation($input: WebhookEndpointCreateInput!) { createWebhookEndpoint(input: $input) "
+        "{ id } }",
+        {"input": {"url": receiver.url}},
+    ).get_json()
+    assert over["data"] == {"createWebhookEndpoint": None}
+    assert over["errors"][0]["message"] == message
+    assert over["errors"][0]["extensions"] == {"code": "conflict"}
+    assert _count(app, WebhookEndpoint) == 16
+    other = build_world(app, "globex")  # another organization's room is its own
+    theirs = client.post(
+        "/v2/webhook_endpoints", json={"url": receiver.url}, headers=bearer(other.key)
+    )
+    assert theirs.status_code == 201
+    deleted = api("DELETE", f"/v2/webhook_endpoints/{made[0].get_json()['id']}")
+    assert deleted.status_code == 200
+    assert api("POST", "/v2/webhook_endpoints", json={"url": receiver.url}).status_code == 201
+
+
+def test_the_dashboard_refuses_a_17th_endpoint_with_the_services_message(app, world, receiver):
+    from .dashboard import sign_in
+
+    with app.app_context():
+        from discountflow.webhooks import services
+        from discountflow.webhooks.schemas import EndpointCreate
+
+        for _ in range(16):
+            services.create_endpoint(world.actor("admin"), EndpointCreate(url=receiver.url))
+    admin = app.test_client()
+    sign_in(admin, "admin@acme.example")
+    page = admin.get("/settings/webhooks")
+    nonce = re.search(r'name="nonce" type="hidden" value="([^"]+)"', page.text).group(1)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
+    form = {"csrf_token": token, "url": receiver.url, "events": "*", "enabled": "y"}
+    refused = admin.post("/settings/webhooks", data={**form, "nonce": nonce})
+    assert refused.status_code == 400
+    assert "An organization has at most 16 webhook endpoints" in refused.text
+    assert "whsec_" not in refused.text
+    assert _count(app, WebhookEndpoint) == 16
+
+
+def _endpoint_events(app, endpoint_id: str) -> list[tuple[str, dict, str]]:
+    with app.app_context():
+        found = db.session.execute(
+            select(Event)
+            .where(Event.type.startswith("webhook_endpoint."))
+            .order_by(Event.created_at)
+        ).scalars()
+        return [
+            (each.type, each.data, each.surface)
+            for each in found
+            if each.data.get("endpoint") == endpoint_id
+        ][1:]  # after its creation
+
+
+def test_enabling_and_disabling_an_endpoint_are_recorded_by_name(app, api, client, world, endpoint):
+    from .test_graphql import gql
+
+    hook = endpoint(events=["approval.*"])
+    listener = endpoint(events=["webhook_endpoint.*"])
+    path = f"/v2/webhook_endpoints/{hook['id']}"
+    assert api("PATCH", path, json={"enabled": False}).get_json()["enabled"] is False
+    assert api("PATCH", path, json={"enabled": True}).get_json()["enabled"] is True
+    both = api("PATCH", path, json={"enabled": False, "description": "Paused CRM"})
+    assert both.status_code == 200
+    assert api("PATCH", path, json={"enabled": False}).status_code == 200  # no change: no event
+    mutation = (
+        "mutation($id: ID!, $input: WebhookEndpointUpdateInput!) "
+        "{ updateWebhookEndpoint(id: $id, input: $input) { enabled } }"
+    )
+    enabled = gql(client, world.key, mutation, {"id": hook["id"], "input": {"enabled": True}})
+    assert enabled.get_json()["data"] == {"updateWebhookEndpoint": {"enabled": True}}
+    disabled = gql(client, world.key, mutation, {"id": hook["id"], "input": {"enabled": False}})
+    assert disabled.get_json()["data"] == {"updateWebhookEndpoint": {"enabled": False}}
+    endpoint_only = {"endpoint": hook["id"]}
+    assert _endpoint_events(app, hook["id"]) == [
+        ("webhook_endpoint.disabled", endpoint_only, "api"),
+        ("webhook_endpoint.enabled", endpoint_only, "api"),
+        ("webhook_endpoint.updated", {**endpoint_only, "fields": ["description"]}, "api"),
+        ("webhook_endpoint.disabled", endpoint_only, "api"),
+        ("webhook_endpoint.enabled", endpoint_only, "graphql"),
+        ("webhook_endpoint.disabled", endpoint_only, "graphql"),
+    ]
+    heard = [d.event_type for d in _deliveries(app, endpoint_id=listener["id"])]
+    assert heard == [
+        "webhook_endpoint.disabled",
+        "webhook_endpoint.enabled",
+        "webhook_endpoint.updated",
+        "webhook_endpoint.disabled",
+        "webhook_endpoint.enabled",
+        "webhook_endpoint.disabled",
+    ]
+
+
+def test_the_dashboards_enable_and_disable_buttons_are_recorded_by_name(app, world, endpoint):
+    from .dashboard import post_form, sign_in
+
+    hook = endpoint()
+    admin = app.test_client()
+    sign_in(admin, "admin@acme.example")
+    detail = f"/settings/webhooks/{hook['id']}"
+    assert post_form(admin, f"{detail}/disable", token_from=detail).status_code == 303
+    assert post_form(admin, f"{detail}/enable", token_from=detail).status_code == 303
+    assert _endpoint_events(app, hook["id"]) == [
+        ("webhook_endpoint.disabled", {"endpoint": hook["id"]}, "dashboard"),
+        ("webhook_endpoint.enabled", {"endpoint": hook["id"]}, "dashboard"),
+    ]
 
 
 # --- where webhooks may go -------------------------------------------------------------------

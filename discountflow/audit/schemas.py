@@ -48,6 +48,7 @@ EVENT_TYPES = frozenset(
         "webhook_endpoint.updated",
         "webhook_endpoint.secret_rotated",
         "webhook_endpoint.disabled",
+        "webhook_endpoint.enabled",
         "webhook_endpoint.deleted",
     }
 )

@@ -11,13 +11,14 @@ import json
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..actors import Actor, fetch, writing
 from ..audit.services import EventLog
 from ..database import new_id, require_usable_id, rfc3339, utcnow
 from ..errors import Conflict, NotFound
 from ..extensions import db
+from ..organizations.models import Organization
 from ..pagination import PageRequest, page_of
 from .models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookMessage
 from .safety import Rules, check_url
@@ -25,6 +26,7 @@ from .schemas import DeliveryListQuery, EndpointCreate, EndpointOut, EndpointUpd
 from .signing import new_secret, seal, unseal
 
 MANAGE_ENDPOINTS = "manage webhook endpoints"
+MAX_ENDPOINTS = 16  # per organization, as Stripe's
 PREVIOUS_SECRET_SIGNS_FOR = timedelta(hours=24)
 
 
@@ -67,6 +69,7 @@ def create_endpoint(actor: Actor, data: EndpointCreate) -> tuple[WebhookEndpoint
     writing(actor)
     actor.require_manager(MANAGE_ENDPOINTS)
     url = check_url(data.url, destination_rules())
+    _require_room(actor)
     now = utcnow()
     secret = new_secret()
     events = EventLog(actor, now)
@@ -88,8 +91,29 @@ def create_endpoint(actor: Actor, data: EndpointCreate) -> tuple[WebhookEndpoint
     return endpoint, secret
 
 
+def _require_room(actor: Actor) -> None:
+    """Refuse a 17th endpoint (the organization's row locked meanwhile on PostgreSQL, so two
+    creations at once cannot both take the last place; SQLite's writers run one at a time)."""
+    db.session.execute(
+        select(Organization.id).where(Organization.id == actor.organization_id).with_for_update()
+    ).scalar_one()
+    count = db.session.execute(
+        select(func.count())
+        .select_from(WebhookEndpoint)
+        .where(WebhookEndpoint.organization_id == actor.organization_id)
+    ).scalar_one()
+    if count >= MAX_ENDPOINTS:
+        raise Conflict(
+            f"An organization has at most {MAX_ENDPOINTS} webhook endpoints: delete one it no "
+            "longer uses first (one endpoint may subscribe to many events)."
+        )
+
+
 def update_endpoint(actor: Actor, endpoint_id: str, data: EndpointUpdate) -> WebhookEndpoint:
-    """Change an endpoint; enabling it again clears why the service disabled it."""
+    """Change an endpoint; enabling it again clears why the service disabled it.
+
+    Enabling or disabling it is recorded as ``webhook_endpoint.enabled`` or ``.disabled`` (as
+    the worker's own disabling is); other changes as ``webhook_endpoint.updated``."""
     writing(actor)
     actor.require_manager(MANAGE_ENDPOINTS)
     endpoint = get_endpoint(actor, endpoint_id)
@@ -109,7 +133,14 @@ def update_endpoint(actor: Actor, endpoint_id: str, data: EndpointUpdate) -> Web
         endpoint.failing_since = None
     if changed:
         endpoint.updated_at = now
-        EventLog(actor, now).add("webhook_endpoint.updated", endpoint=endpoint.id, fields=changed)
+        events = EventLog(actor, now)
+        fields = [name for name in changed if name != "enabled"]
+        if fields:
+            events.add("webhook_endpoint.updated", endpoint=endpoint.id, fields=fields)
+        if "enabled" in changed and endpoint.enabled:
+            events.add("webhook_endpoint.enabled", endpoint=endpoint.id)
+        elif "enabled" in changed:
+            events.add("webhook_endpoint.disabled", endpoint=endpoint.id)
     db.session.commit()
     return endpoint
 
