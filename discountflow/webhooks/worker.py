@@ -264,7 +264,7 @@ class Worker:
                 WebhookDelivery.next_attempt_at <= now,
                 WebhookEndpoint.enabled.is_(True),
             )
-            .order_by(WebhookDelivery.next_attempt_at)
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)  # the same on both
             .limit(free * WINDOW_PER_SLOT)
         )
         if endpoints:
