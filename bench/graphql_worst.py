@@ -148,12 +148,13 @@ def _long_status_list(n: int) -> str:
 
 
 def _largest_input(n: int) -> str:
-    """A mutation's input as large as the tokens allow (refused by the API's own model: more
-    line items than an approval may have, so nothing is written)."""
+    """A mutation's input as large as the limits allow, refused by the API's own model after
+    GraphQL has checked all of it (a currency that is no ISO 4217 code), so nothing is written
+    and the database the other documents read stays as it was."""
     item = '{description: "d", quantity: 1, unitListPrice: 100, unitPrice: 90}'
     items = ", ".join([item] * n)
     return (
-        'mutation W { createApproval(input: {title: "T", customer: "C", currency: "USD", '
+        'mutation W { createApproval(input: {title: "T", customer: "C", currency: "ZZZ", '
         f"lineItems: [{items}]}}) {{ id }} }}"
     )
 

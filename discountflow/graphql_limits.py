@@ -3,9 +3,13 @@
 * at most ``MAX_TOKENS`` lexical tokens (the parser stops counting there, before any work
   grows with the document) and one operation;
 * at most ``MAX_DEFINITIONS`` definitions (the operation and its fragments),
-  ``MAX_SPREADS`` fragment spreads and ``MAX_SELECTIONS`` selections (fields, spreads and
-  inline fragments), counted in one walk of the parsed document: the specification's
-  validation compares fields and fragments pairwise, so its work grows with their square;
+  ``MAX_SPREADS`` fragment spreads, ``MAX_SELECTIONS`` selections (fields, spreads and
+  inline fragments), ``MAX_DIRECTIVES`` directives and ``MAX_VALUES`` values (every literal —
+  each item of a list and each field of an input object counted — every variable defined and
+  every use of one), counted in one walk of the parsed document: the specification's
+  validation compares fields and fragments pairwise, so its work grows with their square, and
+  checks every value against its type (some 30 µs a value here), so a large input goes in the
+  variables (JSON, checked by the API's own models);
 * at most ``MAX_DEPTH`` levels of fields and ``MAX_ALIASES`` aliases;
 * ``first`` between 1 and ``MAX_FIRST`` on every list (the schema makes it required);
 * a cost of at most ``MAX_COST``: the nodes the query may return, counted as GitHub counts
@@ -38,6 +42,8 @@ from graphql import (
     GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
+    ListValueNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
     VariableNode,
@@ -57,6 +63,8 @@ MAX_QUERY_LENGTH = 64 * 1024
 MAX_DEFINITIONS = 20
 MAX_SPREADS = 50
 MAX_SELECTIONS = 100
+MAX_DIRECTIVES = 20
+MAX_VALUES = 250
 TOO_COMPLEX = "query_too_complex"
 
 
@@ -84,22 +92,50 @@ class Size:
     definitions: int = 0
     spreads: int = 0
     selections: int = 0
+    directives: int = 0
+    values: int = 0
 
     @classmethod
     def of(cls, document: DocumentNode) -> Size:
         """Count in one walk, without recursion (a document may nest deeply)."""
-        spreads = selections = 0
+        spreads = selections = directives = 0
+        values: list[Any] = []  # what holds values: arguments, defaults, lists, input objects
         # (A type definition has no selections: the specification's rules refuse it.)
-        pending = [getattr(each, "selection_set", None) for each in document.definitions]
+        pending = []
+        for definition in document.definitions:
+            for variable in getattr(definition, "variable_definitions", None) or ():
+                values.append(variable.default_value)
+                directives += len(variable.directives or ())
+            values.extend(getattr(definition, "variable_definitions", None) or ())
+            found = getattr(definition, "directives", None) or ()
+            directives += len(found)
+            values.extend(argument.value for each in found for argument in each.arguments)
+            pending.append(getattr(definition, "selection_set", None))
         while pending:
             selection_set = pending.pop()
             for selection in selection_set.selections if selection_set else ():
                 selections += 1
+                found = selection.directives or ()
+                directives += len(found)
+                values.extend(argument.value for each in found for argument in each.arguments)
                 if isinstance(selection, FragmentSpreadNode):
                     spreads += 1
-                else:
-                    pending.append(selection.selection_set)
-        return cls(len(document.definitions), spreads, selections)
+                    continue
+                values.extend(
+                    argument.value for argument in getattr(selection, "arguments", None) or ()
+                )
+                pending.append(selection.selection_set)
+        counted = 0
+        while values:
+            value = values.pop()
+            if value is None:
+                continue
+            counted += 1
+            if isinstance(value, ListValueNode):
+                values.extend(value.values)
+            elif isinstance(value, ObjectValueNode):
+                values.extend(field.value for field in value.fields)
+        return cls(len(document.definitions), spreads, selections, directives, counted)
 
     def refusals(self) -> list[GraphQLError]:
         """A refusal for each limit the document is over."""
@@ -107,6 +143,13 @@ class Size:
             (self.definitions, MAX_DEFINITIONS, "definitions", "definitions"),
             (self.spreads, MAX_SPREADS, "spreads", "fragment spreads"),
             (self.selections, MAX_SELECTIONS, "selections", "selections"),
+            (self.directives, MAX_DIRECTIVES, "directives", "directives"),
+            (
+                self.values,
+                MAX_VALUES,
+                "values",
+                "values written in it (send large inputs as variables)",
+            ),
         )
         return [
             GraphQLError(

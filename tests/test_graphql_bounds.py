@@ -116,13 +116,33 @@ def test_depth_and_cost_are_refused_before_validation(ask, validations):
             lambda n: "{ " + " ".join(["...F"] * n) + " } fragment F on Query { me { id } }",
         ),
         ("selections", lambda n: "{ me { " + " ".join(["id"] * (n - 1)) + " } }"),
+        ("directives", lambda n: "{ me { " + " ".join(["id @include(if: true)"] * n) + " } }"),
+        (
+            "values",  # first: 1, the list, and its items
+            lambda n: (
+                "{ approvals(first: 1, status: ["
+                + " ".join(["PENDING"] * (n - 2))
+                + "]) { edges { node { id } } } }"
+            ),
+        ),
     ],
 )
 def test_definitions_spreads_and_selections_are_counted_to_their_limit(ask, name, document):
-    from discountflow.graphql_limits import MAX_DEFINITIONS, MAX_SELECTIONS, MAX_SPREADS
+    from discountflow.graphql_limits import (
+        MAX_DEFINITIONS,
+        MAX_DIRECTIVES,
+        MAX_SELECTIONS,
+        MAX_SPREADS,
+        MAX_VALUES,
+    )
 
-    limit = {"definitions": MAX_DEFINITIONS, "spreads": MAX_SPREADS, "selections": MAX_SELECTIONS}
-    limit = limit[name]
+    limit = {
+        "definitions": MAX_DEFINITIONS,
+        "spreads": MAX_SPREADS,
+        "selections": MAX_SELECTIONS,
+        "directives": MAX_DIRECTIVES,
+        "values": MAX_VALUES,
+    }[name]
     # (Unused fragments are the specification's refusal, not ours: only the count matters.)
     within = ask(document(limit))
     assert all(
@@ -297,3 +317,28 @@ def test_names_are_suggested_in_staging_only(tmp_path, ask, query, variables):
         re.sub(r" Did you mean [^?]*\?", "", message) for message in hinted
     ]
     assert "Did you mean" not in response.get_data(as_text=True)
+
+
+def test_a_large_input_goes_in_the_variables(ask):
+    """The values limit counts what is written in the document: an approval of 100 lines
+    (500 values written inline) is refused there and created from the variables."""
+    line = {"description": "Seats", "quantity": 1, "unitListPrice": 1000, "unitPrice": 900}
+    approval = {"title": "Big deal", "customer": "Acme", "currency": "USD"}
+    inline_lines = ", ".join(
+        ['{description: "Seats", quantity: 1, unitListPrice: 1000, unitPrice: 900}'] * 100
+    )
+    inline = ask(
+        'mutation { createApproval(input: {title: "Big deal", customer: "Acme", '
+        f'currency: "USD", lineItems: [{inline_lines}]}}) {{ id }} }}'
+    )
+    assert inline.status_code == 400
+    assert [error["extensions"] for error in inline.get_json()["errors"]] == [
+        {"code": "query_too_complex", "values": 505, "limit": 250}
+    ]
+    created = ask(
+        "mutation($input: ApprovalCreateInput!) "
+        "{ createApproval(input: $input) { lineItems(first: 100) { id } } }",
+        {"input": {**approval, "lineItems": [line] * 100}},
+    )
+    assert created.status_code == 200, created.get_json()
+    assert len(created.get_json()["data"]["createApproval"]["lineItems"]) == 100
