@@ -140,8 +140,6 @@ def main() -> dict[str, harness.Figure]:
         named["cpu"]: harness.Figure(cpu.ratio, cpu.target, cpu.unit, note),
         named["throughput"]: throughput,
     }
-    for name, figure in figures.items():
-        print(figure.line(name), flush=True)
     harness.save(args.json, figures, pinning)
     return figures
 

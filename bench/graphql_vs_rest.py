@@ -112,8 +112,6 @@ def main() -> dict[str, harness.Figure]:
         FIGURES["cpu"][0]: harness.Figure(cpu.ratio, cpu.target, cpu.unit, note),
         FIGURES["throughput"][0]: throughput,
     }
-    for name, figure in figures.items():
-        print(figure.line(name), flush=True)
     harness.save(args.json, figures, pinning)
     return figures
 

@@ -317,7 +317,6 @@ def main() -> dict[str, harness.Figure]:
         f"slowest: {slowest} ({statistics.median(figures):.2f} ms of CPU, "
         f"{args.reps} requests a round, {args.pairs} rounds)",
     )
-    print(figure.line(FIGURE), flush=True)
     harness.save(args.json, {FIGURE: figure}, "not pinned (in this process)")
     return {FIGURE: figure}
 

@@ -463,7 +463,10 @@ def arguments(parser, seconds: float = SECONDS, pairs: int = PAIRS) -> None:
 
 
 def save(path: str | None, figures: dict[str, Figure], pinning: str) -> None:
-    """Write the figures as JSON for ``bench/run_all.py`` (nothing without a path)."""
+    """Print each figure on its line, and write them as JSON for ``bench/run_all.py`` (when
+    given a path)."""
+    for name, figure in figures.items():
+        print(figure.line(name), flush=True)
     if not path:
         return
     rows = []

@@ -190,8 +190,6 @@ def main() -> dict[str, harness.Figure]:
             note=f"answered {dict(sorted(valid.statuses.items(), key=str))}",
         ),
     }
-    for name, figure in figures.items():
-        print(figure.line(name), flush=True)
     harness.save(args.json, figures, pinning)
     return figures
 

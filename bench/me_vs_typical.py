@@ -136,8 +136,6 @@ def main() -> dict[str, harness.Figure]:
         FIGURES["throughput"][0]: throughput,
         FIGURES["cpu"][0]: harness.Figure(cpu.ratio, cpu.target, cpu.unit, note),
     }
-    for name, figure in figures.items():
-        print(figure.line(name), flush=True)
     harness.save(args.json, figures, pinning)
     return figures
 

@@ -231,8 +231,6 @@ def main() -> dict[str, harness.Figure]:
         NAME: figure(spread, harness.Target(TARGET), note),
         ONE_ENDPOINT: figure(single, None, "at most 2 in flight to one endpoint"),
     }
-    for name, each in figures.items():
-        print(each.line(name), flush=True)
     harness.save(args.json, figures, pinning)
     return figures
 
