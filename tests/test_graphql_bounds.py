@@ -342,3 +342,28 @@ def test_a_large_input_goes_in_the_variables(ask):
     )
     assert created.status_code == 200, created.get_json()
     assert len(created.get_json()["data"]["createApproval"]["lineItems"]) == 100
+
+
+@pytest.mark.parametrize(("number", "shown"), [("1e999999", "inf"), ("NaN", "nan")])
+def test_a_number_json_cannot_hold_is_a_bad_variable(client, world, number, shown):
+    """Python's JSON reads 1e999999 as infinity and NaN as not-a-number: neither is an Int."""
+    query = "query($n: Int!) { approvals(first: $n) { edges { node { id } } } }"
+    response = client.post(
+        "/v2/graphql",
+        data=f'{{"query": "{query}", "variables": {{"n": {number}}}}}',
+        headers={**bearer(world.key), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    (error,) = response.get_json()["errors"]
+    assert error["extensions"] == {"code": "parameter_invalid"}
+    assert error["message"] == (
+        f"Variable '$n' has invalid value: Int cannot represent non-integer value: {shown}"
+    )
+
+
+def test_a_list_nested_too_deeply_stops_the_parser(ask):
+    response = ask("{ approvals(first: 1, status: " + "[" * 3000 + "]" * 3000 + ") { id } }")
+    assert response.status_code == 400
+    (error,) = response.get_json()["errors"]
+    assert error["extensions"]["code"] == "query_too_complex"
+    assert "nested too deeply" in error["message"]

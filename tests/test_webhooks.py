@@ -876,3 +876,26 @@ def test_admins_manage_webhooks_in_the_dashboard(app, world, receiver, work):
 def db_endpoint(app, endpoint_id: str) -> WebhookEndpoint:
     with app.app_context():
         return db.session.get(WebhookEndpoint, endpoint_id)
+
+
+def test_another_organizations_endpoint_cannot_be_disabled(app, api, client, world, endpoint):
+    """Its id answers as an id nobody has, and nothing is changed or recorded."""
+    hook = endpoint(events=["approval.*"])
+    other = build_world(app, "globex")
+    events_before = _count(app, Event)
+    answers = [
+        client.patch(
+            f"/v2/webhook_endpoints/{endpoint_id}",
+            json={"enabled": False},
+            headers=bearer(other.key),
+        )
+        for endpoint_id in (hook["id"], "whe_" + "0" * 22)
+    ]
+    assert [answer.status_code for answer in answers] == [404, 404]
+    bodies = [answer.get_json() for answer in answers]
+    assert bodies[0] == {
+        **bodies[1],
+        "message": bodies[1]["message"].replace("whe_" + "0" * 22, hook["id"]),
+    }
+    assert api("GET", f"/v2/webhook_endpoints/{hook['id']}").get_json()["enabled"] is True
+    assert _count(app, Event) == events_before
