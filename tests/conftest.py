@@ -318,6 +318,20 @@ class Clock:
 
 
 @pytest.fixture
+def window_start(monkeypatch):
+    """The wall clock moved forward to the start of a UTC day (and so of every 5-second, minute,
+    15-minute and hour window), running on from there. Failed-attempt budgets count in fixed
+    windows and allow a second budget after a window's edge, as documented; a test that counts
+    attempts exactly must not straddle one — with the real clock a run of 30 slow checks does,
+    a few times in a hundred."""
+    import time
+
+    real = time.time
+    shift = 86_400 - real() % 86_400
+    monkeypatch.setattr(time, "time", lambda: real() + shift)
+
+
+@pytest.fixture
 def clock(monkeypatch):
     clock = Clock()
     monkeypatch.setattr("discountflow.auth.services.utcnow", clock.now)

@@ -313,7 +313,8 @@ def test_oversized_token_is_refused_without_error(client, key):
 
 
 @pytest.fixture
-def bcrypt_checks(monkeypatch):
+def bcrypt_checks(monkeypatch, window_start):
+    """bcrypt checks, counted (within one window of every failed-attempt budget)."""
     calls = []
     real = bcrypt.checkpw
 

@@ -119,7 +119,7 @@ def test_an_api_key_never_signs_anyone_in(client, world):
     assert "Set-Cookie" not in api.headers  # the API keeps no session
 
 
-def test_failed_sign_ins_are_limited_per_account(client, world):
+def test_failed_sign_ins_are_limited_per_account(client, world, window_start):
     for _ in range(5):
         assert sign_in(client, "rep@acme.example", "wrong password!").status_code == 401
     refused = sign_in(client, "rep@acme.example")  # even the right password, for a while
@@ -129,7 +129,7 @@ def test_failed_sign_ins_are_limited_per_account(client, world):
     assert sign_in(client, "manager@acme.example").status_code == 303  # other accounts: fine
 
 
-def test_failed_sign_ins_are_limited_per_address(client, world):
+def test_failed_sign_ins_are_limited_per_address(client, world, window_start):
     for n in range(10):
         assert sign_in(client, f"nobody{n}@acme.example", "wrong password!").status_code == 401
     assert sign_in(client, "rep@acme.example").status_code == 429

@@ -212,8 +212,9 @@ def test_edit_and_resubmit_in_the_dashboard_is_one_transaction(app, world):
 
 
 @pytest.fixture
-def slow_bcrypt(monkeypatch):
-    """bcrypt checks that take a while (so concurrent ones overlap), counted."""
+def slow_bcrypt(monkeypatch, window_start):
+    """bcrypt checks that take a while (so concurrent ones overlap), counted (within one window
+    of every failed-attempt budget)."""
     import threading
     import time
 
