@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The service's version: pyproject.toml's, shown in /v2/openapi.json, the GraphQL schema, the
+# docs and ``flask --app app version``; CHANGELOG.md says what each one changed.
+__version__: str = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())[
+    "project"
+]["version"]
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -20,6 +26,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         cli,
         dashboard,
         database,
+        docs,
         errors,
         graphql,
         operations,
@@ -46,6 +53,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     for feature in (organizations, auth, products, approvals, audit, webhooks):
         feature.init_app(app)  # each registers its API, pages and commands
     graphql.init_app(app)  # /v2/graphql: every feature's queries and mutations
+    docs.init_app(app)  # /docs: the documentation, from docs/*.md
 
     errors.init_app(app)
     operations.init_app(app)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values, find_dotenv
 from flask import Config, Flask
@@ -79,6 +80,7 @@ class Setting:
 
 SETTINGS: dict[str, Setting] = {
     "DISCOUNTFLOW_ENV": Setting("DISCOUNTFLOW_ENV", str, "staging"),
+    "PUBLIC_URL": Setting("PUBLIC_URL", str, None),  # else each request's own scheme and host
     "DATABASE_URL": Setting("SQLALCHEMY_DATABASE_URI", str, None),  # SQLite in the instance
     "SECRET_KEY": Setting("SECRET_KEY", str, None),  # generated in staging; required in prod
     "RATELIMIT_STORAGE_URI": Setting("RATELIMIT_STORAGE_URI", str, "process://"),
@@ -171,6 +173,14 @@ def _finish(app: Flask) -> None:
             f"METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters long"
         )
     config["API_RATE_LIMIT"] = config["API_RATE_LIMIT"] or DEFAULT_API_RATE_LIMITS[environment]
+    public_url = config["PUBLIC_URL"]
+    if public_url:
+        parts = urlsplit(str(public_url))
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ConfigurationError(
+                f"PUBLIC_URL must be the service's address, like https://approvals.example.com, "
+                f"not {public_url!r}"
+            )
     config["SQLALCHEMY_DATABASE_URI"] = database_url(
         config["SQLALCHEMY_DATABASE_URI"], Path(app.instance_path)
     )

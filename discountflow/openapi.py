@@ -270,7 +270,7 @@ def init_app(app: Flask) -> None:
                 "validatorUrl": None,
                 "oauth2RedirectUrl": f"{DOCS_URL}/oauth2-redirect.html",  # not the Host's
             },
-            blueprint_name="docs",
+            blueprint_name="swagger_ui",
         )
     )
 

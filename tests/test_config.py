@@ -121,6 +121,11 @@ def test_heroku_database_url_is_accepted():
 # Each documented setting, a valid value as text, and what the config then holds.
 SAMPLES = {
     "DISCOUNTFLOW_ENV": ("staging", "DISCOUNTFLOW_ENV", "staging"),
+    "PUBLIC_URL": (
+        "https://approvals.example.com",
+        "PUBLIC_URL",
+        "https://approvals.example.com",
+    ),
     "DATABASE_URL": (
         "sqlite:////tmp/elsewhere.sqlite",
         "SQLALCHEMY_DATABASE_URI",
