@@ -22,6 +22,7 @@ from flask_migrate import upgrade
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from . import __version__
 from .actors import Actor
 from .approvals.demo import create_demo_organization
 from .auth.services import generate_key
@@ -142,7 +143,13 @@ def demo_command() -> None:
     click.echo(f'  curl -H "Authorization: Bearer {key}" http://127.0.0.1:{port}/v2/approvals')
 
 
+@click.command("version")
+def version_command() -> None:
+    """Print DiscountFlow's version (CHANGELOG.md says what each one changed)."""
+    click.echo(f"DiscountFlow {__version__}")
+
+
 def init_app(app: Flask) -> None:
     """Register the commands that span features on the app's ``flask`` CLI."""
-    for command in (init_db_command, backup_command, demo_command):
+    for command in (init_db_command, backup_command, demo_command, version_command):
         app.cli.add_command(command)

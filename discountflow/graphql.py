@@ -76,7 +76,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionResult
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, UnsupportedMediaType
 
-from . import idempotency
+from . import __version__, idempotency
 from .api import GRAPHQL_IDE, GRAPHQL_PATH, current_actor, per_key_quota
 from .approvals import graphql as approvals
 from .audit import graphql as audit
@@ -281,16 +281,21 @@ def schema(environment: str = "staging") -> strawberry.Schema:
     schema is not told piece by piece either (``disable_field_suggestions`` covers fields only,
     ``_formatted`` the rest: arguments, enum values, types and input fields).
     """
-    query = merge_types(
-        "Query",
-        (
-            auth.Query,
-            organizations.Query,
-            approvals.Query,
-            products.Query,
-            webhooks.Query,
-            audit.Query,
+    # The type merge_types would make, with the service's version as its description.
+    query = strawberry.type(
+        type(
+            "Query",
+            (
+                auth.Query,
+                organizations.Query,
+                approvals.Query,
+                products.Query,
+                webhooks.Query,
+                audit.Query,
+            ),
+            {},
         ),
+        description=f"DiscountFlow {__version__}: discount approvals over GraphQL.",
     )
     mutation = merge_types(
         "Mutation",

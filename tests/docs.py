@@ -25,7 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 ANY = "..."
+
+
+def as_served(text: str, values: dict[str, str]) -> str:
+    """An example as the demo at ``values["base_url"]`` shows it: the page's placeholders, and
+    the demo's address where the README names it (``http://127.0.0.1:8000``)."""
+    from discountflow.docs.pages import DEMO_ADDRESS, substitute
+
+    return substitute(text, values).replace(DEMO_ADDRESS, values["base_url"])
 
 
 @dataclass
@@ -39,9 +48,7 @@ class Run:
 
 def run(example, values: dict[str, str], demo: Run) -> str:
     """What a runnable example prints (the page's placeholders filled in for ``demo``)."""
-    from discountflow.docs.pages import substitute
-
-    text = substitute(example.text, values)
+    text = as_served(example.text, values)
     if example.language == "sh":
         return _shell(text, example.marker, demo)
     if example.language == "http":

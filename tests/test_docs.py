@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 
@@ -14,10 +15,20 @@ from . import docs
 from .conftest import make_app
 
 SLUGS = [pages.HOME, *pages.entries()]
+# Every file whose examples the tests run: the pages, and the repository's README (written for
+# a code host: its examples name the demo's address, http://127.0.0.1:8000, literally).
+SOURCES = {slug: pages.source_path(slug) for slug in SLUGS} | {"repository README": docs.README}
 
 
 def url_of(slug: str) -> str:
     return "/docs/" if slug == pages.HOME else f"/docs/{slug}"
+
+
+def text_of(response) -> str:
+    """What a reader sees of a page: its text, without tags (code is highlighted in spans)."""
+    from html import unescape
+
+    return unescape(re.sub(r"<[^>]+>", "", response.get_data(as_text=True)))
 
 
 # --- the site -----------------------------------------------------------------------------------
@@ -47,10 +58,10 @@ def test_every_page_is_served_without_signing_in(client, slug):
         assert "Last updated: <time" in html
 
 
-@pytest.mark.parametrize("slug", SLUGS)
-def test_every_example_says_whether_it_runs(slug):
-    assert pages.unmarked_examples(slug) == []
-    markers = pages.examples(slug)
+@pytest.mark.parametrize("source", SOURCES)
+def test_every_example_says_whether_it_runs(source):
+    assert pages.unmarked_examples(SOURCES[source]) == []
+    markers = pages.examples(SOURCES[source])
     for number, example in enumerate(markers):
         if example.marker == "output":
             assert number and markers[number - 1].marker.startswith("run"), (
@@ -69,7 +80,7 @@ def test_every_link_between_pages_leads_to_a_page(client):
 
 
 def test_the_authentication_page_is_the_seeds(client):
-    html = client.get("/docs/api/authentication").get_data(as_text=True)
+    html = re.sub(r">\s+<", "><", client.get("/docs/api/authentication").get_data(as_text=True))
     for words in (
         "All API requests must be authenticated using an API key.",
         "We use Bearer Token authentication.",
@@ -95,25 +106,23 @@ def test_the_manage_page_has_the_seeds_breadcrumb(client):
 
 
 def test_examples_name_the_host_the_reader_is_on(client):
-    html = client.get(
-        "/docs/api/authentication", base_url="https://approvals.example.com"
-    ).get_data(as_text=True)
+    html = text_of(client.get("/docs/api/authentication", base_url="https://approvals.example.com"))
     assert "https://approvals.example.com/v2/approvals" in html
     assert "Host: approvals.example.com" in html
     assert "127.0.0.1:8000" not in html
 
 
 def test_a_host_that_is_no_host_name_is_not_written_into_a_page(client):
-    html = client.get(
+    response = client.get(
         "/docs/api/authentication", headers={"Host": 'evil.example"><script>x()</script>'}
-    ).get_data(as_text=True)
-    assert "<script>x()" not in html
-    assert "http://127.0.0.1:8000/v2/approvals" in html
+    )
+    assert "<script>x()" not in response.get_data(as_text=True)
+    assert "http://127.0.0.1:8000/v2/approvals" in text_of(response)
 
 
 def test_public_url_wins_over_the_requests_host(tmp_path):
     app = make_app(tmp_path, PUBLIC_URL="https://discounts.example.com/")
-    html = app.test_client().get("/docs/api/authentication").get_data(as_text=True)
+    html = text_of(app.test_client().get("/docs/api/authentication"))
     assert "https://discounts.example.com/v2/approvals" in html
 
 
@@ -163,51 +172,112 @@ def test_the_docs_are_linked_from_every_page_of_the_dashboard(client):
 # --- every example runs -------------------------------------------------------------------------
 
 
-RUNNABLE = [slug for slug in SLUGS if any(e.marker.startswith("run") for e in pages.examples(slug))]
+RUNNABLE = [
+    source
+    for source, path in SOURCES.items()
+    if any(example.marker.startswith("run") for example in pages.examples(path))
+]
 
 
-@pytest.fixture
-def demo(tmp_path):
-    """A fresh demo, served by gunicorn, as the Quick Start makes one."""
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory):
+    """The demo's database, made once by the command the Quick Start runs, and its key."""
     from .test_cli import key_from
-    from .test_gunicorn import start_gunicorn, stop, wait_until_serving
 
-    database = f"sqlite:///{tmp_path / 'demo.sqlite'}"
+    folder = tmp_path_factory.mktemp("demo")
     environ = {
-        "DATABASE_URL": database,
-        "SECRET_KEY": "docs-examples-0a5c9b2d7e4f1a8c9f4c2e7a1b8d3f6e",
+        "DATABASE_URL": f"sqlite:///{folder / 'demo.sqlite'}",
+        "SECRET_KEY": SECRET,
         "BCRYPT_ROUNDS": "4",
         "DISCOUNTFLOW_ENV": "staging",
     }
     done = subprocess.run(
         [str(docs.ROOT / ".venv" / "bin" / "flask"), "--app", "app", "demo"],
         cwd=docs.ROOT,
-        env={**__import__("os").environ, **environ},
+        env={**os.environ, **environ},
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    process, port = start_gunicorn(tmp_path, environ=environ)
+    return folder / "demo.sqlite", key_from(done.stdout)
+
+
+SECRET = "docs-examples-0a5c9b2d7e4f1a8c9f4c2e7a1b8d3f6e"
+
+
+@pytest.fixture
+def demo(tmp_path, demo_template):
+    """A fresh copy of the demo, served on loopback; the commands of the examples use it too."""
+    import shutil
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from discountflow import create_app
+    from discountflow.extensions import db
+
+    database = tmp_path / "demo.sqlite"
+    shutil.copyfile(demo_template[0], database)
+    url = f"sqlite:///{database}"
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": url,
+            "SECRET_KEY": SECRET,
+            "BCRYPT_ROUNDS": 4,
+            "DISCOUNTFLOW_ENV": "staging",
+            "ACCESS_LOG": False,
+        }
+    )
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    environ = {"DATABASE_URL": url, "SECRET_KEY": SECRET, "BCRYPT_ROUNDS": "4"}
     try:
-        wait_until_serving(port)
-        yield docs.Run(f"http://127.0.0.1:{port}", key_from(done.stdout), environ)
+        yield docs.Run(f"http://127.0.0.1:{server.server_port}", demo_template[1], environ)
     finally:
-        stop(process)
+        server.shutdown()
+        thread.join()
+        with app.app_context():
+            db.engine.dispose()
 
 
 @pytest.mark.slow
 @pytest.mark.sqlite_only  # the pages speak of the embedded default; the API is tested on both
-@pytest.mark.parametrize("slug", RUNNABLE)
-def test_every_runnable_example_prints_what_the_page_shows(app, demo, slug):
+@pytest.mark.parametrize("source", RUNNABLE)
+def test_every_runnable_example_prints_what_the_page_shows(app, demo, source):
     with app.test_request_context():
         values = pages.values(demo.base_url)
-    examples = pages.examples(slug)
+    examples = pages.examples(SOURCES[source])
     for number, example in enumerate(examples):
         if not example.marker.startswith("run"):
             continue
         printed = docs.run(example, values, demo)
         following = examples[number + 1] if number + 1 < len(examples) else None
         if following is not None and following.marker == "output":
-            shown = pages.substitute(following.text, values)
-            assert docs.differences(shown, printed) == [], f"{slug}:\n{example.text}"
+            shown = docs.as_served(following.text, values)
+            assert docs.differences(shown, printed) == [], f"{source}:\n{example.text}"
+
+
+def test_the_procfile_is_the_running_guides():
+    procfile = (docs.ROOT / "Procfile").read_text()
+    assert procfile.strip() in (docs.ROOT / "docs" / "guides" / "running.md").read_text()
+    assert "worker: flask --app app webhooks work" in procfile
+
+
+def test_the_version_is_one_everywhere(client, runner):
+    from discountflow import __version__
+
+    changelog = (docs.ROOT / "CHANGELOG.md").read_text()
+    assert re.search(
+        rf"^## \[{re.escape(__version__)}\] - \d{{4}}-\d{{2}}-\d{{2}}$", changelog, re.M
+    )
+    assert client.get("/v2/openapi.json").get_json()["info"]["version"] == __version__
+    assert (
+        f'"""DiscountFlow {__version__}: '
+        in (docs.ROOT / "discountflow/schema.graphql").read_text()
+    )
+    assert runner.invoke(args=["version"]).output == f"DiscountFlow {__version__}\n"
+    releases = client.get("/docs/releases").get_data(as_text=True)
+    assert f"DiscountFlow {__version__}" in releases  # the footer of every page
+    assert f'<h2 id="{__version__.replace(".", "")}-' in releases

@@ -42,6 +42,7 @@ EXAMPLE_LANGUAGES = ("sh", "http", "graphql")  # each block of these is marked r
 MARKER = re.compile(
     r"<!-- (run(?:: exit [0-9]+)?|output|not run: [^>]+?) -->\n```(\w*)\n(.*?)```", re.S
 )
+MARKER_LINE = re.compile(r"^<!-- (?:run|output|not run)[^>]*-->\n", re.M)
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 PLACEHOLDER = re.compile(r"\{\{ (\w+) \}\}")
 DEMO_ADDRESS = "http://127.0.0.1:8000"  # what the pages show where no request says otherwise
@@ -123,15 +124,15 @@ def entries() -> dict[str, Entry]:
     return {entry.slug: entry for _, section in contents() for entry in section}
 
 
-def examples(slug: str) -> list[Example]:
-    """The marked fenced blocks of a page's source, in order."""
-    text = source_path(slug).read_text(encoding="utf-8")
+def examples(source: Path) -> list[Example]:
+    """The marked fenced blocks of a Markdown file, in order."""
+    text = source.read_text(encoding="utf-8")
     return [Example(language, body, marker) for marker, language, body in MARKER.findall(text)]
 
 
-def unmarked_examples(slug: str) -> list[str]:
-    """Shell, HTTP and GraphQL blocks of a page that say neither run nor not run."""
-    text = source_path(slug).read_text(encoding="utf-8")
+def unmarked_examples(source: Path) -> list[str]:
+    """Shell, HTTP and GraphQL blocks of a Markdown file that say neither run nor not run."""
+    text = source.read_text(encoding="utf-8")
     marked = {match.start(2) - 3 for match in MARKER.finditer(text)}  # where their ``` starts
     return [
         body
@@ -247,6 +248,7 @@ STAND_IN = "http://docs-address.invalid"
 @lru_cache(maxsize=64)
 def _render(slug: str, known: tuple[tuple[str, str], ...], modified: float) -> Page:
     source = substitute(source_path(slug).read_text(encoding="utf-8"), dict(known))
+    source = MARKER_LINE.sub("", source)  # what the tests are told is not for the reader
     if slug == "releases":  # the changelog has no front matter: its first heading is its title
         source = "---\ntitle: Releases\nsummary: What changed in each version.\n---\n" + re.sub(
             r"\A# .*\n", "", source

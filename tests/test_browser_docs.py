@@ -1,0 +1,57 @@
+"""The documentation in a real Chromium: the pages a newcomer reads first, and the search box.
+
+Screenshots ``docs-quick-start.png`` and ``docs-authentication.png`` (the staging banner in view)
+are saved beside the dashboard's (``screenshots/``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from .test_browser import browser, screenshot, served  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def reader(browser, served):  # noqa: F811 - the fixtures above
+    context = browser.new_context(base_url=served.base_url, viewport={"width": 1280, "height": 900})
+    yield context.new_page()
+    context.close()
+
+
+def test_a_newcomer_reads_the_quick_start_and_the_authentication_page(reader, served):  # noqa: F811
+    reader.goto("/docs/")
+    reader.get_by_role("link", name="Get started").first.click()
+    assert reader.url.endswith("/docs/quick-start")
+    banner = reader.get_by_role("note")
+    assert banner.inner_text() == "⚠️ This documentation applies to the Staging environment."
+    assert banner.is_visible()
+    assert reader.get_by_role("heading", level=1).inner_text() == "Get started"
+    screenshot(reader, "docs-quick-start.png")
+
+    reader.get_by_role("navigation", name="Documentation").get_by_role(
+        "link", name="Authentication"
+    ).click()
+    crumbs = reader.get_by_role("navigation", name="Breadcrumb").inner_text()
+    assert crumbs.split() == ["Documentation", "/", "API", "References", "/", "Authentication"]
+    assert f"{served.base_url}/v2/me" in reader.locator("pre").nth(1).inner_text()
+    assert reader.get_by_role("note").is_visible()
+    screenshot(reader, "docs-authentication.png")
+
+    reader.get_by_role("link", name="← Back to Home").click()
+    assert reader.url.endswith("/sign-in")
+
+
+def test_the_search_box_finds_headings_without_a_network(reader):
+    reader.route(
+        "**/*",
+        lambda route: route.abort() if "127.0.0.1" not in route.request.url else route.continue_(),
+    )
+    reader.goto("/docs/")
+    reader.get_by_label("Search the documentation").fill("rotating keys")
+    result = reader.locator("#docs-results a").first
+    assert result.inner_text() == "🔄 Rotating API Keys"
+    result.click()
+    assert reader.url.endswith("/docs/api/authentication#rotating-api-keys")
+    reader.get_by_label("Search the documentation").fill("zzz no such thing")
+    assert reader.locator("#docs-results").inner_text() == "Nothing found."
