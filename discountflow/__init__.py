@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
+from .config import VERSION as __version__  # noqa: F401 - the package's version, as usual
+
 MIGRATIONS = Path(__file__).parent / "migrations"
-# The service's version: pyproject.toml's, shown in /v2/openapi.json, the GraphQL schema, the
-# docs and ``flask --app app version``; CHANGELOG.md says what each one changed.
-__version__: str = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())[
-    "project"
-]["version"]
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:

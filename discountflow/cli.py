@@ -22,10 +22,10 @@ from flask_migrate import upgrade
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from . import __version__
 from .actors import Actor
 from .approvals.demo import create_demo_organization
 from .auth.services import generate_key
+from .config import VERSION
 from .database import backup_sqlite
 from .errors import DomainError
 from .extensions import db
@@ -146,7 +146,7 @@ def demo_command() -> None:
 @click.command("version")
 def version_command() -> None:
     """Print DiscountFlow's version (CHANGELOG.md says what each one changed)."""
-    click.echo(f"DiscountFlow {__version__}")
+    click.echo(f"DiscountFlow {VERSION}")
 
 
 def init_app(app: Flask) -> None:

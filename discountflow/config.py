@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,13 @@ SETTINGS: dict[str, Setting] = {
     "METRICS_ALLOW_LOOPBACK": Setting("METRICS_ALLOW_LOOPBACK", _boolean, False),
 }
 MIN_METRICS_TOKEN_LENGTH = 16
+
+
+# The service's version: pyproject.toml's, shown in /v2/openapi.json, the GraphQL schema, the
+# docs and ``flask --app app version``; CHANGELOG.md says what each one changed.
+VERSION: str = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())[
+    "project"
+]["version"]
 
 
 class ConfigurationError(RuntimeError):

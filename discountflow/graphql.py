@@ -76,11 +76,12 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionResult
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, UnsupportedMediaType
 
-from . import __version__, idempotency
+from . import idempotency
 from .api import GRAPHQL_IDE, GRAPHQL_PATH, current_actor, per_key_quota
 from .approvals import graphql as approvals
 from .audit import graphql as audit
 from .auth import graphql as auth
+from .config import VERSION
 from .errors import DomainError, InvalidParameter
 from .graphql_base import SCALARS, Context
 from .graphql_limits import QueryLimits, syntax_error_extensions
@@ -295,7 +296,7 @@ def schema(environment: str = "staging") -> strawberry.Schema:
             ),
             {},
         ),
-        description=f"DiscountFlow {__version__}: discount approvals over GraphQL.",
+        description=f"DiscountFlow {VERSION}: discount approvals over GraphQL.",
     )
     mutation = merge_types(
         "Mutation",

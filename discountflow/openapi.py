@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from spectree import Response, SecurityScheme, SpecTree
 from spectree.models import SecuritySchemeData
 
-from . import __version__
+from .config import VERSION
 from .currencies import CURRENCIES
 from .errors import InvalidParameter
 from .schemas import Error
@@ -61,7 +61,7 @@ def _refuse_invalid_request(request, response, error, instance, model_adapter) -
 spec = SpecTree(
     "flask",
     title="DiscountFlow API",
-    version=__version__,  # the service's (the API's major version is the /v2 in its paths)
+    version=VERSION,  # the service's (the API's major version is the /v2 in its paths)
     description=(
         "Discount approvals over HTTP. Authenticate every request with "
         '`Authorization: Bearer <key>`. Errors answer `{"error": code, "message": text}`.'

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "discountflow"
-FEATURES = ("organizations", "auth", "approvals", "products", "audit", "webhooks")
+FEATURES = ("organizations", "auth", "approvals", "products", "audit", "webhooks", "docs")
 
 BASE, MODELS, SCHEMAS, SERVICES, SURFACES, WIRING = range(6)
 LAYER_NAMES = ["base", "models", "schemas", "services", "surfaces", "wiring"]
@@ -60,6 +60,7 @@ FEATURE_ROOMS = {
     "outbox": SERVICES,
     "worker": SERVICES,
     "pacing": SERVICES,
+    "pages": SERVICES,
     "api": SURFACES,
     "graphql": SURFACES,
     "views": SURFACES,

@@ -31,7 +31,7 @@ from markdown.extensions import Extension
 from markdown.treeprocessors import Treeprocessor
 from markupsafe import escape
 
-from .. import __version__
+from ..config import VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -171,7 +171,7 @@ def values(address: str) -> dict[str, str]:
         "read_only_prefix": f"rk_{suffix}_",
         "rate_limit": _per(config["API_RATE_LIMIT"]),
         "auth_failure_limit": _per(config["AUTH_FAILURE_LIMIT"]),
-        "version": __version__,
+        "version": VERSION,
     }
 
 

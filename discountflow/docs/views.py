@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, render_template, request
 
-from .. import __version__
+from ..config import VERSION
 from . import pages
 
 bp = Blueprint(
@@ -40,6 +40,6 @@ def _show(slug: str):
         contents=pages.contents(),
         search_index=pages.search_index(),
         environment=current_app.config["DISCOUNTFLOW_ENV"].capitalize(),
-        version=__version__,
+        version=VERSION,
         title=None,
     )
