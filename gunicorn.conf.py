@@ -50,7 +50,8 @@ errorlog = "-"
 
 # Prometheus (GET /metrics, discountflow/metrics.py): each worker counts in its own files in one
 # folder, which a scrape adds up. Set before any worker imports prometheus_client; a folder of
-# our own unless PROMETHEUS_MULTIPROC_DIR names one (the webhook worker may share it).
+# our own unless PROMETHEUS_MULTIPROC_DIR names one. The Procfile names instance/metrics for web
+# and worker alike, so the webhook worker's counts are scraped here too.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="discountflow-metrics-")
 

@@ -51,8 +51,8 @@ from flask import (
     abort,
     current_app,
     g,
+    render_template,
     request,
-    send_from_directory,
 )
 from flask.cli import with_appcontext
 from graphql import (
@@ -81,6 +81,7 @@ from .api import GRAPHQL_IDE, GRAPHQL_PATH, current_actor, per_key_quota
 from .approvals import graphql as approvals
 from .audit import graphql as audit
 from .auth import graphql as auth
+from .auth.keys import prefix_for
 from .config import VERSION
 from .errors import DomainError, InvalidParameter
 from .graphql_base import SCALARS, Context
@@ -495,13 +496,16 @@ ide = Blueprint(
     url_prefix=GRAPHQL_IDE,
     static_folder=str(IDE_FOLDER),
     static_url_path="/assets",
+    template_folder=str(IDE_FOLDER / "templates"),
 )
 
 
 @ide.get("")
 def graphiql():
-    """GraphiQL, served from this box (staging only); the key goes in its Headers tab."""
-    response = send_from_directory(IDE_FOLDER, "index.html", max_age=0)
+    """GraphiQL, served from this box (staging only); the page says where the key goes."""
+    key_prefix = prefix_for(current_app.config["DISCOUNTFLOW_ENV"], read_only=False)
+    page = render_template("graphiql/index.html", endpoint=GRAPHQL_PATH, key_prefix=key_prefix)
+    response = current_app.make_response(page)
     response.headers["Content-Security-Policy"] = (
         "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
         "font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"

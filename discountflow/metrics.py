@@ -2,8 +2,9 @@
 
 Every gunicorn worker counts in its own files under ``PROMETHEUS_MULTIPROC_DIR``
 (``prometheus_client``'s multiprocess mode; ``gunicorn.conf.py`` sets the folder up and cleans
-it at start), and a scrape adds them up, so every worker is counted whichever one answers. A
-process without that folder (``flask run``, the tests) counts in memory.
+it at start), and a scrape adds them up, so every worker is counted whichever one answers. The
+webhook worker counts there too when it has the same folder (the ``Procfile`` gives both
+``instance/metrics``). A process without that folder (``flask run``, the tests) counts in memory.
 
 What is counted never holds key text, lookup ids, emails or paths with ids in them: requests are
 labelled by their route's template (``/v2/approvals/<approval_id>``), so the number of series
@@ -30,7 +31,12 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
-MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+FOLDER = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+MULTIPROCESS = bool(FOLDER)
+if MULTIPROCESS:
+    # The counters below write their files at once, and the webhook worker may get here before
+    # gunicorn has made the folder they share (the Procfile starts both together).
+    os.makedirs(FOLDER, mode=0o700, exist_ok=True)
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the text format every Prometheus reads
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "<unmatched>"  # a URL no route has: its path is the client's to choose

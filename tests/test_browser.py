@@ -248,3 +248,47 @@ def test_graphiql_runs_a_query_with_the_key_from_local_files_only(browser, serve
     assert any(response.status == 200 for response in answers)
     assert elsewhere == [], elsewhere  # no CDN, no other host
     context.close()
+
+
+def test_graphiql_without_a_key_says_where_it_goes_and_sends_nothing(browser, served):
+    context = browser.new_context(base_url=served.base_url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    sent = []
+    page.on(
+        "request",
+        lambda request: sent.append(request) if request.url.endswith("/v2/graphql") else None,
+    )
+    page.goto("/v2/graphql/ide")
+    page.locator(".graphiql-container").wait_for()
+    hint = page.locator("#key-hint")
+    assert hint.inner_text() == (
+        'Add your API key in the Headers tab: {"Authorization": "Bearer sk_test_…"}'
+    )
+    # The schema's fetch was answered by the page itself, with the hint.
+    page.locator(".result-window").get_by_text("Add your API key in the Headers tab").wait_for()
+    page.get_by_role("button", name="Execute query (Ctrl-Enter)").click()
+    page.wait_for_timeout(500)
+    assert hint.is_visible()
+    assert "invalid_api_key" not in page.content()
+    assert sent == []
+    screenshot(page, "graphiql-no-key.png")
+
+    headers = page.locator(".graphiql-editor-tool .CodeMirror").last
+    headers.click()
+    page.keyboard.press("Control+End")
+    for _ in range(3):  # back over '"', the line break and '}': just after "Bearer "
+        page.keyboard.press("ArrowLeft")
+    with page.expect_response(
+        lambda response: (
+            response.url.endswith("/v2/graphql")
+            and "IntrospectionQuery" in (response.request.post_data or "")
+        )
+    ) as introspection:
+        page.keyboard.type(served.key)
+    assert introspection.value.status == 200
+    assert len(sent) == 1  # once the key was typed, not once per character
+    hint.wait_for(state="hidden")
+    page.get_by_role("button", name="Show Documentation Explorer").click()
+    page.locator(".graphiql-doc-explorer").get_by_text("Query", exact=True).first.wait_for()
+    assert "invalid_api_key" not in page.content()
+    context.close()

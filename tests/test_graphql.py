@@ -1036,6 +1036,20 @@ def test_graphiql_is_served_from_local_files_in_staging_only(tmp_path, client):
     assert production.test_client().get("/v2/graphql/ide").status_code == 404
 
 
+def test_graphiql_says_where_the_key_goes_and_asks_nothing_of_the_server_without_one(client):
+    with client.get("/v2/graphql/ide") as page:
+        html = page.get_data(as_text=True)
+    hint = 'Add your API key in the Headers tab: <code>{"Authorization": "Bearer sk_test_…"}</code>'
+    assert hint in html
+    scripts = re.findall(r"<script[^>]*>", html)
+    assert scripts and all(" src=" in script for script in scripts)  # none inline: the CSP
+    with client.get("/v2/graphql/ide/assets/ide.js") as script:
+        ide = script.get_data(as_text=True)
+    # Without a key the page's fetcher answers with the hint; GraphiQL is handed only this one.
+    assert "if (!hasKey(options && options.headers)) {" in ide
+    assert "fetcher: fetcher," in ide and "fetcher = guarded();" in ide
+
+
 # --- one shape per resource --------------------------------------------------------------------
 
 
