@@ -495,8 +495,7 @@ ide = Blueprint(
     __name__,
     url_prefix=GRAPHQL_IDE,
     static_folder=str(IDE_FOLDER),
-    static_url_path="/assets",
-    template_folder=str(IDE_FOLDER / "templates"),
+    static_url_path="/assets",  # (its page is the app's template graphiql/index.html: not an asset)
 )
 
 
