@@ -7,8 +7,8 @@ group within the section). Every other page starts with its front matter (``titl
 ``summary``, ``updated``) between ``---`` lines, which code hosts show as a table.
 
 Examples speak to the deployment the reader is on. A page may name a value of it as
-``{{ name }}`` (``PLACEHOLDERS``): the address (``PUBLIC_URL``, else the request's own), the
-environment, the key prefixes and the limits. Fenced blocks are examples; each shell, HTTP and
+``{{ name }}`` (``values``): the address (``PUBLIC_URL``, else the request's own), the
+environment, the key prefixes, the limits, and whether GraphiQL is served. Fenced blocks are examples; each shell, HTTP and
 GraphQL one is marked, on the line above it, ``<!-- run -->`` (the tests run it against a fresh
 demo, in order, and compare it with the block marked ``<!-- output -->`` after it; a command
 that is meant to fail says ``<!-- run: exit 1 -->``) or ``<!-- not run: why -->``. An output
@@ -172,19 +172,15 @@ def values(address: str) -> dict[str, str]:
         "rate_limit": _per(config["API_RATE_LIMIT"]),
         "auth_failure_limit": _per(config["AUTH_FAILURE_LIMIT"]),
         "version": VERSION,
+        # GraphiQL is served on staging only: a link there, a sentence on production.
+        "graphiql": (
+            f"GraphiQL at [`/v2/graphql/ide`]({address}/v2/graphql/ide)"
+            if environment == "staging"
+            else "GraphiQL on staging deployments (production serves no GraphQL IDE)"
+        ),
     }
 
 
-PLACEHOLDERS = (
-    "base_url",
-    "host",
-    "environment",
-    "key_prefix",
-    "read_only_prefix",
-    "rate_limit",
-    "auth_failure_limit",
-    "version",
-)
 
 
 def _per(limit: str) -> str:
