@@ -10,10 +10,11 @@ Examples speak to the deployment the reader is on. A page may name a value of it
 ``{{ name }}`` (``values``): the address (``PUBLIC_URL``, else the request's own), the
 environment, the key prefixes, the limits, and whether GraphiQL is served.
 
-Fenced blocks are examples; each shell, HTTP and GraphQL one is marked, on the line above it, ``<!-- run -->`` (the tests run it against a fresh
-demo, in order, and compare it with the block marked ``<!-- output -->`` after it; a command
-that is meant to fail says ``<!-- run: exit 1 -->``) or ``<!-- not run: why -->``. An output
-matches when it is what the block shows, where ``...`` stands for anything (``tests/docs.py``).
+Fenced blocks are examples; each shell, HTTP and GraphQL one is marked, on the line above it,
+``<!-- run -->`` (the tests run it against a fresh demo, in order, and compare it with the
+block marked ``<!-- output -->`` after it; a command that is meant to fail says
+``<!-- run: exit 1 -->``) or ``<!-- not run: why -->``. An output matches when it is what the
+block shows, where ``...`` stands for anything (``tests/docs.py``).
 """
 
 from __future__ import annotations
