@@ -51,3 +51,9 @@ def test_the_webhook_receiver_example_verifies_and_dedupes(monkeypatch):
         "webhook-signature": Webhook(new_secret()).sign("evt_1", datetime.now(UTC), body),
     }
     assert client.post("/hooks/discountflow", data=body, headers=forged).status_code == 400
+
+
+def test_the_running_guide_shows_the_procfile_as_it_is():
+    running = (DOCS / "guides" / "running.md").read_text()
+    procfile = (DOCS.parent / "Procfile").read_text()
+    assert f"```text\n{procfile}```" in running
