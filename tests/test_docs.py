@@ -259,12 +259,6 @@ def test_every_runnable_example_prints_what_the_page_shows(app, demo, source):
             assert docs.differences(shown, printed) == [], f"{source}:\n{example.text}"
 
 
-def test_the_procfile_is_the_running_guides():
-    procfile = (docs.ROOT / "Procfile").read_text()
-    assert procfile.strip() in (docs.ROOT / "docs" / "guides" / "running.md").read_text()
-    (worker,) = [line for line in procfile.splitlines() if line.startswith("worker:")]
-    assert worker.endswith(" flask --app app webhooks work")
-
 
 def test_the_version_is_one_everywhere(client, runner):
     from discountflow import __version__

@@ -57,3 +57,6 @@ def test_the_running_guide_shows_the_procfile_as_it_is():
     running = (DOCS / "guides" / "running.md").read_text()
     procfile = (DOCS.parent / "Procfile").read_text()
     assert f"```text\n{procfile}```" in running
+    from .test_procfile import LOCAL_COMMAND  # the command that test runs
+
+    assert f". .venv/bin/activate && {LOCAL_COMMAND}\n" in running
