@@ -67,17 +67,33 @@ def parse_duration(text: str) -> timedelta:
     return sum((timedelta(**{DURATION_UNITS[u]: int(n)}) for n, u in parts), timedelta(0))
 
 
-def read_password(password_stdin: bool) -> str:
-    """A password from the first line of stdin, or asked twice at the terminal."""
-    if password_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
+def stdin_is_a_terminal() -> bool:
+    """Whether a person types at standard input (then a password is asked, hidden)."""
+    return sys.stdin.isatty()
+
+
+NO_PASSWORD = (
+    "No password on standard input: pipe it in as one line "
+    '(echo "$PASSWORD" | flask --app app …), or run the command at a terminal.'
+)
+
+
+def read_password(password_stdin: bool = False, prompt: str = "Password") -> str:
+    """A password asked twice, hidden, at a terminal; else the first line of standard input.
+
+    Without a terminal there is nobody to prompt: ``click.prompt`` would fall back to
+    ``getpass``'s echoing read and warn on stderr, so the line is read as it is.
+    ``password_stdin`` reads the line even from a terminal.
+    """
+    if password_stdin or not stdin_is_a_terminal():
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.ClickException(NO_PASSWORD)
+        return password
     try:
-        return click.prompt("Password (asked twice)", hide_input=True, confirmation_prompt=True)
-    except click.Abort:  # no terminal, or nothing typed before the input ended
-        raise click.ClickException(
-            "No password was given: type it at the prompt (twice), or pipe it in and add "
-            "--password-stdin."
-        ) from None
+        return click.prompt(f"{prompt} (asked twice)", hide_input=True, confirmation_prompt=True)
+    except click.Abort:  # nothing typed before the input ended (Ctrl+D)
+        raise click.ClickException("No password was given.") from None
 
 
 @click.command("init-db")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from discountflow.approvals.models import Approval
@@ -11,6 +16,9 @@ from discountflow.extensions import db
 from discountflow.organizations.models import Organization, User
 
 from .conftest import PASSWORD, bearer
+from .dashboard import sign_in
+
+ROOT = Path(__file__).resolve().parents[1]
 
 KEY_LINE = re.compile(r"^(sk|rk)_(test|live)_\S+$", re.MULTILINE)
 
@@ -95,13 +103,77 @@ def test_create_org_with_password_on_stdin(app, runner):
         assert PASSWORD not in user.password_hash
 
 
-def test_create_org_prompts_for_the_password_without_echo(app, runner):
+def flask_env(app, **settings: str) -> dict[str, str]:
+    """The environment of a ``flask --app app`` process on the test's database."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DATABASE")},
+        "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+        "SECRET_KEY": app.config["SECRET_KEY"],
+        "DISCOUNTFLOW_ENV": "staging",
+        "BCRYPT_ROUNDS": "4",
+        **settings,
+    }
+
+
+def flask_process(app, *args: str, stdin: str | None) -> subprocess.CompletedProcess:
+    """``flask --app app ARGS`` as an operator's script runs it: standard input is a pipe
+    holding ``stdin`` (or the empty /dev/null), never a terminal."""
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", *args],
+        cwd=ROOT,
+        env=flask_env(app),
+        input=stdin,
+        stdin=subprocess.DEVNULL if stdin is None else None,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_create_org_prompts_for_the_password_without_echo(app, runner, monkeypatch):
+    monkeypatch.setattr("discountflow.cli.stdin_is_a_terminal", lambda: True)
     result = runner.invoke(
         args=["create-org", "Umbrella", "--owner-email", "a@umbrella.example"],
         input=f"{PASSWORD}\n{PASSWORD}\n",
     )
     assert result.exit_code == 0, result.output
     assert PASSWORD not in result.output
+    assert result.output.startswith("Password (asked twice): \nRepeat for confirmation: \n")
+
+
+ADD_MEMBER = ["add-member", "--org", "acme", "--email", "rep@acme.example"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["create-org", "Initech", "--owner-email", "bill@initech.example"],
+        ADD_MEMBER,
+    ],
+    ids=["create-org", "add-member"],
+)
+def test_without_a_terminal_a_password_is_one_line_of_stdin(app, runner, org, args):
+    result = runner.invoke(args=args, input=PASSWORD + "\nignored\n")
+    assert result.exit_code == 0, result.output
+    assert "Password" not in result.output and PASSWORD not in result.output
+    for stdin in ("", "\n"):
+        empty = runner.invoke(args=args, input=stdin)
+        assert empty.exit_code == 1
+        assert empty.output == (
+            "Error: No password on standard input: pipe it in as one line "
+            '(echo "$PASSWORD" | flask --app app …), or run the command at a terminal.\n'
+        )
+
+
+def test_a_password_piped_to_a_real_process_reads_cleanly(app, org):
+    added = flask_process(app, *ADD_MEMBER, stdin=PASSWORD + "\n")
+    assert (added.returncode, added.stderr) == (0, "")
+    assert added.stdout.startswith("Added rep@acme.example as member (usr_")
+    assert sign_in(app.test_client(), "rep@acme.example").status_code == 303
+    empty = flask_process(app, *ADD_MEMBER[:-1], "sam@acme.example", stdin=None)
+    assert empty.returncode == 1 and empty.stdout == ""
+    assert empty.stderr.startswith("Error: No password on standard input: ")
+    assert len(empty.stderr.splitlines()) == 1
 
 
 def test_create_org_refuses_bad_input_cleanly(app, runner):
@@ -211,3 +283,4 @@ def test_approvals_expire_marks_lapsed_prices(app, runner, client):
         db.session.commit()
     result = runner.invoke(args=["approvals", "expire"])
     assert result.output == "Expired 1 approval.\n"
+
