@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import os
+import pty
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from discountflow.approvals.models import Approval
+from discountflow.audit.models import Event
 from discountflow.extensions import db
 from discountflow.organizations.models import Organization, User
 
-from .conftest import PASSWORD, bearer
+from .conftest import PASSWORD, add_member, bearer
 from .dashboard import sign_in
 
 ROOT = Path(__file__).resolve().parents[1]
+NEW_PASSWORD = "a new staple battery"
 
 KEY_LINE = re.compile(r"^(sk|rk)_(test|live)_\S+$", re.MULTILINE)
 
@@ -149,8 +153,9 @@ ADD_MEMBER = ["add-member", "--org", "acme", "--email", "rep@acme.example"]
     [
         ["create-org", "Initech", "--owner-email", "bill@initech.example"],
         ADD_MEMBER,
+        ["reset-password", "--org", "acme", "--email", "owner@acme.example"],
     ],
-    ids=["create-org", "add-member"],
+    ids=["create-org", "add-member", "reset-password"],
 )
 def test_without_a_terminal_a_password_is_one_line_of_stdin(app, runner, org, args):
     result = runner.invoke(args=args, input=PASSWORD + "\nignored\n")
@@ -284,3 +289,115 @@ def test_approvals_expire_marks_lapsed_prices(app, runner, client):
     result = runner.invoke(args=["approvals", "expire"])
     assert result.output == "Expired 1 approval.\n"
 
+
+# --- reset-password ----------------------------------------------------------------------------
+
+RESET = ["reset-password", "--org", "acme", "--email", "Rep@Acme.example"]
+
+
+def test_reset_password_sets_it_and_ends_that_members_dashboard_sessions(app, runner, org):
+    member = add_member(app, org[0], "rep@acme.example")
+    laptop, phone, owner = app.test_client(), app.test_client(), app.test_client()
+    for client, email in ((laptop, "rep"), (phone, "rep"), (owner, "owner")):
+        assert sign_in(client, f"{email}@acme.example").status_code == 303
+    result = runner.invoke(args=RESET, input=NEW_PASSWORD + "\n")
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        f"Set a new password for rep@acme.example ({member}); ended 2 dashboard sessions.\n"
+    )
+    assert laptop.get("/inbox").status_code == 302  # signed out, on every device
+    assert phone.get("/inbox").status_code == 302
+    assert owner.get("/inbox").status_code == 200  # nobody else's
+    assert sign_in(app.test_client(), "rep@acme.example").status_code == 401
+    assert sign_in(app.test_client(), "rep@acme.example", NEW_PASSWORD).status_code == 303
+    with app.app_context():
+        (event,) = db.session.execute(
+            select(Event).where(Event.type == "member.password_reset")
+        ).scalars()
+        assert event.data == {"member": member, "email": "rep@acme.example"}
+        assert (event.actor_type, event.actor_user_id, event.surface) == ("user", org[1], "cli")
+        assert NEW_PASSWORD not in str(event.data)
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (
+            ["reset-password", "--org", "nope", "--email", "rep@acme.example"],
+            NEW_PASSWORD,
+            "Error: No organization with id or slug 'nope'.",
+        ),
+        (
+            ["reset-password", "--org", "acme", "--email", "who@acme.example"],
+            NEW_PASSWORD,
+            "Error: No member of acme has the email 'who@acme.example'.",
+        ),
+        (
+            ["reset-password", "--org", "acme", "--email", "not an email"],
+            NEW_PASSWORD,
+            "Error: Enter a valid email address.",
+        ),
+        (RESET, "short", "Error: The password must be at least 8 characters."),
+        (RESET, "é" * 40, "Error: The password must be at most 72 bytes."),
+    ],
+)
+def test_reset_password_refuses_in_one_line(app, runner, org, args, stdin, message):
+    add_member(app, org[0], "rep@acme.example")
+    result = runner.invoke(args=args, input=stdin + "\n")
+    assert (result.exit_code, result.output) == (1, message + "\n")
+    assert sign_in(app.test_client(), "rep@acme.example").status_code == 303  # unchanged
+
+
+def test_reset_password_needs_an_option_to_know_whom(runner, org):
+    result = runner.invoke(args=["reset-password", "--org", "acme"])
+    assert result.exit_code == 2 and "Missing option '--email'" in result.output
+
+
+def _run_at_a_terminal(app, args: list[str], typed: list[str]) -> tuple[int, str]:
+    """Run ``flask --app app ARGS`` with a terminal as its standard input and output, typing
+    each of ``typed`` after the prompt before it; return its exit code and what it showed."""
+    main, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "app", *args],
+        cwd=ROOT,
+        env=flask_env(app),
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    shown = b""
+    try:
+        for line in typed:
+            deadline = time.monotonic() + 30
+            while not shown.rstrip().endswith(b":") and time.monotonic() < deadline:
+                shown += os.read(main, 1024)
+            shown += b"|"  # where the next answer was typed
+            os.write(main, line.encode() + b"\n")
+        while True:
+            try:
+                chunk = os.read(main, 1024)
+            except OSError:  # the process ended and closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        process.wait(timeout=30)
+        os.close(main)
+    return process.returncode, shown.decode().replace("\r\n", "\n")
+
+
+def test_reset_password_at_a_terminal_asks_twice_and_shows_nothing_typed(app, org):
+    returncode, shown = _run_at_a_terminal(
+        app,
+        ["reset-password", "--org", "acme", "--email", "owner@acme.example"],
+        [NEW_PASSWORD, NEW_PASSWORD],
+    )
+    assert returncode == 0, shown
+    assert NEW_PASSWORD not in shown
+    assert shown == (
+        "New password (asked twice): |\nRepeat for confirmation: |\n"
+        f"Set a new password for owner@acme.example ({org[1]}); ended 0 dashboard sessions.\n"
+    )
+    assert sign_in(app.test_client(), "owner@acme.example", NEW_PASSWORD).status_code == 303
