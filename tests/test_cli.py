@@ -75,6 +75,31 @@ def test_demo_creates_an_organization_and_prints_a_working_key(app, runner, clie
         assert approvers == ["cfo@demo.example", "manager@demo.example", "vp@demo.example"]
 
 
+def test_demo_on_a_new_database_prints_each_log_line_once(tmp_path):
+    database = f"sqlite:///{tmp_path / 'new.sqlite'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "demo"],
+        cwd=ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("DATABASE")},
+            "DATABASE_URL": database,
+            "DISCOUNTFLOW_ENV": "staging",
+            "BCRYPT_ROUNDS": "4",
+        },
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    key_from(result.stdout)
+    messages = [line.split(" INFO ", 1)[-1] for line in result.stderr.splitlines()]
+    assert len(messages) == len(set(messages)), result.stderr
+    assert sum("organization created: org_" in line for line in messages) == 1
+    assert sum("api_key.generated: key_" in line for line in messages) == 1
+    assert sum("Running upgrade  -> 0001" in line for line in messages) == 1
+
+
 def test_demo_run_twice_keeps_the_data_and_prints_a_new_key(app, runner, client):
     first = key_from(runner.invoke(args=["demo"]).output)
     second_run = runner.invoke(args=["demo"])
