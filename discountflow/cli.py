@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from .actors import Actor
-from .approvals.demo import create_demo_organization
+from .approvals.demo import SIGN_INS, awaiting_the_owner, create_demo_organization
 from .auth.services import generate_key
 from .database import backup_sqlite
 from .errors import DomainError
@@ -135,27 +135,57 @@ def backup_command(path: str) -> None:
 def demo_command() -> None:
     """Create a demo organization (once) and print a fresh staging key and a curl to try."""
     upgrade_schema()
+    base = f"http://127.0.0.1:{os.environ.get('PORT', '8000')}"
     organization = db.session.execute(
         select(Organization).where(Organization.slug == "demo")
     ).scalar_one_or_none()
     if organization is None:
         password = secrets.token_urlsafe(12)
         organization = create_demo_organization(password)
-        click.echo("Created organization 'demo' with members, approval levels and approvals.")
-        click.echo(f"Dashboard sign-in (printed once), everyone's password: {password}")
-        click.echo("  owner@demo.example (owner; API Keys), admin@demo.example (admin),")
-        click.echo("  rep@demo.example and sam@demo.example (reps), manager@demo.example,")
-        click.echo("  vp@demo.example and cfo@demo.example (approvers)")
+        click.echo(
+            "Created organization demo (Demo Inc.) with members, approval levels, a price book "
+            "and approvals."
+        )
+        click.echo(
+            f"Sign in at {base}/sign-in with organization demo (when the page asks for one) "
+            f"and everyone's password (printed once): {password}"
+        )
+        for emails, who in SIGN_INS:
+            click.echo(f"  {emails}: {who}")
+    else:
+        click.echo(
+            "Organization demo exists (its sign-ins were printed when it was made; "
+            "`flask --app app reset-password --org demo --email EMAIL` sets a new password)."
+        )
     api_key, key = generate_key(Actor.for_cli(organization))
-    port = os.environ.get("PORT", "8000")
     environment = current_app.config["DISCOUNTFLOW_ENV"]
     click.echo(f"Generated {environment} API key {api_key.id} (shown only once):")
     click.echo(key)
-    click.echo(
-        f"Dashboard: http://127.0.0.1:{port}/  API reference: http://127.0.0.1:{port}/v2/docs/"
-    )
+    owner, level, waiting = awaiting_the_owner(organization)
+    if level is None:
+        click.echo(
+            f"It acts as the owner, {owner.email}, who holds no approval level: sign in as "
+            "an approver to decide what waits."
+        )
+    else:
+        count = f"{len(waiting)} approval{' waits' if len(waiting) == 1 else 's wait'}"
+        click.echo(
+            f"It acts as the owner, {owner.email}, who approves at the {level} level: "
+            f"{count} for its decision{':' if waiting else '.'}"
+        )
+    for view in waiting:
+        click.echo(f"  {view.approval.id}  {view.approval.title} ({view.approval.customer})")
+    click.echo(f"Dashboard: {base}/  API reference: {base}/v2/docs/")
     click.echo("Try it:")
-    click.echo(f'  curl -H "Authorization: Bearer {key}" http://127.0.0.1:{port}/v2/approvals')
+    bearer = f'-H "Authorization: Bearer {key}"'
+    click.echo(f"  curl {bearer} {base}/v2/approvals")
+    decisions = (("approve", "Approved for a 3-year term."), ("reject", "Too deep for this deal."))
+    for view, (action, comment) in zip(waiting, decisions, strict=False):
+        click.echo(
+            f'  curl {bearer} -H "Content-Type: application/json" '
+            f'-d \'{{"comment": "{comment}"}}\' '
+            f"{base}/v2/approvals/{view.approval.id}/{action}"
+        )
 
 
 def init_app(app: Flask) -> None:

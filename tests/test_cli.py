@@ -18,7 +18,7 @@ from discountflow.audit.models import Event
 from discountflow.extensions import db
 from discountflow.organizations.models import Organization, User
 
-from .conftest import PASSWORD, add_member, bearer
+from .conftest import PASSWORD, add_member, bearer, create_org
 from .dashboard import sign_in
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +72,84 @@ def test_demo_creates_an_organization_and_prints_a_working_key(app, runner, clie
         roles = sorted(u.role for u in organization.members)
         assert roles == ["admin", "member", "member", "member", "member", "member", "owner"]
         approvers = sorted(u.email for u in organization.members if u.approval_level_id)
-        assert approvers == ["cfo@demo.example", "manager@demo.example", "vp@demo.example"]
+        assert approvers == [
+            "cfo@demo.example",
+            "manager@demo.example",
+            "owner@demo.example",
+            "vp@demo.example",
+        ]
+
+
+DEMO_PASSWORD = re.compile(r"everyone's password \(printed once\): (\S+)$", re.MULTILINE)
+WAITING = re.compile(r"^  (apr_\w+)  (.+)$", re.MULTILINE)
+
+
+def test_demo_says_how_to_sign_in_and_to_whom_each_sign_in_belongs(app, runner, client):
+    output = runner.invoke(args=["demo"]).stdout
+    lines = output.splitlines()
+    password = DEMO_PASSWORD.search(output).group(1)
+    assert lines[:8] == [
+        "Created organization demo (Demo Inc.) with members, approval levels, a price book and "
+        "approvals.",
+        "Sign in at http://127.0.0.1:8000/sign-in with organization demo (when the page asks "
+        f"for one) and everyone's password (printed once): {password}",
+        "  owner@demo.example: the owner (Settings → API Keys); approves at the CFO level",
+        "  admin@demo.example: an admin",
+        "  rep@demo.example, sam@demo.example: reps, who ask for discounts",
+        "  manager@demo.example: approves at the Sales manager level",
+        "  vp@demo.example: approves at the VP Sales level",
+        "  cfo@demo.example: approves at the CFO level",
+    ]
+    for email in ("owner", "admin", "rep", "sam", "manager", "vp", "cfo"):
+        signed_in = sign_in(app.test_client(), f"{email}@demo.example", password)
+        assert signed_in.status_code == 303, email
+    create_org(app, "acme")  # a second organization: now the page asks which
+    assert 'name="organization"' in client.get("/sign-in").text
+    assert sign_in(client, "owner@demo.example", password, organization="demo").status_code == 303
+
+
+def test_the_demos_key_approves_and_rejects_what_the_demo_says_waits_for_it(app, runner, client):
+    output = runner.invoke(args=["demo"]).stdout
+    key = key_from(output)
+    assert (
+        "It acts as the owner, owner@demo.example, who approves at the CFO level: "
+        "2 approvals wait for its decision:"
+    ) in output
+    waiting = WAITING.findall(output)
+    assert sorted(title for _, title in waiting) == [
+        "Initrode enterprise licence (Initrode)",
+        "Massive Dynamic rollout (Massive Dynamic)",
+    ]
+    (first, _), (second, _) = waiting
+    curls = [line for line in output.splitlines() if line.startswith("  curl ")]
+    assert curls[1:] == [
+        f'  curl -H "Authorization: Bearer {key}" -H "Content-Type: application/json" '
+        f'-d \'{{"comment": "Approved for a 3-year term."}}\' '
+        f"http://127.0.0.1:8000/v2/approvals/{first}/approve",
+        f'  curl -H "Authorization: Bearer {key}" -H "Content-Type: application/json" '
+        f'-d \'{{"comment": "Too deep for this deal."}}\' '
+        f"http://127.0.0.1:8000/v2/approvals/{second}/reject",
+    ]
+    approved = client.post(
+        f"/v2/approvals/{first}/approve",
+        json={"comment": "Approved for a 3-year term."},
+        headers=bearer(key),
+    )
+    assert approved.status_code == 200, approved.get_json()
+    assert approved.get_json()["status"] == "approved"
+    rejected = client.post(
+        f"/v2/approvals/{second}/reject",
+        json={"comment": "Too deep for this deal."},
+        headers=bearer(key),
+    )
+    assert rejected.status_code == 200, rejected.get_json()
+    assert rejected.get_json()["status"] == "rejected"
+    again = runner.invoke(args=["demo"]).stdout  # nothing waits for the key now
+    assert (
+        "It acts as the owner, owner@demo.example, who approves at the CFO level: "
+        "0 approvals wait for its decision."
+    ) in again
+    assert not WAITING.findall(again)
 
 
 def test_demo_on_a_new_database_prints_each_log_line_once(tmp_path):
@@ -101,15 +178,20 @@ def test_demo_on_a_new_database_prints_each_log_line_once(tmp_path):
 
 
 def test_demo_run_twice_keeps_the_data_and_prints_a_new_key(app, runner, client):
-    first = key_from(runner.invoke(args=["demo"]).output)
+    first_run = runner.invoke(args=["demo"])
+    first = key_from(first_run.output)
     second_run = runner.invoke(args=["demo"])
     assert second_run.exit_code == 0
-    assert "password" not in second_run.output  # printed once only
+    assert DEMO_PASSWORD.search(first_run.output).group(1) not in second_run.output
+    assert second_run.stdout.splitlines()[0] == (
+        "Organization demo exists (its sign-ins were printed when it was made; "
+        "`flask --app app reset-password --org demo --email EMAIL` sets a new password)."
+    )
     second = key_from(second_run.output)
     assert client.get("/v2/me", headers=bearer(first)).status_code == 401
     assert client.get("/v2/me", headers=bearer(second)).status_code == 200
     with app.app_context():
-        assert len(db.session.execute(select(Approval)).scalars().all()) == 9
+        assert len(db.session.execute(select(Approval)).scalars().all()) == 11
 
 
 def test_create_org_with_password_on_stdin(app, runner):
