@@ -21,8 +21,8 @@ _org_option = click.option("--org", "organization", required=True, help="Organiz
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @reports_domain_errors
 def import_command(organization: str, file: str) -> None:
-    """Create or update products by SKU from FILE (columns: sku,name,description,currency,
-    unit_list_price,active). A file with a bad row changes nothing."""
+    """Create or update products by SKU from FILE (columns sku, name; optional description,
+    currency with unit_list_price, active). A file with a bad row changes nothing."""
     actor = Actor.for_cli(find_organization(organization))
     try:
         if file == "-":

@@ -192,7 +192,8 @@ def delete_product(actor: Actor, product_id: str) -> str:
 
 def upsert_products(actor: Actor, rows: list[ProductCreate], now: datetime) -> tuple[int, int]:
     """Create or change products by SKU, in the caller's transaction; prices are set per
-    currency (currencies not named stay). Return how many were created and changed."""
+    currency (currencies not named stay), and fields a row leaves out stay. Return how many
+    were created and changed."""
     skus = [row.sku for row in rows]
     existing = {
         product.sku: product
@@ -226,11 +227,11 @@ def upsert_products(actor: Actor, rows: list[ProductCreate], now: datetime) -> t
             continue
         kept = [p for p in product.prices if p.currency not in {r.currency for r in row.prices}]
         prices = [PriceInput(currency=p.currency, unit_list_price=p.unit_list_price) for p in kept]
+        given = {name: getattr(row, name) for name in ("name", "description", "active")}
         update = ProductUpdate(
-            name=row.name,
-            description=row.description,
-            active=row.active,
             prices=prices + list(row.prices),
+            # What the row leaves out (a file without the column) stays as it is.
+            **{name: value for name, value in given.items() if name in row.model_fields_set},
         )
         if _apply(product, update, events):
             changed += 1
