@@ -13,6 +13,7 @@ import re
 import secrets
 import sqlite3
 import sys
+import time
 from datetime import timedelta
 
 import click
@@ -65,6 +66,31 @@ def parse_duration(text: str) -> timedelta:
     if not parts or "".join(n + u for n, u in parts) != text:
         raise click.BadParameter(f"{text!r} is not a duration like 90s, 15m, 24h or 7d.")
     return sum((timedelta(**{DURATION_UNITS[u]: int(n)}) for n, u in parts), timedelta(0))
+
+
+class ProgressLines:
+    """How far long work is, as lines on stderr (stdout stays the command's output): nothing
+    for work done within ``every`` seconds, then a line at most every ``every`` seconds.
+
+    ``lines`` gives each stage's words, formatted with ``done`` and ``total``.
+    """
+
+    def __init__(self, lines: dict[str, str], every: float | None = None) -> None:
+        self.lines = lines
+        self.every = PROGRESS_EVERY_SECONDS if every is None else every
+        self.last = time.monotonic()
+        self.shown = False
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        # A stage without counts ("saving") is shown once anything was: the silence after
+        # the last count is that stage's.
+        if now - self.last >= self.every or (self.shown and "{done" not in self.lines[stage]):
+            click.echo(self.lines[stage].format(done=done, total=total), err=True)
+            self.last, self.shown = now, True
+
+
+PROGRESS_EVERY_SECONDS = 2.0
 
 
 def stdin_is_a_terminal() -> bool:

@@ -299,6 +299,39 @@ def test_the_cli_imports_and_exports(app, world, runner, tmp_path):
     assert missing.exit_code == 2 and "does not exist" in missing.output
 
 
+def test_the_cli_shows_progress_on_stderr_and_keeps_stdout_as_it_was(
+    app, world, runner, tmp_path, monkeypatch
+):
+    rows = [f"SKU-{n:05d},Product {n},,USD,{n + 1}.00,true" for n in range(2_500)]
+    book = tmp_path / "book.csv"
+    book.write_text(HEADER + "\n" + "\n".join(rows) + "\n")
+    quiet = runner.invoke(args=["products", "export", "--org", "acme"])
+    assert quiet.stderr == ""  # work done within 2 seconds shows no progress
+    monkeypatch.setattr("discountflow.cli.PROGRESS_EVERY_SECONDS", 0)  # a line every 1,000
+
+    imported = runner.invoke(args=["products", "import", "--org", "acme", str(book)])
+    assert imported.exit_code == 0, imported.output
+    assert imported.stdout == (
+        f"Imported 2500 products from {book}: 2500 new, 0 changed, 0 already as the file says.\n"
+    )
+    assert imported.stderr.splitlines() == [
+        "1,000 rows read…",
+        "2,000 rows read…",
+        "1,000 of 2,500 products checked…",
+        "2,000 of 2,500 products checked…",
+        "Saving 2,500 products…",
+    ]
+    exported = runner.invoke(args=["products", "export", "--org", "acme"])
+    assert exported.exit_code == 0
+    assert exported.stdout == _export(app, world)  # the CSV, byte for byte
+    total = len(_book(app, world.organization_id))
+    assert total == 2_502  # the file's and the world's two
+    assert exported.stderr.splitlines() == [
+        f"1,000 of {total:,} products written…",
+        f"2,000 of {total:,} products written…",
+    ]
+
+
 # --- the dashboard: Settings → Products --------------------------------------------------------
 
 

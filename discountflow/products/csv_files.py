@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..actors import Actor, writing
@@ -48,6 +48,16 @@ HEADER_RULE = (
     "the header names sku and name, and any of description, currency with unit_list_price, "
     "and active, in any order"
 )
+
+
+# Long work tells how far it is: ``progress(stage, done, total)`` every ``PROGRESS_EVERY``
+# items, stage "read" (rows; no total), "checked" (products), "saving" and "written".
+Progress = Callable[[str, int, "int | None"], None]
+PROGRESS_EVERY = 1_000
+
+
+def _quiet(stage: str, done: int, total: int | None) -> None:
+    """No progress shown (the dashboard's upload)."""
 
 
 class ImportRefused(InvalidParameter):
@@ -153,7 +163,7 @@ class _Product:
     prices: dict[str, PriceInput]
 
 
-def read_products(text: Iterable[str]) -> list[ProductCreate]:
+def read_products(text: Iterable[str], progress: Progress = _quiet) -> list[ProductCreate]:
     """Parse a price book file (an iterable of lines, such as an open text file); refuse it
     with every bad row when any is bad."""
     problems: list[tuple[int, str]] = []
@@ -174,6 +184,8 @@ def read_products(text: Iterable[str]) -> list[ProductCreate]:
             if not any(cell.strip() for cell in row):
                 continue  # blank lines are ignored
             rows += 1
+            if rows % PROGRESS_EVERY == 0:
+                progress("read", rows, None)
             if rows > MAX_ROWS:
                 problems.append((start, f"a file holds at most {MAX_ROWS:,} rows"))
                 break
@@ -240,13 +252,20 @@ def read_products(text: Iterable[str]) -> list[ProductCreate]:
     ]
 
 
-def import_products(actor: Actor, text: Iterable[str]) -> ImportResult:
+def import_products(actor: Actor, text: Iterable[str], progress: Progress = _quiet) -> ImportResult:
     """Upsert the file's products by SKU in one transaction; owner and admins only."""
     actor.require_write()
     actor.require_manager(MANAGE_PRODUCTS)
-    products = read_products(text)  # parsed before the write transaction begins
+    products = read_products(text, progress)  # parsed before the write transaction begins
     writing(actor)
-    created, changed = upsert_products(actor, products, utcnow())
+    created, changed = upsert_products(
+        actor,
+        products,
+        utcnow(),
+        lambda done: progress("checked", done, len(products)),
+        PROGRESS_EVERY,
+    )
+    progress("saving", len(products), len(products))
     try:
         db.session.commit()
     except IntegrityError as error:  # another change added one of the file's SKUs meanwhile
@@ -285,20 +304,21 @@ def _quote(cell: str) -> str:
     return "'" + cell if cell.startswith((*_FORMULA_STARTS, "'")) else cell
 
 
-def export_products(actor: Actor, out: IO[str]) -> tuple[int, int]:
+def export_products(actor: Actor, out: IO[str], progress: Progress = _quiet) -> tuple[int, int]:
     """Write the whole price book, by SKU, in the import's format; return how many products and
     rows."""
+    mine = Product.organization_id == actor.organization_id
+    total = None
+    if progress is not _quiet:
+        total = db.session.execute(select(func.count()).select_from(Product).where(mine)).scalar()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
-    statement = (
-        select(Product)
-        .where(Product.organization_id == actor.organization_id)
-        .order_by(Product.sku)
-        .execution_options(yield_per=500)
-    )
+    statement = select(Product).where(mine).order_by(Product.sku).execution_options(yield_per=500)
     count = rows = 0
     for product in db.session.execute(statement).scalars():
         count += 1
+        if count % PROGRESS_EVERY == 0:
+            progress("written", count, total)
         common = [_quote(product.sku), _quote(product.name), _quote(product.description)]
         active = "true" if product.active else "false"
         prices = [

@@ -8,7 +8,7 @@ key), so a product cannot disappear from under a concurrent request either.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 
 from sqlalchemy import func, or_, select
@@ -190,10 +190,16 @@ def delete_product(actor: Actor, product_id: str) -> str:
     return product_id
 
 
-def upsert_products(actor: Actor, rows: list[ProductCreate], now: datetime) -> tuple[int, int]:
+def upsert_products(
+    actor: Actor,
+    rows: list[ProductCreate],
+    now: datetime,
+    progress: Callable[[int], None] | None = None,
+    every: int = 1_000,
+) -> tuple[int, int]:
     """Create or change products by SKU, in the caller's transaction; prices are set per
     currency (currencies not named stay), and fields a row leaves out stay. Return how many
-    were created and changed."""
+    were created and changed. ``progress(done)`` is called every ``every`` rows."""
     skus = [row.sku for row in rows]
     existing = {
         product.sku: product
@@ -207,7 +213,9 @@ def upsert_products(actor: Actor, rows: list[ProductCreate], now: datetime) -> t
     }
     events = EventLog(actor, now)
     created = changed = 0
-    for row in rows:
+    for done, row in enumerate(rows, 1):
+        if progress is not None and done % every == 0:
+            progress(done)
         product = existing.get(row.sku)
         if product is None:
             product = Product(
