@@ -7,7 +7,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from ..database import rfc3339
-from .worker import Worker, backlog, stop_on_signals
+from .worker import Worker, backlog, log, stop_on_signals
 
 webhooks_cli = AppGroup("webhooks", help="Deliver webhooks, and see the backlog.")
 
@@ -21,7 +21,16 @@ def work_command(burst: bool) -> None:
     """
     stop = stop_on_signals()
     poll = float(current_app.config["WEBHOOK_POLL_SECONDS"])
-    attempts = Worker().run(stop, poll=poll, burst=burst)
+    worker = Worker()
+    until = "until nothing is due" if burst else "Ctrl+C or SIGTERM to stop"
+    # Logged, as its stopping is: stdout holds the deliveries' JSON lines only.
+    log.info(
+        "webhook worker: started; %d deliveries at a time, polling every %g s (%s)",
+        worker.slots,
+        poll,
+        until,
+    )
+    attempts = worker.run(stop, poll=poll, burst=burst)
     if burst:
         click.echo(f"Made {attempts} delivery attempt{'s' if attempts != 1 else ''}.", err=True)
 
