@@ -182,7 +182,7 @@ def demo_command() -> None:
     else:
         click.echo(
             "Organization demo exists (its sign-ins were printed when it was made; "
-            "`flask --app app reset-password --org demo --email EMAIL` sets a new password)."
+            "`flask --app app users reset-password EMAIL --org demo` sets a new password)."
         )
     api_key, key = generate_key(Actor.for_cli(organization))
     environment = current_app.config["DISCOUNTFLOW_ENV"]

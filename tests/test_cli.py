@@ -185,7 +185,7 @@ def test_demo_run_twice_keeps_the_data_and_prints_a_new_key(app, runner, client)
     assert DEMO_PASSWORD.search(first_run.output).group(1) not in second_run.output
     assert second_run.stdout.splitlines()[0] == (
         "Organization demo exists (its sign-ins were printed when it was made; "
-        "`flask --app app reset-password --org demo --email EMAIL` sets a new password)."
+        "`flask --app app users reset-password EMAIL --org demo` sets a new password)."
     )
     second = key_from(second_run.output)
     assert client.get("/v2/me", headers=bearer(first)).status_code == 401
@@ -260,7 +260,7 @@ ADD_MEMBER = ["add-member", "--org", "acme", "--email", "rep@acme.example"]
     [
         ["create-org", "Initech", "--owner-email", "bill@initech.example"],
         ADD_MEMBER,
-        ["reset-password", "--org", "acme", "--email", "owner@acme.example"],
+        ["users", "reset-password", "owner@acme.example", "--org", "acme"],
     ],
     ids=["create-org", "add-member", "reset-password"],
 )
@@ -399,7 +399,7 @@ def test_approvals_expire_marks_lapsed_prices(app, runner, client):
 
 # --- reset-password ----------------------------------------------------------------------------
 
-RESET = ["reset-password", "--org", "acme", "--email", "Rep@Acme.example"]
+RESET = ["users", "reset-password", "Rep@Acme.example", "--org", "acme"]
 
 
 def test_reset_password_sets_it_and_ends_that_members_dashboard_sessions(app, runner, org):
@@ -430,17 +430,17 @@ def test_reset_password_sets_it_and_ends_that_members_dashboard_sessions(app, ru
     ("args", "stdin", "message"),
     [
         (
-            ["reset-password", "--org", "nope", "--email", "rep@acme.example"],
+            ["users", "reset-password", "rep@acme.example", "--org", "nope"],
             NEW_PASSWORD,
             "Error: No organization with id or slug 'nope'.",
         ),
         (
-            ["reset-password", "--org", "acme", "--email", "who@acme.example"],
+            ["users", "reset-password", "who@acme.example", "--org", "acme"],
             NEW_PASSWORD,
             "Error: No member of acme has the email 'who@acme.example'.",
         ),
         (
-            ["reset-password", "--org", "acme", "--email", "not an email"],
+            ["users", "reset-password", "not an email", "--org", "acme"],
             NEW_PASSWORD,
             "Error: Enter a valid email address.",
         ),
@@ -455,9 +455,9 @@ def test_reset_password_refuses_in_one_line(app, runner, org, args, stdin, messa
     assert sign_in(app.test_client(), "rep@acme.example").status_code == 303  # unchanged
 
 
-def test_reset_password_needs_an_option_to_know_whom(runner, org):
-    result = runner.invoke(args=["reset-password", "--org", "acme"])
-    assert result.exit_code == 2 and "Missing option '--email'" in result.output
+def test_reset_password_needs_to_know_whom(runner, org):
+    result = runner.invoke(args=["users", "reset-password", "--org", "acme"])
+    assert result.exit_code == 2 and "Missing argument 'EMAIL'" in result.output
 
 
 def _run_at_a_terminal(app, args: list[str], typed: list[str]) -> tuple[int, str]:
@@ -498,7 +498,7 @@ def _run_at_a_terminal(app, args: list[str], typed: list[str]) -> tuple[int, str
 def test_reset_password_at_a_terminal_asks_twice_and_shows_nothing_typed(app, org):
     returncode, shown = _run_at_a_terminal(
         app,
-        ["reset-password", "--org", "acme", "--email", "owner@acme.example"],
+        ["users", "reset-password", "owner@acme.example", "--org", "acme"],
         [NEW_PASSWORD, NEW_PASSWORD],
     )
     assert returncode == 0, shown

@@ -29,7 +29,7 @@ def test_the_sign_in_page_says_what_to_do_about_a_forgotten_password(client, org
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", page.text))
     assert (
         "Forgot your password? Ask your organization's owner, or run flask --app app "
-        "reset-password --org ORG --email EMAIL on the server."
+        "users reset-password EMAIL --org ORG on the server."
     ) in text
 
 

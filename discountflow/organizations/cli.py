@@ -1,4 +1,4 @@
-"""``flask create-org``, ``flask add-member`` and ``flask reset-password``: the organization's
+"""``flask create-org``, ``flask add-member`` and ``flask users reset-password``: the organization's
 commands."""
 
 from __future__ import annotations
@@ -59,13 +59,18 @@ def add_member_command(
     click.echo(f"Added {member.email} as {member.role} ({member.id}).")
 
 
-@click.command("reset-password")
+@click.group("users")
+def users_cli() -> None:
+    """Members' accounts: a forgotten password."""
+
+
+@users_cli.command("reset-password")
 @with_appcontext
+@click.argument("email")
 @click.option("--org", "organization", required=True, help="Organization id or slug.")
-@click.option("--email", required=True, help="The member's email.")
 @click.option("--password-stdin", is_flag=True, help="Read the new password from stdin.")
 @reports_domain_errors
-def reset_password_command(organization: str, email: str, password_stdin: bool) -> None:
+def reset_password_command(email: str, organization: str, password_stdin: bool) -> None:
     """Set a member's new password and sign them out of the dashboard everywhere."""
     actor = Actor.for_cli(find_organization(organization))
     member = find_member(actor, email)  # an unknown email is refused before the prompt
@@ -74,4 +79,4 @@ def reset_password_command(organization: str, email: str, password_stdin: bool) 
     click.echo(f"Set a new password for {member.email} ({member.id}); ended {sessions}.")
 
 
-COMMANDS = (create_org_command, add_member_command, reset_password_command)
+COMMANDS = (create_org_command, add_member_command, users_cli)
