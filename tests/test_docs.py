@@ -143,6 +143,7 @@ def test_production_docs_say_production(tmp_path):
     assert "Bearer sk_live_123456789" in html
     assert "This deployment allows 1,000 per minute per key." in html
     assert "sk_test_123456789" not in html
+    assert '"environment": "production"' in html and '"limit": 1000' in html  # /v2/me's answer
 
 
 def test_a_page_that_does_not_exist_is_404(client):

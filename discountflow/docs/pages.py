@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 import markdown
 from flask import current_app, url_for
+from limits import parse_many
 from markdown.extensions import Extension
 from markdown.treeprocessors import Treeprocessor
 from markupsafe import escape
@@ -173,6 +174,8 @@ def values(address: str) -> dict[str, str]:
         "key_prefix": f"sk_{suffix}_",
         "read_only_prefix": f"rk_{suffix}_",
         "rate_limit": _per(config["API_RATE_LIMIT"]),
+        "rate_limit_amount": str(parse_many(config["API_RATE_LIMIT"])[0].amount),
+        "environment_id": environment,  # as the API writes it: "staging"
         "auth_failure_limit": _per(config["AUTH_FAILURE_LIMIT"]),
         "version": VERSION,
         # GraphiQL is served on staging only: a link there, a sentence on production.
@@ -188,8 +191,6 @@ def values(address: str) -> dict[str, str]:
 
 def _per(limit: str) -> str:
     """A limit in the ``limits`` notation as a person reads it: "1,000 requests per minute"."""
-    from limits import parse_many
-
     said = []
     for item in parse_many(limit):
         unit = item.GRANULARITY.name
