@@ -134,10 +134,8 @@ def test_production_docs_say_production(tmp_path):
         API_RATE_LIMIT="1000 per minute",
         SESSION_COOKIE_SECURE=True,
     )
-    html = (
-        app.test_client()
-        .get("/docs/api/authentication", base_url="https://api.example.com")
-        .get_data(as_text=True)
+    html = text_of(
+        app.test_client().get("/docs/api/authentication", base_url="https://api.example.com")
     )
     assert "⚠️ This documentation applies to the Production environment." in html
     assert "Bearer sk_live_123456789" in html
