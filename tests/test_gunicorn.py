@@ -157,9 +157,18 @@ def start_gunicorn(tmp_path, *extra, environ=None, module="app:app"):
 
 
 def stop(process) -> None:
-    process.terminate()
-    process.wait(10)
-    process.output.close()
+    """Stop a server this test started; one that outlives SIGTERM by 20 s is killed (a test
+    about something else must not leave it, and its open log, to fail a later test)."""
+    try:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+            raise
+    finally:
+        process.output.close()
 
 
 def output_of(process) -> str:
