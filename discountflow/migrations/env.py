@@ -123,6 +123,8 @@ def run_migrations_online():
 def _revision_of_unversioned(inspector) -> str:
     """The newest revision whose schema an unversioned database has, by what it holds."""
     tables = set(inspector.get_table_names())
+    if "notifications" in tables:
+        return "0009"
     claims = inspector.get_columns("idempotency_keys") if "idempotency_keys" in tables else []
     if any(column["name"] == "work_committed_at" for column in claims):
         return "0008"
