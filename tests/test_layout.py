@@ -14,7 +14,16 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "discountflow"
-FEATURES = ("organizations", "auth", "approvals", "products", "audit", "webhooks", "docs")
+FEATURES = (
+    "organizations",
+    "auth",
+    "approvals",
+    "products",
+    "audit",
+    "webhooks",
+    "notifications",
+    "docs",
+)
 
 BASE, MODELS, SCHEMAS, SERVICES, SURFACES, WIRING = range(6)
 LAYER_NAMES = ["base", "models", "schemas", "services", "surfaces", "wiring"]
@@ -61,6 +70,8 @@ FEATURE_ROOMS = {
     "worker": SERVICES,
     "pacing": SERVICES,
     "pages": SERVICES,
+    "messages": SERVICES,
+    "mail": SERVICES,
     "api": SURFACES,
     "graphql": SURFACES,
     "views": SURFACES,
@@ -183,7 +194,21 @@ def test_no_import_closes_a_circle():
     assert circles == []
 
 
-@pytest.mark.parametrize("feature", FEATURES)
+@pytest.mark.parametrize(
+    "feature",
+    [
+        pytest.param(
+            feature,
+            marks=pytest.mark.xfail(
+                reason="issue 27: its schemas, API and Settings → Notifications page are to come",
+                strict=True,
+            ),
+        )
+        if feature == "notifications"
+        else feature
+        for feature in FEATURES
+    ],
+)
 def test_each_feature_has_the_same_rooms_and_registers_itself(feature):
     folder = PACKAGE / feature
     for room in ("models.py", "schemas.py", "services.py", "api.py", "views.py"):

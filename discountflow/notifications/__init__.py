@@ -7,7 +7,8 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    """Install the notifications' outbox."""
-    from . import outbox
+    """Install the notifications' outbox; register their commands."""
+    from . import cli, outbox
 
     outbox.install()
+    app.cli.add_command(cli.notifications_cli)

@@ -15,12 +15,15 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import exists, select, union
 from sqlalchemy.orm import Session
 
 from ..approvals.models import Approval, ApprovalStatus, Comment, Decision, Participant
 from ..approvals.queries import decidable_by
 from ..organizations.models import User
+from .mail import transport_for
+from .messages import one_line, public_url, trial_message
 from .models import NotificationKind
 
 # The approval events that tell someone, and what they are told.
@@ -90,3 +93,22 @@ def approval_of(session: Session, event: Any) -> Approval | None:
         return None
     return approval
 
+
+# --- the test email ----------------------------------------------------------------------------
+
+
+class EmailNotSent(Exception):
+    """The test email could not be sent (the message says why, never the password)."""
+
+
+def send_test_email(recipient: str) -> str:
+    """Send the test email at once (not through the outbox); return where it went."""
+    if one_line(recipient) != recipient or "@" not in recipient:
+        raise EmailNotSent(f"{recipient!r} is not an email address.")
+    transport = transport_for(current_app.config)
+    base = public_url(current_app.config["PUBLIC_URL"])
+    message = trial_message(recipient, transport.sender, base)
+    (sent,) = transport.send_all([(recipient, message)])
+    if not sent.ok:
+        raise EmailNotSent(f"The test email to {recipient} was not sent: {sent.error}")
+    return transport.shown
