@@ -13,6 +13,7 @@ import re
 import secrets
 import sqlite3
 import sys
+import time
 from datetime import timedelta
 
 import click
@@ -23,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from .actors import Actor
-from .approvals.demo import create_demo_organization
+from .approvals.demo import SIGN_INS, awaiting_the_owner, create_demo_organization
 from .auth.services import generate_key
 from .config import VERSION
 from .database import backup_sqlite
@@ -68,17 +69,58 @@ def parse_duration(text: str) -> timedelta:
     return sum((timedelta(**{DURATION_UNITS[u]: int(n)}) for n, u in parts), timedelta(0))
 
 
-def read_password(password_stdin: bool) -> str:
-    """A password from the first line of stdin, or asked twice at the terminal."""
-    if password_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
+class ProgressLines:
+    """How far long work is, as lines on stderr (stdout stays the command's output): nothing
+    for work done within ``every`` seconds, then a line at most every ``every`` seconds.
+
+    ``lines`` gives each stage's words, formatted with ``done`` and ``total``.
+    """
+
+    def __init__(self, lines: dict[str, str], every: float | None = None) -> None:
+        self.lines = lines
+        self.every = PROGRESS_EVERY_SECONDS if every is None else every
+        self.last = time.monotonic()
+        self.shown = False
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        # A stage without counts ("saving") is shown once anything was: the silence after
+        # the last count is that stage's.
+        if now - self.last >= self.every or (self.shown and "{done" not in self.lines[stage]):
+            click.echo(self.lines[stage].format(done=done, total=total), err=True)
+            self.last, self.shown = now, True
+
+
+PROGRESS_EVERY_SECONDS = 2.0
+
+
+def stdin_is_a_terminal() -> bool:
+    """Whether a person types at standard input (then a password is asked, hidden)."""
+    return sys.stdin.isatty()
+
+
+NO_PASSWORD = (
+    "No password on standard input: pipe it in as one line "
+    '(echo "$PASSWORD" | flask --app app …), or run the command at a terminal.'
+)
+
+
+def read_password(password_stdin: bool = False, prompt: str = "Password") -> str:
+    """A password asked twice, hidden, at a terminal; else the first line of standard input.
+
+    Without a terminal there is nobody to prompt: ``click.prompt`` would fall back to
+    ``getpass``'s echoing read and warn on stderr, so the line is read as it is.
+    ``password_stdin`` reads the line even from a terminal.
+    """
+    if password_stdin or not stdin_is_a_terminal():
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.ClickException(NO_PASSWORD)
+        return password
     try:
-        return click.prompt("Password (asked twice)", hide_input=True, confirmation_prompt=True)
-    except click.Abort:  # no terminal, or nothing typed before the input ended
-        raise click.ClickException(
-            "No password was given: type it at the prompt (twice), or pipe it in and add "
-            "--password-stdin."
-        ) from None
+        return click.prompt(f"{prompt} (asked twice)", hide_input=True, confirmation_prompt=True)
+    except click.Abort:  # nothing typed before the input ended (Ctrl+D)
+        raise click.ClickException("No password was given.") from None
 
 
 @click.command("init-db")
@@ -120,27 +162,57 @@ def backup_command(path: str) -> None:
 def demo_command() -> None:
     """Create a demo organization (once) and print a fresh staging key and a curl to try."""
     upgrade_schema()
+    base = f"http://127.0.0.1:{os.environ.get('PORT', '8000')}"
     organization = db.session.execute(
         select(Organization).where(Organization.slug == "demo")
     ).scalar_one_or_none()
     if organization is None:
         password = secrets.token_urlsafe(12)
         organization = create_demo_organization(password)
-        click.echo("Created organization 'demo' with members, approval levels and approvals.")
-        click.echo(f"Dashboard sign-in (printed once), everyone's password: {password}")
-        click.echo("  owner@demo.example (owner; API Keys), admin@demo.example (admin),")
-        click.echo("  rep@demo.example and sam@demo.example (reps), manager@demo.example,")
-        click.echo("  vp@demo.example and cfo@demo.example (approvers)")
+        click.echo(
+            "Created organization demo (Demo Inc.) with members, approval levels, a price book "
+            "and approvals."
+        )
+        click.echo(
+            f"Sign in at {base}/sign-in with organization demo (when the page asks for one) "
+            f"and everyone's password (printed once): {password}"
+        )
+        for emails, who in SIGN_INS:
+            click.echo(f"  {emails}: {who}")
+    else:
+        click.echo(
+            "Organization demo exists (its sign-ins were printed when it was made; "
+            "`flask --app app users reset-password EMAIL --org demo` sets a new password)."
+        )
     api_key, key = generate_key(Actor.for_cli(organization))
-    port = os.environ.get("PORT", "8000")
     environment = current_app.config["DISCOUNTFLOW_ENV"]
     click.echo(f"Generated {environment} API key {api_key.id} (shown only once):")
     click.echo(key)
-    click.echo(
-        f"Dashboard: http://127.0.0.1:{port}/  API reference: http://127.0.0.1:{port}/v2/docs/"
-    )
+    owner, level, waiting = awaiting_the_owner(organization)
+    if level is None:
+        click.echo(
+            f"It acts as the owner, {owner.email}, who holds no approval level: sign in as "
+            "an approver to decide what waits."
+        )
+    else:
+        count = f"{len(waiting)} approval{' waits' if len(waiting) == 1 else 's wait'}"
+        click.echo(
+            f"It acts as the owner, {owner.email}, who approves at the {level} level: "
+            f"{count} for its decision{':' if waiting else '.'}"
+        )
+    for view in waiting:
+        click.echo(f"  {view.approval.id}  {view.approval.title} ({view.approval.customer})")
+    click.echo(f"Dashboard: {base}/  API reference: {base}/v2/docs/")
     click.echo("Try it:")
-    click.echo(f'  curl -H "Authorization: Bearer {key}" http://127.0.0.1:{port}/v2/approvals')
+    bearer = f'-H "Authorization: Bearer {key}"'
+    click.echo(f"  curl {bearer} {base}/v2/approvals")
+    decisions = (("approve", "Approved for a 3-year term."), ("reject", "Too deep for this deal."))
+    for view, (action, comment) in zip(waiting, decisions, strict=False):
+        click.echo(
+            f'  curl {bearer} -H "Content-Type: application/json" '
+            f'-d \'{{"comment": "{comment}"}}\' '
+            f"{base}/v2/approvals/{view.approval.id}/{action}"
+        )
 
 
 @click.command("version")

@@ -1,8 +1,8 @@
 """Configuration: defaults, then ``instance/config.py``, then environment variables, then tests.
 
 Every setting is known by its documented name (``SETTINGS``), the same in the environment, in a
-``.env`` file and in ``instance/config.py``; each is listed, with its default, in the README's
-configuration table (``tests/test_config.py`` compares the two).
+``.env`` file and in ``instance/config.py``; each is listed, with its default, in the table of
+``docs/guides/configuration.md`` (``tests/test_config.py`` compares the two).
 """
 
 from __future__ import annotations

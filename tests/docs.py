@@ -78,11 +78,12 @@ def _shell(text: str, marker: str, demo: Run) -> str:
         cwd=ROOT,
         env=environ,
         stdin=subprocess.DEVNULL,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # one stream, in the order a terminal shows them
         text=True,
         timeout=120,
     )
-    shown = done.stdout + done.stderr
+    shown = done.stdout
     assert done.returncode == expected_exit, f"exit {done.returncode}:\n{text}\n{shown}"
     return shown
 

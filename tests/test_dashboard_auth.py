@@ -24,6 +24,15 @@ def _keys_in_database(app) -> int:
 # --- signing in --------------------------------------------------------------------------------
 
 
+def test_the_sign_in_page_says_what_to_do_about_a_forgotten_password(client, org):
+    page = client.get("/sign-in")
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", page.text))
+    assert (
+        "Forgot your password? Ask your organization's owner, or run flask --app app "
+        "users reset-password EMAIL --org ORG on the server."
+    ) in text
+
+
 def test_sign_in_sets_a_hardened_session_and_lands_in_the_inbox(client, world):
     response = sign_in(client, "manager@acme.example")
     assert response.status_code == 303

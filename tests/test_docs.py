@@ -259,12 +259,6 @@ def test_every_runnable_example_prints_what_the_page_shows(app, demo, source):
             assert docs.differences(shown, printed) == [], f"{source}:\n{example.text}"
 
 
-def test_the_procfile_is_the_running_guides():
-    procfile = (docs.ROOT / "Procfile").read_text()
-    assert procfile.strip() in (docs.ROOT / "docs" / "guides" / "running.md").read_text()
-    (worker,) = [line for line in procfile.splitlines() if line.startswith("worker:")]
-    assert worker.endswith(" flask --app app webhooks work")
-
 
 def test_the_version_is_one_everywhere(client, runner):
     from discountflow import __version__
@@ -282,3 +276,13 @@ def test_the_version_is_one_everywhere(client, runner):
     releases = client.get("/docs/releases").get_data(as_text=True)
     assert f"DiscountFlow {__version__}" in releases  # the footer of every page
     assert f'<h2 id="{__version__.replace(".", "")}-' in releases
+
+
+def test_an_example_indented_into_a_list_is_not_left_unchecked(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "1. Ask:\n\n   ```sh\n   curl -s {{ base_url }}/v2/me\n   ```\n\n"
+        "<!-- run -->\n```sh\ncurl -s {{ base_url }}/v2/me\n```\n"
+    )
+    assert pages.unmarked_examples(page) == ["   curl -s {{ base_url }}/v2/me\n"]
+    assert [example.marker for example in pages.examples(page)] == ["run"]

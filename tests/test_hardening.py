@@ -467,8 +467,14 @@ def test_a_database_without_its_schema_says_to_upgrade(tmp_path):
 
 def test_a_password_prompt_without_a_terminal_says_what_to_do(runner, org):
     result = runner.invoke(args=["add-member", "--org", "acme", "--email", "n@acme.example"])
-    assert result.exit_code != 0
-    assert "--password-stdin" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 1  # nothing on standard input, and no terminal to ask at
+    assert result.output.startswith("Error: No password on standard input: pipe it in")
+    assert len(result.output.splitlines()) == 1 and "Traceback" not in result.output
+    piped = runner.invoke(
+        args=["add-member", "--org", "acme", "--email", "m@acme.example"],
+        input="a long enough password\n",
+    )
+    assert piped.exit_code == 0, piped.output
     piped = runner.invoke(
         args=["add-member", "--org", "acme", "--email", "n@acme.example", "--password-stdin"],
         input="a long enough password\n",

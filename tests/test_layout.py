@@ -22,7 +22,6 @@ FEATURES = (
     "audit",
     "webhooks",
     "notifications",
-    "docs",
 )
 
 BASE, MODELS, SCHEMAS, SERVICES, SURFACES, WIRING = range(6)
@@ -69,7 +68,6 @@ FEATURE_ROOMS = {
     "outbox": SERVICES,
     "worker": SERVICES,
     "pacing": SERVICES,
-    "pages": SERVICES,
     "messages": SERVICES,
     "mail": SERVICES,
     "api": SURFACES,
@@ -100,8 +98,8 @@ def layer(module: str) -> int:
     parts = module.split(".")[1:]
     if not parts:
         return WIRING  # the application factory
-    if parts[0] == "dashboard":
-        return SURFACES  # the dashboard's shell
+    if parts[0] in ("dashboard", "docs"):
+        return SURFACES  # the dashboard's shell; the documentation site (pages, no domain)
     if len(parts) == 1:
         name = parts[0]
         if name in FEATURES:

@@ -155,9 +155,12 @@ def test_a_bad_file_changes_nothing_and_names_every_bad_row(app, world):
     [
         ("", "line 1: the file is empty"),
         (
-            "sku,name\nA,A\n",
-            "line 1: missing column(s) description, currency, unit_list_price, active",
+            "name,description\nA,A\n",
+            "line 1: missing column(s) sku (the header names sku and name, and any of "
+            "description, currency with unit_list_price, and active, in any order)",
         ),
+        ("sku,name,currency\nA,A,USD\n", "line 1: missing column(s) unit_list_price ("),
+        ("Unit_List_Price,sku,name\n5,A,A\n", "line 1: missing column(s) currency ("),
         (f"{HEADER},price\n", "line 1: unknown column(s) 'price'"),
         (f"{HEADER},sku\n", "line 1: column(s) named twice: sku"),
         (f'{HEADER}\nA,"unterminated,,USD,1.00,true\n', "line 2: not a well-formed CSV row"),
@@ -173,6 +176,24 @@ def test_the_header_may_be_in_any_order_and_case(app, world):
     text = "Active,Unit_List_Price,Currency,Description,Name,SKU\ntrue,5.00,USD,,Five,FIVE\n"
     assert _import(app, world, text).created == 1
     assert _book(app, world.organization_id)["FIVE"] == ("Five", "", True, {"USD": 500})
+
+
+def test_only_sku_and_name_are_required_in_any_order_and_case(app, world):
+    _import(app, world, GOOD)
+    seat = _book(app, world.organization_id)["SEAT"]
+    created = _import(app, world, "Name,SKU\nFive,FIVE\nSeat renamed,SEAT\n")
+    assert (created.rows, created.created, created.changed) == (2, 1, 1)
+    book = _book(app, world.organization_id)
+    assert book["FIVE"] == ("Five", "", True, {})  # a new product takes the defaults
+    # A known product keeps what the file leaves out: description, active, its prices.
+    assert book["SEAT"] == ("Seat renamed", *seat[1:])
+    archived = _import(app, world, "ACTIVE,sku,NAME\nfalse,WIDGET,Widget\n")
+    assert (archived.created, archived.changed) == (0, 1)
+    widget = ("Widget", "A widget, boxed", False, {"USD": 9950, "EUR": 8900})
+    assert _book(app, world.organization_id)["WIDGET"] == widget
+    priced = _import(app, world, "sku,Currency,name,unit_list_price\nFIVE,EUR,Five,4.50\n")
+    assert priced.changed == 1
+    assert _book(app, world.organization_id)["FIVE"] == ("Five", "", True, {"EUR": 450})
 
 
 def test_a_member_cannot_import(app, world):
@@ -276,6 +297,39 @@ def test_the_cli_imports_and_exports(app, world, runner, tmp_path):
     assert refused.exit_code == 1 and "the file is not UTF-8 text" in refused.output
     missing = runner.invoke(args=["products", "import", "--org", "acme", str(tmp_path / "no.csv")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_the_cli_shows_progress_on_stderr_and_keeps_stdout_as_it_was(
+    app, world, runner, tmp_path, monkeypatch
+):
+    rows = [f"SKU-{n:05d},Product {n},,USD,{n + 1}.00,true" for n in range(2_500)]
+    book = tmp_path / "book.csv"
+    book.write_text(HEADER + "\n" + "\n".join(rows) + "\n")
+    quiet = runner.invoke(args=["products", "export", "--org", "acme"])
+    assert quiet.stderr == ""  # work done within 2 seconds shows no progress
+    monkeypatch.setattr("discountflow.cli.PROGRESS_EVERY_SECONDS", 0)  # a line every 1,000
+
+    imported = runner.invoke(args=["products", "import", "--org", "acme", str(book)])
+    assert imported.exit_code == 0, imported.output
+    assert imported.stdout == (
+        f"Imported 2500 products from {book}: 2500 new, 0 changed, 0 already as the file says.\n"
+    )
+    assert imported.stderr.splitlines() == [
+        "1,000 rows read…",
+        "2,000 rows read…",
+        "1,000 of 2,500 products checked…",
+        "2,000 of 2,500 products checked…",
+        "Saving 2,500 products…",
+    ]
+    exported = runner.invoke(args=["products", "export", "--org", "acme"])
+    assert exported.exit_code == 0
+    assert exported.stdout == _export(app, world)  # the CSV, byte for byte
+    total = len(_book(app, world.organization_id))
+    assert total == 2_502  # the file's and the world's two
+    assert exported.stderr.splitlines() == [
+        f"1,000 of {total:,} products written…",
+        f"2,000 of {total:,} products written…",
+    ]
 
 
 # --- the dashboard: Settings → Products --------------------------------------------------------

@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -169,6 +170,39 @@ def test_the_status_command_prints_the_backlog(app, world, runner):
         result = runner.invoke(args=["webhooks", "status"])
         assert "due now:             0" in result.output
         assert "succeeded, last 24h: 2" in result.output
+
+
+STARTED = re.compile(r"^\S+ \S+ INFO discountflow\.webhooks\.worker: (webhook worker: started.*)$")
+
+
+def test_the_worker_says_once_that_it_started_with_its_settings(app):
+    worker = _worker(app, WEBHOOK_CONCURRENCY="8", WEBHOOK_POLL_SECONDS="1")
+    try:
+        first = worker.stderr.readline().rstrip("\n")  # it waits for work: the line came first
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
+    assert STARTED.match(first).group(1) == (
+        "webhook worker: started; 8 deliveries at a time, polling every 1 s "
+        "(Ctrl+C or SIGTERM to stop)"
+    )
+    assert out == ""  # stdout holds the deliveries' JSON lines only
+    assert [line for line in err.splitlines() if "started" in line] == []  # said once
+    assert err.splitlines()[-1].endswith("webhook worker: stopping after the deliveries in hand")
+
+
+def test_a_burst_worker_says_when_it_stops(app):
+    worker = _worker(app, "--burst")  # WEBHOOK_POLL_SECONDS=0.1, and the default concurrency
+    out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    lines = err.splitlines()
+    assert STARTED.match(lines[0]).group(1) == (
+        "webhook worker: started; 16 deliveries at a time, polling every 0.1 s "
+        "(until nothing is due)"
+    )
+    assert lines[1:] == ["Made 0 delivery attempts."]
+    assert out == ""
 
 
 # --- no receiver holds anyone else's deliveries -------------------------------------------------

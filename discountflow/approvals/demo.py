@@ -16,11 +16,13 @@ from ..extensions import db
 from ..organizations import services as organizations
 from ..organizations.models import Organization, Role, User
 from ..organizations.schemas import MemberUpdate
+from ..pagination import PageRequest
 from ..products import services as products
 from ..products.schemas import ProductCreate
-from . import levels, services
-from .models import Approval
-from .schemas import ApprovalCreate, LevelCreate, LineItemInput
+from . import levels, queries, services
+from .models import Approval, ApprovalLevel
+from .queries import ApprovalView
+from .schemas import ApprovalCreate, ApprovalListQuery, LevelCreate, LineItemInput
 
 MEMBERS = [
     ("admin@demo.example", "Adam Admin", Role.ADMIN),
@@ -30,10 +32,21 @@ MEMBERS = [
     ("vp@demo.example", "Vera VP", Role.MEMBER),
     ("cfo@demo.example", "Carl CFO", Role.MEMBER),
 ]
+# The owner holds the top level too: the API key the demo prints acts as the owner (four eyes
+# and the approval level included), so with it a newcomer can decide what waits at that level.
 LEVELS = [  # name, rank, largest discount in percent, largest total discount, who holds it
-    ("Sales manager", 1, 15, {"amount": 500_000, "currency": "USD"}, "manager@demo.example"),
-    ("VP Sales", 2, 30, None, "vp@demo.example"),
-    ("CFO", 3, 100, None, "cfo@demo.example"),
+    ("Sales manager", 1, 15, {"amount": 500_000, "currency": "USD"}, ["manager@demo.example"]),
+    ("VP Sales", 2, 30, None, ["vp@demo.example"]),
+    ("CFO", 3, 100, None, ["cfo@demo.example", "owner@demo.example"]),
+]
+# Who signs in as whom (the demo command prints these beside the one password).
+SIGN_INS = [
+    ("owner@demo.example", "the owner (Settings → API Keys); approves at the CFO level"),
+    ("admin@demo.example", "an admin"),
+    ("rep@demo.example, sam@demo.example", "reps, who ask for discounts"),
+    ("manager@demo.example", "approves at the Sales manager level"),
+    ("vp@demo.example", "approves at the VP Sales level"),
+    ("cfo@demo.example", "approves at the CFO level"),
 ]
 
 
@@ -120,14 +133,16 @@ def create_demo_organization(password: str) -> Organization:
         return Actor.for_user(people[email], Surface.CLI)
 
     admin = as_("admin@demo.example")
-    for name, rank, percent, amount_cap, holder in LEVELS:
+    for name, rank, percent, amount_cap, holders in LEVELS:
         level = levels.create_level(
             admin,
             LevelCreate(
                 name=name, rank=rank, max_discount_percent=percent, max_discount_amount=amount_cap
             ),
         )
-        organizations.update_member(admin, people[holder].id, MemberUpdate(approval_level=level.id))
+        for holder in holders:
+            update = MemberUpdate(approval_level=level.id)
+            organizations.update_member(admin, people[holder].id, update)
 
     for sku, name, description, prices, active in PRODUCTS:
         products.create_product(
@@ -184,6 +199,16 @@ def create_demo_organization(password: str) -> Organization:
         vp, changes.approval.id, "Tie the discount to a 3-year term, then resubmit."
     )
 
+    # Two waiting at the CFO level, which the owner holds (and so the demo's key).
+    for requester, title, customer, percent in (
+        (rep, "Initrode enterprise licence", "Initrode", 35),
+        (sam, "Massive Dynamic rollout", "Massive Dynamic", 40),
+    ):
+        at_cfo = services.create_approval(requester, _request(title, customer, percent))
+        services.submit(requester, at_cfo.approval.id)
+        services.approve(manager, at_cfo.approval.id, "Beyond my level; passing it on.")
+        services.approve(vp, at_cfo.approval.id, "Strategic; the CFO decides.")
+
     canceled = services.create_approval(sam, _request("Cyberdyne trial", "Cyberdyne", 8))
     services.cancel(sam, canceled.approval.id, "The customer chose to wait until next quarter.")
 
@@ -195,3 +220,14 @@ def create_demo_organization(password: str) -> Organization:
     db.session.commit()
     services.expire_approvals()
     return organization
+
+
+def awaiting_the_owner(organization: Organization) -> tuple[User, str | None, list[ApprovalView]]:
+    """The owner (whom an API key acts as), the name of their approval level, and the
+    approvals waiting for their decision."""
+    owner = Actor.for_cli(organization)
+    level = owner.user.approval_level_id
+    name = db.session.get(ApprovalLevel, level).name if level else None
+    query = ApprovalListQuery(awaiting_decision_by=owner.user.id)
+    waiting, _ = queries.list_approvals(owner, query, PageRequest(limit=100))
+    return owner.user, name, waiting

@@ -35,6 +35,7 @@ EVENT_TYPES = frozenset(
         "member.role_changed",
         "member.level_changed",
         "member.signed_out_everywhere",
+        "member.password_reset",
         "approval_level.created",
         "approval_level.updated",
         "approval_level.deleted",

@@ -164,13 +164,14 @@ def end_session(session_id: str | None) -> None:
     db.session.commit()
 
 
-def end_every_session(user_id: str) -> None:
-    """End every dashboard session of a member, in the caller's transaction (no commit)."""
-    db.session.execute(
+def end_every_session(user_id: str) -> int:
+    """End every dashboard session of a member, in the caller's transaction (no commit);
+    return how many were open."""
+    return db.session.execute(
         update(DashboardSession)
         .where(DashboardSession.user_id == user_id, DashboardSession.ended_at.is_(None))
         .values(ended_at=utcnow())
-    )
+    ).rowcount
 
 
 def sign_out_everywhere(actor: Actor) -> None:

@@ -45,7 +45,8 @@ MARKER = re.compile(
     r"<!-- (run(?:: exit [0-9]+)?|output|not run: [^>]+?) -->\n```(\w*)\n(.*?)```", re.S
 )
 MARKER_LINE = re.compile(r"^<!-- (?:run|output|not run)[^>]*-->\n", re.M)
-FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+# (an example indented into a list counts too: it is never run, so it must not hide there)
+FENCE = re.compile(r"^[ \t]*```(\w*)\n(.*?)^[ \t]*```", re.S | re.M)
 PLACEHOLDER = re.compile(r"\{\{ (\w+) \}\}")
 DEMO_ADDRESS = "http://127.0.0.1:8000"  # what the pages show where no request says otherwise
 SAFE_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")

@@ -1,4 +1,5 @@
-"""``flask create-org`` and ``flask add-member``: the organization's commands."""
+"""``flask create-org``, ``flask add-member`` and ``flask users reset-password``: the organization's
+commands."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ from flask.cli import with_appcontext
 from ..actors import Actor
 from ..cli import read_password, reports_domain_errors
 from .models import Role
-from .services import add_member, create_organization, find_organization
+from .services import (
+    add_member,
+    create_organization,
+    find_member,
+    find_organization,
+    reset_password,
+)
 
 
 @click.command("create-org")
@@ -52,4 +59,24 @@ def add_member_command(
     click.echo(f"Added {member.email} as {member.role} ({member.id}).")
 
 
-COMMANDS = (create_org_command, add_member_command)
+@click.group("users")
+def users_cli() -> None:
+    """Members' accounts: a forgotten password."""
+
+
+@users_cli.command("reset-password")
+@with_appcontext
+@click.argument("email")
+@click.option("--org", "organization", required=True, help="Organization id or slug.")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from stdin.")
+@reports_domain_errors
+def reset_password_command(email: str, organization: str, password_stdin: bool) -> None:
+    """Set a member's new password and sign them out of the dashboard everywhere."""
+    actor = Actor.for_cli(find_organization(organization))
+    member = find_member(actor, email)  # an unknown email is refused before the prompt
+    ended = reset_password(actor, member.id, read_password(password_stdin, "New password"))
+    sessions = f"{ended} dashboard session{'s' if ended != 1 else ''}"
+    click.echo(f"Set a new password for {member.email} ({member.id}); ended {sessions}.")
+
+
+COMMANDS = (create_org_command, add_member_command, users_cli)

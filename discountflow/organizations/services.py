@@ -219,6 +219,34 @@ def update_member(actor: Actor, member_id: str, data: MemberUpdate) -> User:
     return member
 
 
+def find_member(actor: Actor, email: str) -> User:
+    """Return the member of the actor's organization with this email."""
+    email = normalize_email(email)
+    member = db.session.execute(
+        select(User).where(User.organization_id == actor.organization_id, User.email == email)
+    ).scalar_one_or_none()
+    if member is None:
+        slug = get_organization(actor).slug
+        raise NotFound(f"No member of {slug} has the email {email!r}.", param="email")
+    return member
+
+
+def reset_password(actor: Actor, member_id: str, password: str) -> int:
+    """Give a member a new password and end every dashboard session of theirs (they sign in
+    again with it); the owner only. Return how many sessions ended."""
+    actor.require_write()
+    actor.require_owner("reset a member's password")
+    check_password_rules(password)
+    password_hash = hash_secret(password)  # before the write transaction: bcrypt is slow
+    begin_write()
+    member = get_member(actor, member_id)
+    member.password_hash = password_hash
+    ended = end_every_session(member.id)
+    EventLog(actor, utcnow()).add("member.password_reset", member=member.id, email=member.email)
+    db.session.commit()
+    return ended
+
+
 def _require_level(actor: Actor, level_id: str) -> None:
     try:
         fetch(actor, ApprovalLevel, level_id, "approval level")

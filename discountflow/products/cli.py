@@ -8,12 +8,18 @@ import click
 from flask.cli import AppGroup
 
 from ..actors import Actor
-from ..cli import reports_domain_errors
+from ..cli import ProgressLines, reports_domain_errors
 from ..organizations.services import find_organization
 from .csv_files import MAX_ROWS, ImportRefused, export_products, import_products, read_file
 
 products_cli = AppGroup("products", help="Import and export the price book (CSV).")
 _org_option = click.option("--org", "organization", required=True, help="Organization id or slug.")
+IMPORT_PROGRESS = {
+    "read": "{done:,} rows read…",
+    "checked": "{done:,} of {total:,} products checked…",
+    "saving": "Saving {total:,} products…",
+}
+EXPORT_PROGRESS = {"written": "{done:,} of {total:,} products written…"}
 
 
 @products_cli.command("import")
@@ -21,8 +27,8 @@ _org_option = click.option("--org", "organization", required=True, help="Organiz
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @reports_domain_errors
 def import_command(organization: str, file: str) -> None:
-    """Create or update products by SKU from FILE (columns: sku,name,description,currency,
-    unit_list_price,active). A file with a bad row changes nothing."""
+    """Create or update products by SKU from FILE (columns sku, name; optional description,
+    currency with unit_list_price, active). A file with a bad row changes nothing."""
     actor = Actor.for_cli(find_organization(organization))
     try:
         if file == "-":
@@ -30,7 +36,7 @@ def import_command(organization: str, file: str) -> None:
         else:
             with open(file, "rb") as binary:
                 text = read_file(binary)
-        result = import_products(actor, text)
+        result = import_products(actor, text, ProgressLines(IMPORT_PROGRESS))
     except ImportRefused as refused:
         for line in refused.lines():
             click.echo(f"{file}: {line}", err=True)
@@ -51,7 +57,7 @@ def export_command(organization: str, file: str) -> None:
     actor = Actor.for_cli(find_organization(organization))
     try:
         with click.open_file(file, "w", encoding="utf-8", atomic=file != "-") as out:
-            count, rows = export_products(actor, out)
+            count, rows = export_products(actor, out, ProgressLines(EXPORT_PROGRESS))
     except OSError as error:
         raise click.ClickException(f"Cannot write {file}: {error.strerror or error}.") from error
     if file != "-":

@@ -1,8 +1,10 @@
 """The price book as a CSV file: import (upsert by SKU, all or nothing) and export.
 
 One row per product and currency, columns ``sku,name,description,currency,unit_list_price,
-active``; prices in major units as people write them (``1,250.00`` or ``1250.00``). A product
-without prices is one row with ``currency`` and ``unit_list_price`` left empty. The file is read
+active`` in any order and case (only ``sku`` and ``name`` are required: a column left out
+leaves that field as it is, or at its default for a new product); prices in major units as
+people write them (``1,250.00`` or ``1250.00``). A product without prices is one row with
+``currency`` and ``unit_list_price`` left empty. The file is read
 with the standard ``csv`` module; a file with any bad row changes nothing, and the refusal
 names every bad row by its line number.
 
@@ -15,12 +17,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..actors import Actor, writing
@@ -34,12 +36,28 @@ from .schemas import PriceInput, ProductCreate
 from .services import MANAGE_PRODUCTS, upsert_products
 
 COLUMNS = ("sku", "name", "description", "currency", "unit_list_price", "active")
+REQUIRED = ("sku", "name")  # a file may leave the others out: what it leaves out stays
+PRICE_COLUMNS = ("currency", "unit_list_price")  # both, or neither
 MAX_ROWS = 100_000
 MAX_FILE_BYTES = 64 * 1024 * 1024  # read whole (a file larger than this is refused)
 MAX_CELL = 10_000  # characters; the longest column holds 500
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _TRUE = {"", "true", "yes", "1", "active"}
 _FALSE = {"false", "no", "0", "archived"}
+HEADER_RULE = (
+    "the header names sku and name, and any of description, currency with unit_list_price, "
+    "and active, in any order"
+)
+
+
+# Long work tells how far it is: ``progress(stage, done, total)`` every ``PROGRESS_EVERY``
+# items, stage "read" (rows; no total), "checked" (products), "saving" and "written".
+Progress = Callable[[str, int, "int | None"], None]
+PROGRESS_EVERY = 1_000
+
+
+def _quiet(stage: str, done: int, total: int | None) -> None:
+    """No progress shown (the dashboard's upload)."""
 
 
 class ImportRefused(InvalidParameter):
@@ -90,7 +108,10 @@ def _reason(error: ValidationError) -> str:
 def _header(row: list[str]) -> tuple[dict[str, int], str | None]:
     names = [cell.strip().lower().lstrip("\ufeff") for cell in row]
     unknown = [name for name in names if name not in COLUMNS]
-    missing = [name for name in COLUMNS if name not in names]
+    missing = [name for name in REQUIRED if name not in names]
+    prices = [name for name in PRICE_COLUMNS if name in names]
+    if len(prices) == 1:
+        missing += [name for name in PRICE_COLUMNS if name not in names]
     twice = sorted({name for name in names if names.count(name) > 1})
     if unknown or missing or twice:
         parts = []
@@ -100,9 +121,8 @@ def _header(row: list[str]) -> tuple[dict[str, int], str | None]:
             parts.append("unknown column(s) " + ", ".join(repr(name) for name in unknown))
         if twice:
             parts.append("column(s) named twice: " + ", ".join(twice))
-        expected = ",".join(COLUMNS)
-        return {}, "; ".join(parts) + f" (the header is {expected})"
-    return {name: names.index(name) for name in COLUMNS}, None
+        return {}, "; ".join(parts) + f" ({HEADER_RULE})"
+    return {name: names.index(name) for name in COLUMNS if name in names}, None
 
 
 def _active(text: str) -> bool:
@@ -143,7 +163,7 @@ class _Product:
     prices: dict[str, PriceInput]
 
 
-def read_products(text: Iterable[str]) -> list[ProductCreate]:
+def read_products(text: Iterable[str], progress: Progress = _quiet) -> list[ProductCreate]:
     """Parse a price book file (an iterable of lines, such as an open text file); refuse it
     with every bad row when any is bad."""
     problems: list[tuple[int, str]] = []
@@ -153,9 +173,7 @@ def read_products(text: Iterable[str]) -> list[ProductCreate]:
     try:
         header_row = next(reader, None)
         if header_row is None:
-            raise ImportRefused(
-                [(1, "the file is empty (the header is " + ",".join(COLUMNS) + ")")]
-            )
+            raise ImportRefused([(1, f"the file is empty ({HEADER_RULE})")])
         columns, problem = _header(header_row)
         if problem:
             raise ImportRefused([(1, problem)])
@@ -166,6 +184,8 @@ def read_products(text: Iterable[str]) -> list[ProductCreate]:
             if not any(cell.strip() for cell in row):
                 continue  # blank lines are ignored
             rows += 1
+            if rows % PROGRESS_EVERY == 0:
+                progress("read", rows, None)
             if rows > MAX_ROWS:
                 problems.append((start, f"a file holds at most {MAX_ROWS:,} rows"))
                 break
@@ -177,14 +197,12 @@ def read_products(text: Iterable[str]) -> list[ProductCreate]:
                 continue
             cell = {name: _unquote(row[index]) for name, index in columns.items()}
             try:
-                price = _price(cell["currency"], cell["unit_list_price"])
-                active = _active(cell["active"])
+                price = _price(cell.get("currency", ""), cell.get("unit_list_price", ""))
+                given = {name: cell[name] for name in ("description",) if name in cell}
+                if "active" in cell:
+                    given["active"] = _active(cell["active"])
                 product = ProductCreate(
-                    sku=cell["sku"],
-                    name=cell["name"],
-                    description=cell["description"],
-                    active=active,
-                    prices=[price] if price else [],
+                    sku=cell["sku"], name=cell["name"], prices=[price] if price else [], **given
                 )
             except ValidationError as error:
                 problems.append((start, _reason(error)))
@@ -217,25 +235,37 @@ def read_products(text: Iterable[str]) -> list[ProductCreate]:
         problems.append((line, "the file is not UTF-8 text"))
     if problems:
         raise ImportRefused(problems)
+    # A column the file leaves out is left out of each product too (``model_fields_set``):
+    # a new product takes its default, a known one keeps what it has.
+    left_out = {name for name in ("description", "active") if name not in columns}
     return [
         ProductCreate(
             sku=sku,
-            name=known.fields[0],
-            description=known.fields[1],
-            active=known.fields[2],
             prices=list(known.prices.values()),
+            **{
+                name: value
+                for name, value in zip(("name", "description", "active"), known.fields, strict=True)
+                if name not in left_out
+            },
         )
         for sku, known in products.items()
     ]
 
 
-def import_products(actor: Actor, text: Iterable[str]) -> ImportResult:
+def import_products(actor: Actor, text: Iterable[str], progress: Progress = _quiet) -> ImportResult:
     """Upsert the file's products by SKU in one transaction; owner and admins only."""
     actor.require_write()
     actor.require_manager(MANAGE_PRODUCTS)
-    products = read_products(text)  # parsed before the write transaction begins
+    products = read_products(text, progress)  # parsed before the write transaction begins
     writing(actor)
-    created, changed = upsert_products(actor, products, utcnow())
+    created, changed = upsert_products(
+        actor,
+        products,
+        utcnow(),
+        lambda done: progress("checked", done, len(products)),
+        PROGRESS_EVERY,
+    )
+    progress("saving", len(products), len(products))
     try:
         db.session.commit()
     except IntegrityError as error:  # another change added one of the file's SKUs meanwhile
@@ -274,20 +304,21 @@ def _quote(cell: str) -> str:
     return "'" + cell if cell.startswith((*_FORMULA_STARTS, "'")) else cell
 
 
-def export_products(actor: Actor, out: IO[str]) -> tuple[int, int]:
+def export_products(actor: Actor, out: IO[str], progress: Progress = _quiet) -> tuple[int, int]:
     """Write the whole price book, by SKU, in the import's format; return how many products and
     rows."""
+    mine = Product.organization_id == actor.organization_id
+    total = None
+    if progress is not _quiet:
+        total = db.session.execute(select(func.count()).select_from(Product).where(mine)).scalar()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
-    statement = (
-        select(Product)
-        .where(Product.organization_id == actor.organization_id)
-        .order_by(Product.sku)
-        .execution_options(yield_per=500)
-    )
+    statement = select(Product).where(mine).order_by(Product.sku).execution_options(yield_per=500)
     count = rows = 0
     for product in db.session.execute(statement).scalars():
         count += 1
+        if count % PROGRESS_EVERY == 0:
+            progress("written", count, total)
         common = [_quote(product.sku), _quote(product.name), _quote(product.description)]
         active = "true" if product.active else "false"
         prices = [

@@ -8,7 +8,7 @@ key), so a product cannot disappear from under a concurrent request either.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 
 from sqlalchemy import func, or_, select
@@ -190,9 +190,16 @@ def delete_product(actor: Actor, product_id: str) -> str:
     return product_id
 
 
-def upsert_products(actor: Actor, rows: list[ProductCreate], now: datetime) -> tuple[int, int]:
+def upsert_products(
+    actor: Actor,
+    rows: list[ProductCreate],
+    now: datetime,
+    progress: Callable[[int], None] | None = None,
+    every: int = 1_000,
+) -> tuple[int, int]:
     """Create or change products by SKU, in the caller's transaction; prices are set per
-    currency (currencies not named stay). Return how many were created and changed."""
+    currency (currencies not named stay), and fields a row leaves out stay. Return how many
+    were created and changed. ``progress(done)`` is called every ``every`` rows."""
     skus = [row.sku for row in rows]
     existing = {
         product.sku: product
@@ -206,7 +213,9 @@ def upsert_products(actor: Actor, rows: list[ProductCreate], now: datetime) -> t
     }
     events = EventLog(actor, now)
     created = changed = 0
-    for row in rows:
+    for done, row in enumerate(rows, 1):
+        if progress is not None and done % every == 0:
+            progress(done)
         product = existing.get(row.sku)
         if product is None:
             product = Product(
@@ -226,11 +235,11 @@ def upsert_products(actor: Actor, rows: list[ProductCreate], now: datetime) -> t
             continue
         kept = [p for p in product.prices if p.currency not in {r.currency for r in row.prices}]
         prices = [PriceInput(currency=p.currency, unit_list_price=p.unit_list_price) for p in kept]
+        given = {name: getattr(row, name) for name in ("name", "description", "active")}
         update = ProductUpdate(
-            name=row.name,
-            description=row.description,
-            active=row.active,
             prices=prices + list(row.prices),
+            # What the row leaves out (a file without the column) stays as it is.
+            **{name: value for name, value in given.items() if name in row.model_fields_set},
         )
         if _apply(product, update, events):
             changed += 1

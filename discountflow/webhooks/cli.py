@@ -8,7 +8,7 @@ from flask.cli import AppGroup, ScriptInfo
 
 from ..database import rfc3339
 from ..notifications.worker import start_beside
-from .worker import Worker, backlog, stop_on_signals
+from .worker import Worker, backlog, log, stop_on_signals
 
 webhooks_cli = AppGroup("webhooks", help="Deliver webhooks, and see the backlog.")
 
@@ -23,9 +23,18 @@ def work_command(burst: bool) -> None:
     """
     stop = stop_on_signals()
     poll = float(current_app.config["WEBHOOK_POLL_SECONDS"])
+    worker = Worker()
+    until = "until nothing is due" if burst else "Ctrl+C or SIGTERM to stop"
+    # Logged, as its stopping is: stdout holds the deliveries' JSON lines only.
+    log.info(
+        "webhook worker: started; %d deliveries at a time, polling every %g s (%s)",
+        worker.slots,
+        poll,
+        until,
+    )
     app = click.get_current_context().ensure_object(ScriptInfo).load_app()
     notifications = start_beside(app, stop, poll=poll, burst=burst)  # the emails, beside
-    attempts = Worker().run(stop, poll=poll, burst=burst)
+    attempts = worker.run(stop, poll=poll, burst=burst)
     notifications.join()
     if burst:
         click.echo(f"Made {attempts} delivery attempt{'s' if attempts != 1 else ''}.", err=True)

@@ -199,7 +199,7 @@ class Worker:
         self.rng = rng or random.Random()
         self.rules = destination_rules()
         self.lease = timedelta(seconds=float(config["WEBHOOK_LEASE_SECONDS"]))
-        slots = int(concurrency or config["WEBHOOK_CONCURRENCY"])
+        slots = self.slots = int(concurrency or config["WEBHOOK_CONCURRENCY"])
         self.pacer = Pacer(slots)
         self.sender = sender or Sender(
             float(config["WEBHOOK_TIMEOUT_SECONDS"]), self.rules.allow_private, slots
