@@ -1,5 +1,6 @@
-"""Notifications join the transactional outbox: the events a transaction adds become, just
-before it commits, one pending notification per (event, recipient, channel).
+"""Notifications join the transactional outbox (``discountflow.outbox``): the events a
+transaction adds become, just before it commits, one pending notification per (event,
+recipient, channel).
 
 They commit with the change and its events, or roll back with them: a change that is undone
 tells nobody. The idempotency key (``<event>:<recipient>:<channel>``) is unique, so one event
@@ -8,38 +9,18 @@ never becomes two messages to one member. The worker (``worker.py``) sends them.
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from ..audit.models import Event
 from ..database import new_id
+from ..outbox import listen
 from .models import Channel, Notification, NotificationStatus
 from .services import KINDS, approval_of, recipients
 
-_EVENTS = "discountflow.notification_events"
 
-
-def _collect(session: Session, flush_context: Any, instances: Any) -> None:
-    """Before each flush: remember the events the transaction adds that may tell someone."""
-    added = [each for each in session.new if isinstance(each, Event) and each.type in KINDS]
-    if added:
-        session.info.setdefault(_EVENTS, []).extend(added)
-
-
-def _write_notifications(session: Session) -> None:
+def write_notifications(session: Session, events: list[Event]) -> None:
     """Before the commit: the notifications of the transaction's events."""
-    collected = session.info.pop(_EVENTS, [])
-    collected += [each for each in session.new if isinstance(each, Event) and each.type in KINDS]
-    if not collected:
-        return
-    events = list({id(each): each for each in collected}.values())
-    for each in events:
-        if each.id is None:
-            each.id = new_id("evt")
-    session.flush()  # the change as the transaction leaves it, for the recipients' queries
-    session.info.pop(_EVENTS, None)
+    events = [each for each in events if each.type in KINDS]
     rows = []
     for each in events:
         approval = approval_of(session, each)
@@ -76,15 +57,6 @@ def _write_notifications(session: Session) -> None:
         session.connection().execute(Notification.__table__.insert(), rows)
 
 
-def _forget(session: Session, *args: Any) -> None:
-    """A rollback: the events are gone, and so are their notifications."""
-    session.info.pop(_EVENTS, None)
-
-
 def install() -> None:
-    """Listen on every session (once per process)."""
-    if not event.contains(Session, "before_flush", _collect):
-        event.listen(Session, "before_flush", _collect)
-        event.listen(Session, "before_commit", _write_notifications)
-        event.listen(Session, "after_rollback", _forget)
-        event.listen(Session, "after_soft_rollback", _forget)
+    """Hand every transaction's events to :func:`write_notifications`."""
+    listen(write_notifications)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import random
-import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,16 +27,15 @@ from email.errors import HeaderParseError
 from email.message import EmailMessage
 
 from flask import Flask, current_app
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from .. import metrics
+from .. import attempts, metrics
 from ..approvals.models import Approval, Comment, Decision, StepStatus
 from ..approvals.queries import may_decide
 from ..audit.models import Event
 from ..database import begin_write, utcnow
 from ..extensions import db
 from ..organizations.models import User
-from ..webhooks.worker import WINDOW, next_delay
 from .mail import Sent, Transport, transport_for
 from .messages import Content, approval_link, compose, message_id, public_url
 from .models import Notification, NotificationKind, NotificationStatus
@@ -105,19 +103,11 @@ class Mailer:
             .order_by(Notification.next_attempt_at, Notification.id)
             .limit(self.batch)
         )
-        if db.engine.dialect.name == "postgresql":
-            due = due.with_for_update(skip_locked=True)
-        ids = list(db.session.execute(due).scalars())
+        ids = list(db.session.execute(attempts.skipping_locked(due)).scalars())
         if not ids:
             db.session.rollback()
             return [], 0
-        claim = secrets.token_hex(8)
-        db.session.execute(
-            update(Notification)
-            .where(Notification.id.in_(ids))
-            .values(claim=claim, next_attempt_at=now + self.lease)
-            .execution_options(synchronize_session=False)
-        )
+        claim = attempts.claim(Notification, ids, now, self.lease)
         rows = db.session.execute(
             select(Notification)
             .where(Notification.id.in_(ids))
@@ -222,19 +212,16 @@ class Mailer:
                 values["next_attempt_at"] = None
                 result = "sent"
             else:
-                retry_at = now + next_delay(each.attempt, self.rng)
-                if sent.permanent or retry_at > each.created_at + WINDOW:
+                again = attempts.retry_at(each.attempt, each.created_at, now, self.rng)
+                if sent.permanent or again is None:
                     values |= {"status": NotificationStatus.FAILED.value, "next_attempt_at": None}
                     result = "failed"
                 else:
-                    values["next_attempt_at"] = retry_at
+                    values["next_attempt_at"] = again
                     result = "retrying"
-            written = db.session.execute(
-                update(Notification)
-                .where(Notification.id == each.notification_id, Notification.claim == each.claim)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            ).rowcount
+            written = attempts.record_if_claimed(
+                Notification, each.notification_id, each.claim, values
+            )
             lines.append((each, result if written else "claim_lost", sent.error))
         db.session.commit()
         for each, result, error in lines:
