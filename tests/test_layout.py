@@ -70,6 +70,7 @@ FEATURE_ROOMS = {
     "pacing": SERVICES,
     "messages": SERVICES,
     "mail": SERVICES,
+    "reminders": SERVICES,
     "api": SURFACES,
     "graphql": SURFACES,
     "views": SURFACES,

@@ -72,6 +72,7 @@ class Content:
     level_name: str  # the active step's level, for a decision requested
     link: str
     auto: bool = False  # an auto-approval
+    waited: str = ""  # how long the step has waited, for a reminder ("25 hours")
 
 
 def subject_of(content: Content) -> str:
@@ -85,6 +86,8 @@ def subject_of(content: Content) -> str:
     kind = content.kind
     if kind == NotificationKind.DECISION_REQUESTED:
         return f"Approve {offer}"
+    if kind == NotificationKind.REMINDER:
+        return f"Reminder: approve {offer}"
     if kind == NotificationKind.APPROVED:
         return f"Approved: {offer}"
     if kind == NotificationKind.REJECTED:

@@ -27,6 +27,7 @@ class NotificationKind(enum.StrEnum):
     REJECTED = "rejected"
     CHANGES_REQUESTED = "changes_requested"
     COMMENTED = "commented"  # to the participants but the comment's author
+    REMINDER = "reminder"  # to the deciders of a step that waited past the reminder interval
 
 
 class Channel(enum.StrEnum):

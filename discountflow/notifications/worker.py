@@ -35,14 +35,16 @@ from ..approvals.queries import may_decide
 from ..audit.models import Event
 from ..database import begin_write, utcnow
 from ..extensions import db
-from ..organizations.models import User
+from ..organizations.models import Organization, User
 from .mail import Sent, Transport, transport_for
 from .messages import Content, approval_link, compose, message_id, public_url
 from .models import Notification, NotificationKind, NotificationStatus
+from .reminders import step_opened, write_reminders
 
 log = logging.getLogger("discountflow.notifications")
 
 BATCH = 20  # notifications claimed, and sent over one connection, at a time
+REMINDER_PASS = timedelta(minutes=1)  # how often the worker looks for requests to remind of
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,11 @@ class Claimed:
     created_at: datetime
     recipient: str
     message: EmailMessage
+
+
+def _hours(waited: timedelta) -> str:
+    hours = int(waited / timedelta(hours=1))
+    return "1 hour" if hours == 1 else f"{hours} hours"
 
 
 def _name(user: User | None) -> str:
@@ -79,15 +86,26 @@ class Mailer:
         self.transport = transport or transport_for(config)
         self.base = public_url(config["PUBLIC_URL"])
         self.batch = batch
+        self.reminded_at: datetime | None = None
 
     def run_once(self) -> int:
         """Claim a batch, send it, record it; return how many notifications it settled
-        (sent, failed, skipped or scheduled again)."""
+        (sent, failed, skipped or scheduled again). Once a minute it writes the reminders due
+        first."""
+        self.remind()
         claimed, settled = self.claim()
         if claimed:
             outcomes = self.transport.send_all([(c.recipient, c.message) for c in claimed])
             self.record(list(zip(claimed, outcomes, strict=True)))
         return len(claimed) + settled
+
+    def remind(self) -> int:
+        """Write the reminders due now, if the last pass is a minute old; return how many."""
+        now = self.clock()
+        if self.reminded_at is not None and now - self.reminded_at < REMINDER_PASS:
+            return 0
+        self.reminded_at = now
+        return write_reminders(now)
 
     def claim(self) -> tuple[list[Claimed], int]:
         """Claim the due notifications; return those to send and how many were settled at
@@ -166,9 +184,18 @@ class Mailer:
             return None
         kind = notification.kind
         level_name, comment = "", ""
-        if kind == NotificationKind.DECISION_REQUESTED:
+        waited = ""
+        if kind in (NotificationKind.DECISION_REQUESTED, NotificationKind.REMINDER):
             if not may_decide(recipient, approval.id):
                 return None  # decided meanwhile, or the member lost the authority
+            if kind == NotificationKind.REMINDER:
+                opened = step_opened(approval)
+                if opened is None or opened.id != event.id:
+                    return None  # its step was decided; another one waits now
+                organization = db.session.get(Organization, approval.organization_id)
+                if organization is None or organization.reminder_interval_hours == 0:
+                    return None  # reminders turned off since
+                waited = _hours(self.clock() - event.created_at)
             steps = approval.current_steps()
             step = next((s for s in steps if s.status == StepStatus.PENDING), None)
             level_name = step.level_name if step is not None else ""
@@ -197,6 +224,7 @@ class Mailer:
             level_name=level_name,
             link=approval_link(self.base, approval.id),
             auto=bool(event.data.get("auto")),
+            waited=waited,
         )
 
     def record(self, done: list[tuple[Claimed, Sent]]) -> None:
