@@ -19,25 +19,15 @@ from discountflow.notifications.models import Notification
 from discountflow.notifications.worker import Mailer
 
 from .approvals_world import build_world, create, request_body, set_level
-from .conftest import database_url_for, make_app
-from .mailbox import start_mailbox
+from .conftest import MAIL_PUBLIC_URL, database_url_for, mailing_app, make_app
 
-PUBLIC = "https://approvals.acme.example"
-
-
-@pytest.fixture
-def mailbox():
-    mailbox, controller = start_mailbox()
-    yield mailbox
-    controller.stop()
+PUBLIC = MAIL_PUBLIC_URL
 
 
 @pytest.fixture
 def app(request, tmp_path, mailbox):
     """The app sending through the test's SMTP server, its links on PUBLIC."""
-    if "world" in request.fixturenames:
-        database_url_for(tmp_path, seed="world")
-    return make_app(tmp_path, MAIL_URL=mailbox.url, PUBLIC_URL=PUBLIC)
+    return mailing_app(request, tmp_path, mailbox)
 
 
 def deliver(app, **options) -> int:

@@ -10,25 +10,16 @@ from discountflow import create_app
 from discountflow.config import ConfigurationError
 
 from .approvals_world import create
-from .conftest import database_url_for, make_app
-from .mailbox import free_port, start_mailbox
+from .conftest import MAIL_PUBLIC_URL, mailing_app, make_app
+from .mailbox import free_port
 from .test_metrics import TOKEN, scrape, value
 
-PUBLIC = "https://approvals.acme.example"
-
-
-@pytest.fixture
-def mailbox():
-    mailbox, controller = start_mailbox()
-    yield mailbox
-    controller.stop()
+PUBLIC = MAIL_PUBLIC_URL
 
 
 @pytest.fixture
 def app(request, tmp_path, mailbox):
-    if "world" in request.fixturenames:
-        database_url_for(tmp_path, seed="world")
-    return make_app(tmp_path, MAIL_URL=mailbox.url, PUBLIC_URL=PUBLIC, METRICS_TOKEN=TOKEN)
+    return mailing_app(request, tmp_path, mailbox, METRICS_TOKEN=TOKEN)
 
 
 def _config(tmp_path, **settings):

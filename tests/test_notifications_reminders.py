@@ -15,26 +15,16 @@ from discountflow.notifications.worker import Mailer
 from discountflow.organizations.models import Organization
 
 from .approvals_world import create
-from .conftest import Clock, bearer, database_url_for, make_app
+from .conftest import Clock, bearer, mailing_app
 from .dashboard import post_form, sign_in
-from .mailbox import start_mailbox
 from .test_notifications import PUBLIC, services_act
 
 SUBJECT = "Reminder: approve 20 % on Deal — 160.00 USD"
 
 
 @pytest.fixture
-def mailbox():
-    mailbox, controller = start_mailbox()
-    yield mailbox
-    controller.stop()
-
-
-@pytest.fixture
 def app(request, tmp_path, mailbox):
-    if "world" in request.fixturenames:
-        database_url_for(tmp_path, seed="world")
-    return make_app(tmp_path, MAIL_URL=mailbox.url, PUBLIC_URL=PUBLIC)
+    return mailing_app(request, tmp_path, mailbox)
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    """Install the notifications' outbox; register their commands."""
-    from . import cli, outbox
+    """Install the notifications' outbox; register their API and commands."""
+    from . import api, cli, outbox
 
     outbox.install()
+    app.register_blueprint(api.bp)
     app.cli.add_command(cli.notifications_cli)

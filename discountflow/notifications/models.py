@@ -7,7 +7,7 @@ import enum
 from datetime import datetime
 from functools import partial
 
-from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..database import UTCDateTime, new_id, utcnow
@@ -66,3 +66,32 @@ class Notification(db.Model):
 
     def __repr__(self) -> str:
         return f"<Notification {self.id} {self.kind} {self.status} attempts={self.attempts}>"
+
+
+class NotificationPreferences(db.Model):
+    """Which kinds of email a member wants (each on unless turned off); no row: all on."""
+
+    __tablename__ = "notification_preferences"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    decision_requested: Mapped[bool] = mapped_column(Boolean, default=True)
+    reminder: Mapped[bool] = mapped_column(Boolean, default=True)
+    approved: Mapped[bool] = mapped_column(Boolean, default=True)
+    rejected: Mapped[bool] = mapped_column(Boolean, default=True)
+    changes_requested: Mapped[bool] = mapped_column(Boolean, default=True)
+    commented: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @classmethod
+    def every_kind(cls, user_id: str, organization_id: str) -> NotificationPreferences:
+        """A member's preferences before they changed any: every kind on (not yet saved)."""
+        return cls(
+            user_id=user_id,
+            organization_id=organization_id,
+            **{kind.value: True for kind in NotificationKind},
+        )
+
+    def wants(self, kind: str) -> bool:
+        """Whether the member wants emails of this kind."""
+        return bool(getattr(self, kind, True))

@@ -7,7 +7,8 @@ event's transaction leaves it (never from input), and the test email of the CLI.
 - a comment: the request's participants (the requester, whoever created, edited, submitted,
   decided or commented on it) but the comment's author.
 
-Only members of the approval's organization, and never whoever made the change itself.
+Only members of the approval's organization, and never whoever made the change itself; and
+each member's preferences (which kinds of email they want), read when an email is sent.
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ from flask import current_app
 from sqlalchemy import exists, select, union
 from sqlalchemy.orm import Session
 
+from ..actors import Actor, writing
 from ..approvals.models import Approval, ApprovalStatus, Comment, Decision, Participant
 from ..approvals.queries import decidable_by
+from ..audit.services import EventLog
+from ..database import utcnow
+from ..extensions import db
 from ..organizations.models import User
 from .mail import transport_for
 from .messages import one_line, public_url, trial_message
-from .models import NotificationKind
+from .models import NotificationKind, NotificationPreferences
+from .schemas import NotificationPreferencesUpdate
 
 # The approval events that tell someone, and what they are told.
 KINDS = {
@@ -112,3 +118,39 @@ def send_test_email(recipient: str) -> str:
     if not sent.ok:
         raise EmailNotSent(f"The test email to {recipient} was not sent: {sent.error}")
     return transport.shown
+
+
+# --- a member's preferences --------------------------------------------------------------------
+
+
+def get_preferences(actor: Actor) -> NotificationPreferences:
+    """Return the actor's email preferences (a key: the owner it acts for)."""
+    found = db.session.get(NotificationPreferences, actor.person_id)
+    return found or NotificationPreferences.every_kind(actor.person_id, actor.organization_id)
+
+
+def update_preferences(
+    actor: Actor, data: NotificationPreferencesUpdate
+) -> NotificationPreferences:
+    """Turn kinds of email on or off for the actor (``member.notification_preferences_changed``)."""
+    writing(actor)
+    now = utcnow()
+    preferences = db.session.get(NotificationPreferences, actor.person_id)
+    if preferences is None:
+        preferences = NotificationPreferences.every_kind(actor.person_id, actor.organization_id)
+        db.session.add(preferences)
+    changed = sorted(data.model_fields_set)
+    for kind in changed:
+        setattr(preferences, kind, getattr(data, kind))
+    preferences.updated_at = now
+    EventLog(actor, now).add(
+        "member.notification_preferences_changed", member=actor.person_id, fields=changed
+    )
+    db.session.commit()
+    return preferences
+
+
+def wants_email(member_id: str, kind: str) -> bool:
+    """Whether the member wants emails of this kind (a member who changed nothing: yes)."""
+    found = db.session.get(NotificationPreferences, member_id)
+    return found is None or found.wants(kind)

@@ -40,6 +40,7 @@ from .mail import Sent, Transport, transport_for
 from .messages import Content, approval_link, compose, message_id, public_url
 from .models import Notification, NotificationKind, NotificationStatus
 from .reminders import step_opened, write_reminders
+from .services import wants_email
 
 log = logging.getLogger("discountflow.notifications")
 
@@ -183,6 +184,8 @@ class Mailer:
         ):
             return None
         kind = notification.kind
+        if not wants_email(recipient.id, kind):
+            return None  # the member turned this kind of email off
         level_name, comment = "", ""
         waited = ""
         if kind in (NotificationKind.DECISION_REQUESTED, NotificationKind.REMINDER):
