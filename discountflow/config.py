@@ -7,14 +7,17 @@ Every setting is known by its documented name (``SETTINGS``), the same in the en
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from dotenv import dotenv_values, find_dotenv
 from flask import Config, Flask
@@ -105,6 +108,8 @@ SETTINGS: dict[str, Setting] = {
     # GET /metrics: off unless a scrape token is set or loopback scrapes are allowed.
     "METRICS_TOKEN": Setting("METRICS_TOKEN", str, None),
     "METRICS_ALLOW_LOOPBACK": Setting("METRICS_ALLOW_LOOPBACK", _boolean, False),
+    # Email notifications: the SMTP server (None: each email is written to the log instead).
+    "MAIL_URL": Setting("MAIL_URL", str, None),
 }
 MIN_METRICS_TOKEN_LENGTH = 16
 
@@ -240,6 +245,110 @@ def _finish(app: Flask) -> None:
         )
     if not 1 <= int(config["WEBHOOK_CONCURRENCY"]) <= 256:
         raise ConfigurationError("WEBHOOK_CONCURRENCY must be from 1 to 256")
+    if config["MAIL_URL"]:
+        mail_server(str(config["MAIL_URL"]), environment)  # refuses a bad one now, not at send
+        if environment == "production" and not public_url:
+            raise ConfigurationError(
+                "MAIL_URL is set: set PUBLIC_URL too, the address the emails link to "
+                "(like https://approvals.example.com)"
+            )
+
+
+MAIL_SCHEMES = {"smtp": 587, "smtps": 465}  # the scheme's default port
+PLAIN_SMTP_PORT = 25  # the relay port: plain text, to a loopback host or in staging only
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
+
+
+@dataclass(frozen=True)
+class MailServer:
+    """Where and how emails are sent, read from ``MAIL_URL``.
+
+    ``security`` is ``tls`` (``smtps://``: TLS from the first byte), ``starttls`` (``smtp://``,
+    required: a server that does not offer it is not sent to) or ``plain`` (``smtp://`` to a
+    loopback host, whose traffic never leaves the machine, or to port 25 in staging).
+    """
+
+    host: str
+    port: int
+    security: str
+    username: str
+    password: str = field(repr=False)
+    sender: str  # the From address, as written (``Approvals <approvals@example.com>``)
+
+    @property
+    def shown(self) -> str:
+        """The server as logs and messages name it: never the password."""
+        scheme = "smtps" if self.security == "tls" else "smtp"
+        user = f"{self.username}:***@" if self.username else ""
+        return f"{scheme}://{user}{self.host}:{self.port} ({self.security})"
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def mail_server(url: str, environment: str) -> MailServer:
+    """Read ``MAIL_URL``; ``ConfigurationError`` (which never shows the password) if unusable."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        host = parts.hostname or ""
+    except ValueError:
+        parts, port, host = None, None, ""
+    shown = _without_password(url, parts)
+    example = "smtp://user:password@mail.example.com:587/?from=approvals@example.com"
+    if parts is None or parts.scheme not in MAIL_SCHEMES or not host:
+        raise ConfigurationError(f"MAIL_URL must look like {example}, not {shown!r}")
+    if parts.path not in ("", "/") or parts.fragment:
+        raise ConfigurationError(f"MAIL_URL has a path or fragment it cannot use: {shown!r}")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(query) - {"from"})
+    if unknown:
+        raise ConfigurationError(
+            f"MAIL_URL takes only ?from=…, not {', '.join(unknown)} (in {shown!r})"
+        )
+    username = unquote(parts.username or "")
+    password = unquote(parts.password or "")
+    sender = query.get("from", [""])[-1].strip()
+    if not sender and "@" in username:
+        sender = username
+    _name, address = parseaddr(sender)
+    if not sender or "@" not in address or any(c in sender for c in "\r\n"):
+        raise ConfigurationError(
+            f"MAIL_URL needs the sender's address: add ?from=approvals@example.com to {shown!r}"
+        )
+    port = port or MAIL_SCHEMES[parts.scheme]
+    if parts.scheme == "smtps":
+        security = "tls"
+    elif _is_loopback(host):
+        security = "plain"
+    elif port == PLAIN_SMTP_PORT:
+        if environment == "production":
+            raise ConfigurationError(
+                f"MAIL_URL {shown!r} would send in plain text across the network: in "
+                "production use port 587 (STARTTLS) or smtps:// (port 465); plain port 25 "
+                "is for a loopback host or staging"
+            )
+        security = "plain"
+    else:
+        security = "starttls"
+    return MailServer(host, port, security, username, password, sender)
+
+
+def _without_password(url: str, parts: Any) -> str:
+    """``url`` with its password, if any, as ``***``."""
+    if parts is None:
+        return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:***@", url)
+    if parts.password is None:
+        return url
+    user, server = parts.netloc.rsplit("@", 1)
+    rest = url.split(parts.netloc, 1)[1]
+    return f"{parts.scheme}://{user.split(':', 1)[0]}:***@{server}{rest}"
 
 
 def secret_key_weakness(secret: str | bytes) -> str:

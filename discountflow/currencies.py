@@ -47,6 +47,19 @@ def parse_major_units(text: str, currency: str) -> int:
     return int(whole) * 10**digits + int(fraction.ljust(digits, "0") or 0)
 
 
+def format_money(amount: int, currency: str) -> str:
+    """Integer minor units as people read them: ``12,345.60 USD`` (``JPY`` has no decimals,
+    ``KWD`` three): the dashboard's and the emails' money."""
+    digits = MINOR_UNITS.get(currency, 2)
+    major = Decimal(amount).scaleb(-digits)
+    return f"{major:,.{digits}f} {currency}"
+
+
+def format_percent(value: float) -> str:
+    """``12.5 %``; whole numbers without decimals."""
+    return f"{value:g} %"
+
+
 def format_major_units(amount: int, currency: str) -> str:
     """Integer minor units as a plain amount to edit: ``125050`` USD → ``1250.50``."""
     digits = MINOR_UNITS.get(currency, 2)

@@ -81,6 +81,13 @@ webhook_deliveries = Counter(
     ("outcome",),
     registry=registry,
 )
+notifications = Counter(
+    "discountflow_notifications_total",
+    "Notifications by channel and outcome: sent, retrying, failed (for good), skipped (no "
+    "longer true when their turn came), claim_lost.",
+    ("channel", "outcome"),
+    registry=registry,
+)
 backend_errors = Counter(
     "discountflow_backend_errors_total",
     "Database and Redis (rate-limit storage) errors met while answering.",
@@ -95,6 +102,8 @@ for backend in ("database", "redis"):
     backend_errors.labels(backend)
 for limit in ("api_key", "authentication", "sign_in"):
     rate_limited.labels(limit)
+for outcome in ("sent", "failed"):
+    notifications.labels("email", outcome)
 
 _requests: dict[tuple[str, str, int], Callable[[float], None]] = {}
 
@@ -133,6 +142,10 @@ def count_bcrypt(kind: str) -> None:
 
 def count_delivery(outcome: str) -> None:
     webhook_deliveries.labels(outcome).inc()
+
+
+def count_notification(channel: str, outcome: str) -> None:
+    notifications.labels(channel, outcome).inc()
 
 
 def count_backend_error(backend: str) -> None:

@@ -196,6 +196,27 @@ def release_app(app) -> None:
         _TEMPLATES.give_back(url)
 
 
+MAIL_PUBLIC_URL = "https://approvals.acme.example"  # where the emails' links point
+
+
+@pytest.fixture
+def mailbox():
+    """A real SMTP server on loopback (aiosmtpd) keeping what it receives (tests/mailbox.py)."""
+    from .mailbox import start_mailbox
+
+    mailbox, controller = start_mailbox()
+    yield mailbox
+    controller.stop()
+
+
+def mailing_app(request, tmp_path, mailbox, **overrides):
+    """An app sending its emails to ``mailbox``, its links on MAIL_PUBLIC_URL (the world seeded
+    with the database when the test asks for it)."""
+    if "world" in request.fixturenames:
+        database_url_for(tmp_path, seed="world")
+    return make_app(tmp_path, MAIL_URL=mailbox.url, PUBLIC_URL=MAIL_PUBLIC_URL, **overrides)
+
+
 def make_app(tmp_path, **overrides):
     app = _build_app(database_url_for(tmp_path), overrides)
     _APPS.append(app)

@@ -151,6 +151,11 @@ SAMPLES = {
     "WEBHOOK_CONCURRENCY": ("4", "WEBHOOK_CONCURRENCY", 4),
     "METRICS_TOKEN": ("t" * 32, "METRICS_TOKEN", "t" * 32),
     "METRICS_ALLOW_LOOPBACK": ("true", "METRICS_ALLOW_LOOPBACK", True),
+    "MAIL_URL": (
+        "smtp://mailer:secret@mail.example.com:587/?from=approvals@example.com",
+        "MAIL_URL",
+        "smtp://mailer:secret@mail.example.com:587/?from=approvals@example.com",
+    ),
 }
 
 

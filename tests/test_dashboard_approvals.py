@@ -432,6 +432,7 @@ def test_admins_change_the_organization_settings(app, world):
             "name": "Acme",
             "auto_approve_threshold_percent": "7.5",
             "default_validity_days": "60",
+            "reminder_interval_hours": "8",
             "custom_line_items": "forbidden",
         },
     )
@@ -449,6 +450,7 @@ def test_admins_change_the_organization_settings(app, world):
             "name": "Acme",
             "auto_approve_threshold_percent": "150",
             "default_validity_days": "60",
+            "reminder_interval_hours": "8",
             "custom_line_items": "allowed",
         },
     )

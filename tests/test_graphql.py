@@ -598,7 +598,7 @@ def test_rest_and_graphql_return_the_same_lists(api, ask, world):
     organization.pop("object")
     answered = ask(
         "{ organization { id name slug autoApproveThresholdPercent defaultValidityDays "
-        "customLineItems created updated } }"
+        "reminderIntervalHours customLineItems created updated } }"
     ).get_json()["data"]["organization"]
     assert _as_rest(answered) == organization
 

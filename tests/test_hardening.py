@@ -137,6 +137,7 @@ def test_a_percentage_that_is_no_number_is_a_form_error(app, world, percent):
             "name": "Acme",
             "auto_approve_threshold_percent": percent,
             "default_validity_days": "30",
+            "reminder_interval_hours": "24",
             "custom_line_items": "allowed",
         },
     )

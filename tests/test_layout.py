@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "discountflow"
-FEATURES = ("organizations", "auth", "approvals", "products", "audit", "webhooks")
+FEATURES = (
+    "organizations",
+    "auth",
+    "approvals",
+    "products",
+    "audit",
+    "webhooks",
+    "notifications",
+)
 
 BASE, MODELS, SCHEMAS, SERVICES, SURFACES, WIRING = range(6)
 LAYER_NAMES = ["base", "models", "schemas", "services", "surfaces", "wiring"]
@@ -32,7 +40,7 @@ BASE_MODULES = {
     "ratelimit",
     "schemas",
 }
-SERVICE_MODULES = {"actors"}
+SERVICE_MODULES = {"actors", "attempts", "outbox"}
 SURFACE_MODULES = {
     "api",
     "cli",
@@ -60,6 +68,9 @@ FEATURE_ROOMS = {
     "outbox": SERVICES,
     "worker": SERVICES,
     "pacing": SERVICES,
+    "messages": SERVICES,
+    "mail": SERVICES,
+    "reminders": SERVICES,
     "api": SURFACES,
     "graphql": SURFACES,
     "views": SURFACES,
@@ -182,16 +193,36 @@ def test_no_import_closes_a_circle():
     assert circles == []
 
 
+ROOMS = ("models.py", "schemas.py", "services.py", "api.py", "views.py")
+
+# Rooms a feature does not have yet, and why: said here, and checked to be still missing, so
+# the list shrinks as they come (it is not a reason to leave a room out for good).
+NOT_YET = {
+    # issue 27: Settings → Notifications (destinations, "My notifications") is to come; its
+    # REST API serves a member's email preferences.
+    "notifications": {"views.py"},
+}
+
+
 @pytest.mark.parametrize("feature", FEATURES)
 def test_each_feature_has_the_same_rooms_and_registers_itself(feature):
     folder = PACKAGE / feature
-    for room in ("models.py", "schemas.py", "services.py", "api.py", "views.py"):
-        assert (folder / room).exists(), f"{feature} has no {room}"
+    for room in ROOMS:
+        if room not in NOT_YET.get(feature, ()):
+            assert (folder / room).exists(), f"{feature} has no {room}"
     assert (folder / "templates" / feature).is_dir(), f"{feature} has no templates/{feature}/"
     init = ast.parse((folder / "__init__.py").read_text())
     assert any(
         isinstance(node, ast.FunctionDef) and node.name == "init_app" for node in init.body
     ), f"{feature} registers its own blueprints in init_app"
+
+
+@pytest.mark.parametrize("feature", sorted(NOT_YET))
+def test_the_rooms_not_there_yet_are_still_missing(feature):
+    """A room listed as missing that has come must leave the list (and be checked)."""
+    assert set(NOT_YET[feature]) <= set(ROOMS)
+    arrived = sorted(room for room in NOT_YET[feature] if (PACKAGE / feature / room).exists())
+    assert arrived == [], f"{feature} has {arrived} now: take them out of NOT_YET"
 
 
 def test_errors_import_no_surface():

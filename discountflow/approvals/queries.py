@@ -117,11 +117,15 @@ def decidable_by(member_id: str, level_id: str | None):
     """Four eyes — the one place the rule is written: the pending approvals whose active step
     this member may decide. Only an approver at the step's level; never the requester, nor
     anyone who created, edited or submitted the current round (an API key counts as the owner
-    it acts for). The inbox lists these, and the services decide by them."""
+    it acts for). The inbox lists these, the services decide by them, and notifications
+    ask these members (``member_id`` and ``level_id`` may then be columns of members)."""
     if level_id is None:  # not an approver: nothing awaits their decision
         return false()
-    took_part = exists().where(
-        Participant.approval_id == _approvals.id, Participant.user_id == member_id
+    # Correlated to any enclosing query: the member may be a column of it (who is notified).
+    took_part = (
+        exists()
+        .where(Participant.approval_id == _approvals.id, Participant.user_id == member_id)
+        .correlate_except(Participant)
     )
     return and_(
         _approvals.status == ApprovalStatus.PENDING,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import humanize
@@ -34,7 +33,7 @@ from pydantic import BaseModel
 
 from ..actors import Actor, Surface
 from ..auth.services import SESSION_ID, session_member
-from ..currencies import MINOR_UNITS, format_major_units
+from ..currencies import format_major_units, format_money, format_percent
 from ..database import utcnow
 from ..errors import DomainError, is_api_request
 from ..extensions import csrf, login_manager
@@ -187,11 +186,7 @@ def timeago(value: datetime | None, never: str = "Never") -> Markup:
 
 def money(amount: int | None, currency: str) -> str:
     """Integer minor units as ``12,345.60 USD`` (``JPY`` has no decimals, ``KWD`` three)."""
-    if amount is None:
-        return ""
-    digits = MINOR_UNITS.get(currency, 2)
-    major = Decimal(amount).scaleb(-digits)
-    return f"{major:,.{digits}f} {currency}"
+    return "" if amount is None else format_money(amount, currency)
 
 
 def major_units(amount: int, currency: str) -> str:
@@ -201,9 +196,7 @@ def major_units(amount: int, currency: str) -> str:
 
 def percent(value: float | None) -> str:
     """``12.5 %``; whole numbers without decimals."""
-    if value is None:
-        return ""
-    return f"{value:g} %"
+    return "" if value is None else format_percent(value)
 
 
 def humanize_status(value: str) -> str:

@@ -123,6 +123,13 @@ def run_migrations_online():
 def _revision_of_unversioned(inspector) -> str:
     """The newest revision whose schema an unversioned database has, by what it holds."""
     tables = set(inspector.get_table_names())
+    if "notification_preferences" in tables:
+        return "0011"
+    organizations = inspector.get_columns("organizations") if "organizations" in tables else []
+    if any(column["name"] == "reminder_interval_hours" for column in organizations):
+        return "0010"
+    if "notifications" in tables:
+        return "0009"
     claims = inspector.get_columns("idempotency_keys") if "idempotency_keys" in tables else []
     if any(column["name"] == "work_committed_at" for column in claims):
         return "0008"

@@ -26,8 +26,8 @@ def get_organization():
 @bp.patch("/organization")
 @operation(OrganizationOut, tag=ORGANIZATION)
 def update_organization(json: OrganizationUpdate):
-    """Change the organization's name, auto-approve threshold, default validity or whether
-    custom line items are allowed."""
+    """Change the organization's name, auto-approve threshold, default validity, reminder
+    interval or whether custom line items are allowed."""
     return OrganizationOut.of(services.update_organization(current_actor(), json))
 
 

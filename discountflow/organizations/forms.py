@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, IntegerField, PasswordField, SelectField, StringField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from ..dashboard.forms import choices
 
@@ -22,6 +22,11 @@ class OrganizationForm(FlaskForm):
     )
     default_validity_days = IntegerField(
         "An approved price is valid for (days)", validators=[DataRequired()]
+    )
+    # InputRequired, not DataRequired: 0 (no reminders) is an answer.
+    reminder_interval_hours = IntegerField(
+        "Remind deciders of a request waiting at one step after (hours; 0: never)",
+        validators=[InputRequired()],
     )
     custom_line_items = SelectField(
         "Custom line items (a typed list price instead of the price book's)",

@@ -8,7 +8,13 @@ from strawberry.types import Info
 from ..graphql_base import Connection, DateTime, actor, page, validated
 from . import services
 from .models import CustomLineItems, Role
-from .schemas import MemberOut, MemberUpdate, OrganizationOut, OrganizationUpdate
+from .schemas import (
+    REMINDER_DESCRIPTION,
+    MemberOut,
+    MemberUpdate,
+    OrganizationOut,
+    OrganizationUpdate,
+)
 
 RoleEnum = strawberry.enum(Role, name="Role")
 CustomLineItemsEnum = strawberry.enum(CustomLineItems, name="CustomLineItems")
@@ -23,6 +29,7 @@ class Organization:
         description="Discounts up to this percent are approved at once."
     )
     default_validity_days: int = strawberry.field(description="How long an approved price holds.")
+    reminder_interval_hours: int = strawberry.field(description=REMINDER_DESCRIPTION)
     custom_line_items: CustomLineItemsEnum = strawberry.field(
         description="Whether line items may carry a typed list price (never approved at once)."
     )
@@ -47,6 +54,7 @@ class OrganizationUpdateInput:
     name: str | None = strawberry.UNSET
     auto_approve_threshold_percent: float | None = strawberry.UNSET
     default_validity_days: int | None = strawberry.UNSET
+    reminder_interval_hours: int | None = strawberry.UNSET
     custom_line_items: CustomLineItemsEnum | None = strawberry.UNSET
 
 
@@ -74,7 +82,9 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Change the name, threshold, validity or custom lines.")
+    @strawberry.mutation(
+        description="Change the name, threshold, validity, reminders or custom lines."
+    )
     def update_organization(
         self, info: Info, input: OrganizationUpdateInput
     ) -> Organization | None:

@@ -22,6 +22,7 @@ class Role(enum.StrEnum):
 
 DEFAULT_AUTO_APPROVE_THRESHOLD_BPS = 500  # 5 %: what a rep may give without approval
 DEFAULT_VALIDITY_DAYS = 30  # how long an approved price holds
+DEFAULT_REMINDER_INTERVAL_HOURS = 24  # a request waiting longer at one step reminds its deciders
 
 
 class CustomLineItems(enum.StrEnum):
@@ -42,6 +43,10 @@ class Organization(db.Model):
         Integer, default=DEFAULT_AUTO_APPROVE_THRESHOLD_BPS
     )
     default_validity_days: Mapped[int] = mapped_column(Integer, default=DEFAULT_VALIDITY_DAYS)
+    # 0: no reminders.
+    reminder_interval_hours: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_REMINDER_INTERVAL_HOURS
+    )
     custom_line_items: Mapped[str] = mapped_column(
         String(16), default=CustomLineItems.ALLOWED.value
     )

@@ -20,6 +20,10 @@ from ..schemas import (
 )
 
 OrganizationName = text(200, min_length=1)
+REMINDER_DESCRIPTION = (
+    "Hours a request may wait at one step before its deciders are reminded by email (once "
+    "per interval); 0: no reminders."
+)
 
 
 class OrganizationUpdate(Input):
@@ -30,6 +34,7 @@ class OrganizationUpdate(Input):
     default_validity_days: Integer = optional(
         ge=1, le=365, description="How long an approved price holds."
     )
+    reminder_interval_hours: Integer = optional(ge=0, le=720, description=REMINDER_DESCRIPTION)
     custom_line_items: Literal["allowed", "forbidden"] = optional(
         description="Whether line items may carry a typed list price instead of a product of "
         "the price book (custom lines are never approved at once)."
@@ -54,6 +59,7 @@ class OrganizationOut(Out):
     slug: str
     auto_approve_threshold_percent: float
     default_validity_days: int
+    reminder_interval_hours: int = Field(description=REMINDER_DESCRIPTION)
     custom_line_items: Literal["allowed", "forbidden"]
     created: Time = Field(validation_alias="created_at")
     updated: Time = Field(validation_alias="updated_at")

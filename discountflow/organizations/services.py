@@ -137,8 +137,8 @@ def get_organization(actor: Actor) -> Organization:
 
 
 def update_organization(actor: Actor, data: OrganizationUpdate) -> Organization:
-    """Change the organization's name, auto-approve threshold, default validity or whether
-    custom line items are allowed."""
+    """Change the organization's name, auto-approve threshold, default validity, reminder
+    interval or whether custom line items are allowed."""
     writing(actor)
     actor.require_manager("change the organization's settings")
     now = utcnow()
@@ -151,6 +151,8 @@ def update_organization(actor: Actor, data: OrganizationUpdate) -> Organization:
         organization.auto_approve_threshold_bps = to_bps(data.auto_approve_threshold_percent)
     if "default_validity_days" in changed:
         organization.default_validity_days = data.default_validity_days
+    if "reminder_interval_hours" in changed:
+        organization.reminder_interval_hours = data.reminder_interval_hours
     if "custom_line_items" in changed:
         organization.custom_line_items = data.custom_line_items
     organization.updated_at = now

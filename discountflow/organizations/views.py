@@ -27,7 +27,8 @@ def _signed_in() -> None:
 
 @bp.route("/settings/organization", methods=["GET", "POST"])
 def general():
-    """The organization's name, auto-approve threshold and how long approved prices hold."""
+    """The organization's name, auto-approve threshold, how long approved prices hold and when
+    waiting requests remind their deciders."""
     actor = current_actor()
     actor.require_manager("change the organization's settings")
     form = OrganizationForm()
@@ -38,6 +39,7 @@ def general():
             f"{organization.auto_approve_threshold_bps / 100:g}"
         )
         form.default_validity_days.data = organization.default_validity_days
+        form.reminder_interval_hours.data = organization.reminder_interval_hours
         form.custom_line_items.data = organization.custom_line_items
 
     def save():
@@ -47,6 +49,7 @@ def general():
                 form.auto_approve_threshold_percent.data, "auto-approve threshold"
             ),
             "default_validity_days": form.default_validity_days.data,
+            "reminder_interval_hours": form.reminder_interval_hours.data,
             "custom_line_items": form.custom_line_items.data,
         }
         services.update_organization(actor, validated(OrganizationUpdate, data))

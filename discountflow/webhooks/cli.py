@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, ScriptInfo
 
 from ..database import rfc3339
+from ..notifications.worker import start_beside
 from .worker import Worker, backlog, log, stop_on_signals
 
 webhooks_cli = AppGroup("webhooks", help="Deliver webhooks, and see the backlog.")
@@ -15,7 +16,8 @@ webhooks_cli = AppGroup("webhooks", help="Deliver webhooks, and see the backlog.
 @webhooks_cli.command("work")
 @click.option("--burst", is_flag=True, help="Stop when nothing is due (instead of waiting).")
 def work_command(burst: bool) -> None:
-    """Deliver pending webhooks until stopped (SIGTERM finishes the delivery in hand).
+    """Deliver pending webhooks and notifications until stopped (SIGTERM finishes the ones
+    in hand).
 
     Run one on SQLite; on PostgreSQL run as many as you like, on as many hosts.
     """
@@ -30,7 +32,10 @@ def work_command(burst: bool) -> None:
         poll,
         until,
     )
+    app = click.get_current_context().ensure_object(ScriptInfo).load_app()
+    notifications = start_beside(app, stop, poll=poll, burst=burst)  # the emails, beside
     attempts = worker.run(stop, poll=poll, burst=burst)
+    notifications.join()
     if burst:
         click.echo(f"Made {attempts} delivery attempt{'s' if attempts != 1 else ''}.", err=True)
 

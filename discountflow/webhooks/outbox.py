@@ -1,13 +1,14 @@
-"""The transactional outbox: every event becomes its webhook deliveries in its own transaction.
+"""Webhooks join the transactional outbox: every event becomes its webhook deliveries in its own
+transaction.
 
-A session listener collects the ``Event`` rows a transaction adds. Just before it commits, each
-event some enabled endpoint of its organization subscribes to becomes one message — the JSON
-body every endpoint receives, ``{"id", "type", "created", "data": {"object": …}}``, where the
-object is the API's own ``Out`` model of what the event is about, as the transaction leaves it
-— and one pending delivery per subscribed endpoint. They commit with the change and its event,
-or roll back with them: an event exists if and only if its deliveries do. (An endpoint does not
-hear the events about itself: its own creation, rotation or disabling.) The worker
-(``worker.py``) sends them.
+The outbox's listener (``discountflow.outbox``) hands over the ``Event`` rows a transaction adds
+just before it commits. Each event some enabled endpoint of its organization subscribes to
+becomes one message — the JSON body every endpoint receives, ``{"id", "type", "created",
+"data": {"object": …}}``, where the object is the API's own ``Out`` model of what the event is
+about, as the transaction leaves it — and one pending delivery per subscribed endpoint. They
+commit with the change and its event, or roll back with them: an event exists if and only if
+its deliveries do. (An endpoint does not hear the events about itself: its own creation,
+rotation or disabling.) The worker (``worker.py``) sends them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import bindparam, event, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from ..approvals.models import Approval, ApprovalLevel, Comment
@@ -29,13 +30,11 @@ from ..auth.schemas import ApiKeyOut
 from ..database import new_id, rfc3339
 from ..organizations.models import Organization, User
 from ..organizations.schemas import MemberOut, OrganizationOut
+from ..outbox import listen
 from ..products.models import Product
 from ..products.schemas import ProductOut
 from .models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookMessage, subscribed
 from .schemas import EndpointOut
-
-_EVENTS = "discountflow.webhook_events"
-
 
 # --- what an event is about, as the API shows it -----------------------------------------------
 
@@ -114,14 +113,7 @@ def payload_of(objects: _Objects, each: Event) -> str:
     return json.dumps(head, separators=(",", ":"))[:-1] + ',"data":{"object":' + shown + "}}"
 
 
-# --- the listener ------------------------------------------------------------------------------
-
-
-def _collect(session: Session, flush_context: Any, instances: Any) -> None:
-    """Before each flush: remember the events the transaction adds."""
-    added = [each for each in session.new if isinstance(each, Event)]
-    if added:
-        session.info.setdefault(_EVENTS, []).extend(added)
+# --- the writer --------------------------------------------------------------------------------
 
 
 # Built once (SQLAlchemy then compiles each once): the enabled endpoints of some
@@ -133,18 +125,8 @@ _ENABLED_ENDPOINTS = select(_endpoints.id, _endpoints.organization_id, _endpoint
 )
 
 
-def _write_deliveries(session: Session) -> None:
+def write_deliveries(session: Session, events: list[Event]) -> None:
     """Before the commit: the messages and deliveries of the transaction's events."""
-    collected = session.info.pop(_EVENTS, [])
-    collected += [each for each in session.new if isinstance(each, Event)]
-    if not collected:
-        return
-    events = list({id(each): each for each in collected}.values())
-    for each in events:
-        if each.id is None:
-            each.id = new_id("evt")
-    session.flush()  # everything in the database, for the objects' reads
-    session.info.pop(_EVENTS, None)
     connection = session.connection()
     endpoints: dict[str, list[Any]] = {}
     for endpoint in connection.execute(
@@ -194,15 +176,6 @@ def _write_deliveries(session: Session) -> None:
         connection.execute(WebhookDelivery.__table__.insert(), deliveries)
 
 
-def _forget(session: Session, *args: Any) -> None:
-    """A rollback: the events are gone, and so are their deliveries."""
-    session.info.pop(_EVENTS, None)
-
-
 def install() -> None:
-    """Listen on every session (once per process)."""
-    if not event.contains(Session, "before_flush", _collect):
-        event.listen(Session, "before_flush", _collect)
-        event.listen(Session, "before_commit", _write_deliveries)
-        event.listen(Session, "after_rollback", _forget)
-        event.listen(Session, "after_soft_rollback", _forget)
+    """Hand every transaction's events to :func:`write_deliveries`."""
+    listen(write_deliveries)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import random
-import secrets
 import signal
 import threading
 import time
@@ -40,7 +39,7 @@ import httpcore
 from flask import current_app
 from sqlalchemy import func, select, update
 
-from .. import metrics
+from .. import attempts, metrics
 from ..actors import Actor
 from ..audit.services import EventLog
 from ..database import begin_write, rfc3339, utcnow
@@ -54,26 +53,8 @@ from .signing import UnreadableSecret, signature_headers
 deliveries_log = logging.getLogger("discountflow.deliveries")
 log = logging.getLogger(__name__)
 
-SCHEDULE = [
-    timedelta(0),
-    timedelta(seconds=5),
-    timedelta(minutes=5),
-    timedelta(minutes=30),
-    timedelta(hours=2),
-    timedelta(hours=5),
-    timedelta(hours=10),
-]
-THEN_EVERY = timedelta(hours=12)
-WINDOW = timedelta(days=3)
-JITTER = 0.10
 RESPONSE_KEPT = 4096
 USER_AGENT = "DiscountFlow-Webhooks/2"
-
-
-def next_delay(attempts: int, rng: random.Random) -> timedelta:
-    """How long after its ``attempts``-th failed attempt a delivery is tried again."""
-    base = SCHEDULE[attempts] if attempts < len(SCHEDULE) else THEN_EVERY
-    return base * rng.uniform(1 - JITTER, 1 + JITTER)
 
 
 @dataclass(frozen=True)
@@ -271,20 +252,13 @@ class Worker:
             due = due.where(WebhookDelivery.endpoint_id.not_in(endpoints))
         if organizations:
             due = due.where(WebhookDelivery.organization_id.not_in(organizations))
-        if db.engine.dialect.name == "postgresql":
-            due = due.with_for_update(skip_locked=True, of=WebhookDelivery)
+        due = attempts.skipping_locked(due, of=WebhookDelivery)
         picked = self.pacer.pick([Due(*row) for row in db.session.execute(due)], now)
         if not picked:
             db.session.rollback()
             return []
         ids = [each.delivery_id for each in picked]
-        claim = secrets.token_hex(8)
-        db.session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.id.in_(ids))
-            .values(claim=claim, next_attempt_at=now + self.lease)
-            .execution_options(synchronize_session=False)
-        )
+        claim = attempts.claim(WebhookDelivery, ids, now, self.lease)
         rows = db.session.execute(
             select(WebhookDelivery, WebhookEndpoint, WebhookMessage.payload)
             .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
@@ -362,19 +336,16 @@ class Worker:
                 values["next_attempt_at"] = None
                 result = "succeeded"
             else:
-                retry_at = now + next_delay(each.attempt, self.rng)
-                if retry_at > each.created_at + WINDOW:
+                again = attempts.retry_at(each.attempt, each.created_at, now, self.rng)
+                if again is None:
                     values |= {"status": DeliveryStatus.FAILED.value, "next_attempt_at": None}
                     result = "failed"
                 else:
-                    values["next_attempt_at"] = retry_at
+                    values["next_attempt_at"] = again
                     result = "retrying"
-            written = db.session.execute(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.id == each.delivery_id, WebhookDelivery.claim == each.claim)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            ).rowcount
+            written = attempts.record_if_claimed(
+                WebhookDelivery, each.delivery_id, each.claim, values
+            )
             if written:
                 self._endpoint_after(
                     each,
@@ -438,7 +409,8 @@ class Worker:
         if endpoint.failing_since is None:
             endpoint.failing_since = now
         failing = endpoint.failing_since
-        if endpoint.enabled and (now - failing >= WINDOW or (given_up and failing <= since)):
+        spent = now - failing >= attempts.WINDOW
+        if endpoint.enabled and (spent or (given_up and failing <= since)):
             started = rfc3339(failing)
             endpoint.enabled = False
             endpoint.disabled_reason = (

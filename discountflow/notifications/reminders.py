@@ -1,0 +1,103 @@
+"""Reminders: a request that has waited at one step longer than its organization's reminder
+interval is brought again to that step's deciders, once per step per interval.
+
+The worker runs this pass beside its sending (at most once a minute). The idempotency key
+``reminder:<step>:<interval number>:<recipient>:<channel>`` is unique, so a step that waits
+five intervals reminds each decider at most once per interval, however often the pass runs or
+however many workers run it; a step decided meanwhile is not reminded of (the worker also skips
+a reminder whose step was decided before it was sent).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ..approvals.models import Approval, ApprovalStatus, StepStatus
+from ..audit.models import Event
+from ..database import begin_write, new_id
+from ..extensions import db
+from ..organizations.models import Organization
+from .models import Channel, Notification, NotificationKind, NotificationStatus
+from .services import deciders
+
+log = logging.getLogger("discountflow.notifications")
+
+# The events that open a step: the first at submit, the next when one is approved.
+OPENING = ("approval.submitted", "approval.step_approved")
+
+
+def step_opened(approval: Approval) -> Event | None:
+    """The event that opened the approval's active step (the latest submit or step approval)."""
+    return db.session.execute(
+        select(Event)
+        .where(Event.approval_id == approval.id, Event.type.in_(OPENING))
+        .order_by(Event.created_at.desc(), Event.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def write_reminders(now: datetime) -> int:
+    """Write the reminders due at ``now``; return how many were written."""
+    begin_write()
+    waiting = db.session.execute(
+        select(Approval, Organization.reminder_interval_hours)
+        .join(Organization, Organization.id == Approval.organization_id)
+        .where(
+            Approval.status == ApprovalStatus.PENDING.value,
+            Organization.reminder_interval_hours > 0,
+        )
+        .order_by(Approval.id)
+    ).all()
+    rows = []
+    channel = Channel.EMAIL.value
+    for approval, hours in waiting:
+        step = next((s for s in approval.current_steps() if s.status == StepStatus.PENDING), None)
+        opened = step_opened(approval)
+        if step is None or opened is None:
+            continue
+        number = int((now - opened.created_at) / timedelta(hours=hours))
+        if number < 1:
+            continue
+        for member_id in deciders(db.session, approval):
+            rows.append(
+                {
+                    "id": new_id("ntf"),
+                    "organization_id": approval.organization_id,
+                    "idempotency_key": f"reminder:{step.id}:{number}:{member_id}:{channel}",
+                    "event_id": opened.id,
+                    "event_type": opened.type,
+                    "approval_id": approval.id,
+                    "recipient_id": member_id,
+                    "kind": NotificationKind.REMINDER.value,
+                    "channel": channel,
+                    "status": NotificationStatus.PENDING.value,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "last_error": "",
+                    "created_at": now,
+                }
+            )
+    if rows:
+        keys = [row["idempotency_key"] for row in rows]
+        written = set(
+            db.session.execute(
+                select(Notification.idempotency_key).where(Notification.idempotency_key.in_(keys))
+            ).scalars()
+        )
+        rows = [row for row in rows if row["idempotency_key"] not in written]
+    if not rows:
+        db.session.rollback()
+        return 0
+    try:
+        db.session.execute(Notification.__table__.insert(), rows)
+        db.session.commit()
+    except IntegrityError:  # another worker wrote them first (PostgreSQL, several workers)
+        db.session.rollback()
+        log.info("notification reminders: written by another worker meanwhile")
+        return 0
+    log.info("notification reminders: %d written", len(rows))
+    return len(rows)
