@@ -111,3 +111,11 @@ def test_every_error_code_is_documented_on_the_errors_page():
     page = ERRORS_PAGE.read_text(encoding="utf-8")
     missing = sorted(code for code in error_codes() if f"`{code}`" not in page)
     assert missing == [], f"docs/api/errors.md does not explain: {missing}"
+
+
+def test_every_event_type_is_documented_on_the_events_page():
+    from discountflow.audit.schemas import EVENT_TYPES
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "api" / "events.md").read_text()
+    missing = sorted(kind for kind in EVENT_TYPES if f"| `{kind}` |" not in page)
+    assert missing == [], "say what these events mean on docs/api/events.md"
