@@ -41,8 +41,9 @@ def step_opened(approval: Approval) -> Event | None:
 
 
 def write_reminders(now: datetime) -> int:
-    """Write the reminders due at ``now``; return how many were written."""
-    begin_write()
+    """Write the reminders due at ``now``; return how many were written. The waiting requests
+    are read without holding SQLite's write lock (a scan of every pending request under it made
+    the web's writes wait past their busy timeout); only the insert takes it."""
     waiting = db.session.execute(
         select(Approval, Organization.reminder_interval_hours)
         .join(Organization, Organization.id == Approval.organization_id)
@@ -81,7 +82,9 @@ def write_reminders(now: datetime) -> int:
                     "created_at": now,
                 }
             )
+    db.session.rollback()  # the read ends here
     if rows:
+        begin_write()
         keys = [row["idempotency_key"] for row in rows]
         written = set(
             db.session.execute(

@@ -127,13 +127,17 @@ class Mailer:
             db.session.rollback()
             return [], 0
         claim = attempts.claim(Notification, ids, now, self.lease)
+        # The claim is held: write the emails after its commit, not under SQLite's write lock
+        # (reading every approval of a batch under it made the web's writes wait).
+        db.session.commit()
         rows = db.session.execute(
             select(Notification)
             .where(Notification.id.in_(ids))
             .order_by(Notification.created_at, Notification.id)
             .execution_options(populate_existing=True)
         ).scalars()
-        claimed, settled = [], []
+        claimed: list[Claimed] = []
+        settled: list[tuple[str, str, NotificationStatus, str]] = []
         for notification in rows:
             try:
                 content = self._content(notification)
@@ -143,11 +147,12 @@ class Mailer:
                         content, self.transport.sender, message_id(notification.id, self.base)
                     )
             except (ValueError, HeaderParseError) as error:  # a header value it refuses
-                settled.append((notification, NotificationStatus.FAILED, f"refused: {error}"))
+                status, reason = NotificationStatus.FAILED, f"refused: {error}"
+                settled.append((notification.id, notification.channel, status, reason))
                 continue
             if message is None:
-                reason = "no longer true for this member when its turn came"
-                settled.append((notification, NotificationStatus.SKIPPED, reason))
+                status, reason = NotificationStatus.SKIPPED, "no longer true for this member"
+                settled.append((notification.id, notification.channel, status, reason))
                 continue
             claimed.append(
                 Claimed(
@@ -159,15 +164,17 @@ class Mailer:
                     message=message,
                 )
             )
-        for notification, status, reason in settled:
-            notification.status = status.value
-            notification.claim = None
-            notification.next_attempt_at = None
-            notification.last_error = reason[:500]
-        db.session.commit()
-        for notification, status, reason in settled:
-            metrics.count_notification(notification.channel, status.value)
-            log.info("notification %s %s: %s", notification.id, status.value, reason)
+        db.session.rollback()  # the read ends here
+        if settled:
+            begin_write()
+            for notification_id, _, status, reason in settled:
+                values = {"status": status.value, "claim": None, "next_attempt_at": None}
+                values["last_error"] = reason[:500]
+                attempts.record_if_claimed(Notification, notification_id, claim, values)
+            db.session.commit()
+        for notification_id, channel, status, reason in settled:
+            metrics.count_notification(channel, status.value)
+            log.info("notification %s %s: %s", notification_id, status.value, reason)
         return claimed, len(settled)
 
     def _content(self, notification: Notification) -> Content | None:
