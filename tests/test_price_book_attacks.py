@@ -328,8 +328,8 @@ def test_an_import_racing_a_new_product_is_a_conflict_not_a_500(app, world, monk
 
     real = csv_files.upsert_products
 
-    def racing(actor, rows, now):
-        counts = real(actor, rows, now)  # RACE is new to this transaction…
+    def racing(actor, rows, now, *progress):
+        counts = real(actor, rows, now, *progress)  # RACE is new to this transaction…
         with db.engine.connect() as other:  # …and another request creates it meanwhile
             other.execute(
                 text(
