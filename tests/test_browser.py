@@ -32,7 +32,9 @@ CHROMIUM = next(
     shutil.which("chromium"),
 )
 
-pytestmark = pytest.mark.browser
+# Once, on the SQLite run: the pages are the same on either database, and the services under
+# them are tested on both (the PostgreSQL run repeated a minute of browsing for nothing).
+pytestmark = [pytest.mark.browser, pytest.mark.sqlite_only]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from .test_browser import browser, screenshot, served  # noqa: F401 - fixtures
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.sqlite_only]  # as test_browser.py
 
 
 @pytest.fixture

@@ -89,6 +89,7 @@ def processes_marked(marker: str) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # it serves its own SQLite box: the PostgreSQL run would repeat it
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the processes left in /proc")
 def test_the_documented_local_command_runs_web_and_worker(tmp_path):
     url = f"sqlite:///{tmp_path / 'procfile.sqlite'}"
