@@ -187,10 +187,8 @@ def values(address: str) -> dict[str, str]:
     }
 
 
-
-
 def _per(limit: str) -> str:
-    """A limit in the ``limits`` notation as a person reads it: "1,000 requests per minute"."""
+    """A limit in the ``limits`` notation as a person reads it: "1,000 per minute"."""
     said = []
     for item in parse_many(limit):
         unit = item.GRANULARITY.name
