@@ -23,6 +23,7 @@ PATH = "/v2/members/me/notification_preferences"
 def app(request, tmp_path, mailbox):
     return mailing_app(request, tmp_path, mailbox)
 
+
 EVERY_KIND = {
     "decision_requested": True,
     "reminder": True,
@@ -66,6 +67,30 @@ def test_a_member_turns_a_kind_off_and_the_audit_trail_says_so(app, world):
 def test_a_body_that_is_no_on_or_off_is_refused(app, world, body):
     response = app.test_client().patch(PATH, json=body, headers=bearer(world.key))
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "raw, answer",
+    [
+        ('{"commented": NaN}', "Invalid commented: input should be a valid boolean."),
+        ('{"commented": 1e999999}', "Invalid commented: input should be a valid boolean."),
+        ("[" * 5000 + "]" * 5000, "The request body is nested too deeply."),
+    ],
+)
+def test_odd_json_is_a_400_and_changes_nothing(app, world, raw, answer):
+    """Tried from outside after the endpoint landed: each answered as here, nothing recorded."""
+    client = app.test_client()
+    response = client.patch(
+        PATH, data=raw, content_type="application/json", headers=bearer(world.key)
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "parameter_invalid"
+    assert response.get_json()["message"] == answer
+    with app.app_context():
+        changed = db.session.execute(
+            select(Event).where(Event.type == "member.notification_preferences_changed")
+        ).first()
+    assert changed is None
 
 
 def test_a_read_only_key_reads_but_does_not_change(app, world):
