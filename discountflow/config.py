@@ -116,9 +116,9 @@ MIN_METRICS_TOKEN_LENGTH = 16
 
 # The service's version: pyproject.toml's, shown in /v2/openapi.json, the GraphQL schema, the
 # docs and ``flask --app app version``; CHANGELOG.md says what each one changed.
-VERSION: str = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())[
-    "project"
-]["version"]
+VERSION: str = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"][
+    "version"
+]
 
 
 class ConfigurationError(RuntimeError):

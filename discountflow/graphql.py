@@ -86,6 +86,7 @@ from .config import VERSION
 from .errors import DomainError, InvalidParameter
 from .graphql_base import SCALARS, Context
 from .graphql_limits import QueryLimits, syntax_error_extensions
+from .notifications import graphql as notifications
 from .organizations import graphql as organizations
 from .products import graphql as products
 from .webhooks import graphql as webhooks
@@ -293,6 +294,7 @@ def schema(environment: str = "staging") -> strawberry.Schema:
                 approvals.Query,
                 products.Query,
                 webhooks.Query,
+                notifications.Query,
                 audit.Query,
             ),
             {},
@@ -301,7 +303,13 @@ def schema(environment: str = "staging") -> strawberry.Schema:
     )
     mutation = merge_types(
         "Mutation",
-        (approvals.Mutation, products.Mutation, webhooks.Mutation, organizations.Mutation),
+        (
+            approvals.Mutation,
+            products.Mutation,
+            webhooks.Mutation,
+            notifications.Mutation,
+            organizations.Mutation,
+        ),
     )
     config = StrawberryConfig(
         scalar_map=SCALARS, disable_field_suggestions=environment == "production"

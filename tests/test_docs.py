@@ -258,7 +258,6 @@ def test_every_runnable_example_prints_what_the_page_shows(app, demo, source):
             assert docs.differences(shown, printed) == [], f"{source}:\n{example.text}"
 
 
-
 def test_the_version_is_one_everywhere(client, runner):
     from discountflow import __version__
 

@@ -195,6 +195,17 @@ MUTATIONS = {
     "rotateWebhookEndpointSecret": 'rotateWebhookEndpointSecret(id: "$endpoint") { secret }',
     "sendWebhookTest": 'sendWebhookTest(id: "$endpoint") { id }',
     "retryWebhookDelivery": 'retryWebhookDelivery(endpointId: "$endpoint", id: "$delivery") { id }',
+    "updateNotificationPreferences": (
+        "updateNotificationPreferences(input: {digest: true}) { digest }"
+    ),
+    "createNotificationDestination": (
+        'createNotificationDestination(input: {name: "N", url: "json://127.0.0.1:9/x"}) { id }'
+    ),
+    "updateNotificationDestination": (
+        'updateNotificationDestination(id: "$destination", input: {enabled: false}) { id }'
+    ),
+    "deleteNotificationDestination": 'deleteNotificationDestination(id: "$destination") { id }',
+    "sendNotificationDestinationTest": 'sendNotificationDestinationTest(id: "$destination") { id }',
 }
 QUERIES = {
     "me": "me { id }",
@@ -209,6 +220,10 @@ QUERIES = {
     "product": 'product(id: "$product") { id }',
     "webhookEndpoints": "webhookEndpoints(first: 5) { edges { node { id } } }",
     "webhookEndpoint": 'webhookEndpoint(id: "$endpoint") { id deliveries(first: 5) { id } }',
+    "notificationPreferences": "notificationPreferences { digest }",
+    "notificationDestinations": "notificationDestinations(first: 5) { edges { node { id url } } }",
+    "notificationDestination": 'notificationDestination(id: "$destination") { id }',
+    "notifications": "notifications(first: 5) { edges { node { id status } } }",
 }
 
 
@@ -225,6 +240,11 @@ def _webhook_ids(world) -> dict:
             )
             delivery = webhooks.send_test(owner, endpoint.id)
             world.webhook_ids = {"endpoint": endpoint.id, "delivery": delivery.id}
+            from discountflow.notifications import destinations
+            from discountflow.notifications.schemas import DestinationCreate
+
+            made = DestinationCreate(name="Team chat", url="json://127.0.0.1:9/x")
+            world.webhook_ids["destination"] = destinations.create_destination(owner, made).id
     return world.webhook_ids
 
 
@@ -419,6 +439,13 @@ IDS_ELSEWHERE = {
     "products.after": "query($id: String!) { products(first: 1, after: $id) { %s } }",
     "webhookEndpoints.after": (
         "query($id: String!) { webhookEndpoints(first: 1, after: $id) { %s } }"
+    ),
+    "notificationDestinations.after": (
+        "query($id: String!) { notificationDestinations(first: 1, after: $id) { %s } }"
+    ),
+    "notifications.after": "query($id: String!) { notifications(first: 1, after: $id) { %s } }",
+    "notifications.destination": (
+        "query($id: ID!) { notifications(first: 1, destination: $id) { %s } }"
     ),
 }
 
@@ -873,6 +900,10 @@ def test_every_list_requires_first(ask):
     structural |= {("ProductConnection", "edges"), ("WebhookEndpointConnection", "edges")}
     # An attribute, not a list to page through: an endpoint's event types (at most 50).
     structural |= {("WebhookEndpoint", "events"), ("WebhookEndpointWithSecret", "events")}
+    structural |= {("NotificationDestinationConnection", "edges")}
+    structural |= {("NotificationConnection", "edges")}
+    # The kinds a destination hears of (at most 6).
+    structural |= {("NotificationDestination", "events")}
     for type_name, graphql_type in schema()._schema.type_map.items():
         if type_name.startswith("__") or not hasattr(graphql_type, "fields"):
             continue
@@ -1057,6 +1088,7 @@ def _shapes():
     from discountflow.approvals import schemas as approvals
     from discountflow.audit import schemas as audit
     from discountflow.auth import schemas as auth
+    from discountflow.notifications import schemas as notifications
     from discountflow.organizations import schemas as organizations
     from discountflow.products import schemas as products
     from discountflow.schemas import ActorOut
@@ -1097,6 +1129,12 @@ def _shapes():
         "PriceInput": (products.PriceInput, set()),
         "WebhookEndpointCreateInput": (webhooks.EndpointCreate, set()),
         "WebhookEndpointUpdateInput": (webhooks.EndpointUpdate, set()),
+        "NotificationPreferences": (notifications.NotificationPreferencesOut, set()),
+        "NotificationPreferencesInput": (notifications.NotificationPreferencesUpdate, set()),
+        "NotificationDestination": (notifications.DestinationOut, set()),
+        "NotificationDestinationCreateInput": (notifications.DestinationCreate, set()),
+        "NotificationDestinationUpdateInput": (notifications.DestinationUpdate, set()),
+        "Notification": (notifications.NotificationOut, set()),
     }
 
 

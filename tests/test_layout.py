@@ -39,6 +39,7 @@ BASE_MODULES = {
     "pagination",
     "ratelimit",
     "schemas",
+    "sealing",
 }
 SERVICE_MODULES = {"actors", "attempts", "outbox"}
 SURFACE_MODULES = {
@@ -71,6 +72,8 @@ FEATURE_ROOMS = {
     "messages": SERVICES,
     "mail": SERVICES,
     "reminders": SERVICES,
+    "chat": SERVICES,
+    "destinations": SERVICES,
     "api": SURFACES,
     "graphql": SURFACES,
     "views": SURFACES,

@@ -41,6 +41,7 @@ def test_a_member_who_changed_nothing_wants_every_kind(app, world):
         "object": "notification_preferences",
         "member": world.people["owner"],  # a key counts as the owner it acts for
         **EVERY_KIND,
+        "digest": False,  # one email each, as they happen
         "updated": None,
     }
 
@@ -62,7 +63,7 @@ def test_a_member_turns_a_kind_off_and_the_audit_trail_says_so(app, world):
 
 
 @pytest.mark.parametrize(
-    "body", [{"decision_requested": "no"}, {"decision_requested": None}, {"digest": True}]
+    "body", [{"decision_requested": "no"}, {"decision_requested": None}, {"weekly": True}]
 )
 def test_a_body_that_is_no_on_or_off_is_refused(app, world, body):
     response = app.test_client().patch(PATH, json=body, headers=bearer(world.key))

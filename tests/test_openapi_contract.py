@@ -45,6 +45,7 @@ from discountflow.audit.models import Event
 from discountflow.auth.keys import CHECKSUM_LENGTH, checksum
 from discountflow.errors import INVALID_API_KEY_MESSAGE
 from discountflow.extensions import db
+from discountflow.notifications.models import Notification, NotificationDestination
 from discountflow.organizations.models import Organization, User
 from discountflow.products.models import Product
 from discountflow.webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -96,6 +97,12 @@ def demo(tmp_path_factory) -> Iterator[Demo]:
         "/v2/webhook_endpoints", json={"url": "http://127.0.0.1:9/hooks"}, headers=bearer(key)
     ).get_json()
     client.post(f"/v2/webhook_endpoints/{endpoint['id']}/test", headers=bearer(key))
+    destination = client.post(  # a chat destination with a notification, likewise
+        "/v2/notification_destinations",
+        json={"name": "Team chat", "url": "json://127.0.0.1:9/chat"},
+        headers=bearer(key),
+    ).get_json()
+    client.post(f"/v2/notification_destinations/{destination['id']}/test", headers=bearer(key))
     with app.app_context():
         org = db.session.scalars(select(Organization.id).filter_by(slug="demo")).one()
 
@@ -113,6 +120,10 @@ def demo(tmp_path_factory) -> Iterator[Demo]:
             "product": ids_of(Product.id, Product.organization_id == org),
             "endpoint": ids_of(WebhookEndpoint.id, WebhookEndpoint.organization_id == org),
             "delivery": ids_of(WebhookDelivery.id, WebhookDelivery.organization_id == org),
+            "destination": ids_of(
+                NotificationDestination.id, NotificationDestination.organization_id == org
+            ),
+            "notification": ids_of(Notification.id, Notification.organization_id == org),
         }
     # The demo has approvals in every status, three levels, the owner and six members.
     assert len(ids["approval"]) >= 9 and len(ids["level"]) == 3 and len(ids["member"]) == 7
@@ -147,6 +158,7 @@ PATH_IDS = {
     "product_id": "product",
     "endpoint_id": "endpoint",
     "delivery_id": "delivery",
+    "destination_id": "destination",
 }
 # What the cursors of each list are the ids of.
 CURSORS = {
@@ -157,6 +169,8 @@ CURSORS = {
     "/v2/products": "product",
     "/v2/webhook_endpoints": "endpoint",
     "/v2/webhook_endpoints/{endpoint_id}/deliveries": "delivery",
+    "/v2/notification_destinations": "destination",
+    "/v2/notifications": "notification",
     "/v2/approvals/{approval_id}/events": "event",
     "/v2/approvals/{approval_id}/decisions": "decision",
     "/v2/approvals/{approval_id}/comments": "comment",

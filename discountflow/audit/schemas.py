@@ -52,6 +52,12 @@ EVENT_TYPES = frozenset(
         "webhook_endpoint.disabled",
         "webhook_endpoint.enabled",
         "webhook_endpoint.deleted",
+        "notification_destination.created",
+        "notification_destination.updated",
+        "notification_destination.enabled",
+        "notification_destination.disabled",
+        "notification_destination.tested",
+        "notification_destination.deleted",
     }
 )
 EVENT_KINDS = frozenset(each.split(".", 1)[0] for each in EVENT_TYPES)

@@ -97,12 +97,10 @@ def subject_of(content: Content) -> str:
     return f"New comment on {title} from {one_line(content.actor_name) or 'DiscountFlow'}"
 
 
-def compose(content: Content, sender: str, message_id: str) -> EmailMessage:
-    """The email: headers, a plain text part and an HTML part (``ValueError`` if a header
-    would still hold a line break, which ``one_line`` makes impossible)."""
+def _context(content: Content) -> dict[str, Any]:
     approval = content.approval
     discount = approval.list_amount - approval.amount
-    context = {
+    return {
         "c": content,
         "a": approval,
         "kind": content.kind,
@@ -112,6 +110,12 @@ def compose(content: Content, sender: str, message_id: str) -> EmailMessage:
         "valid_until": rfc3339(approval.valid_until) if approval.valid_until else "",
         "subject": subject_of(content),
     }
+
+
+def compose(content: Content, sender: str, message_id: str) -> EmailMessage:
+    """The email: headers, a plain text part and an HTML part (``ValueError`` if a header
+    would still hold a line break, which ``one_line`` makes impossible)."""
+    context = _context(content)
     message = EmailMessage()
     message["Subject"] = context["subject"]
     message["From"] = sender
@@ -120,6 +124,38 @@ def compose(content: Content, sender: str, message_id: str) -> EmailMessage:
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to it
     message.set_content(_templates.get_template("notifications/email.txt").render(context))
     html = _templates.get_template("notifications/email.html").render(context)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+def chat_message(content: Content) -> tuple[str, str]:
+    """A chat or push message's title and plain text body (the service escapes it)."""
+    context = _context(content)
+    body = _templates.get_template("notifications/chat.txt").render(context)
+    return context["subject"], body
+
+
+def digest(
+    name: str, address: str, contents: list[Content], sender: str, base: str, message_id: str
+) -> EmailMessage:
+    """One email with every notification a member's daily digest holds."""
+    count = len(contents)
+    subject = f"DiscountFlow: {count} update{'s' if count != 1 else ''} from the last day"
+    context = {
+        "name": one_line(name),
+        "subject": subject,
+        "intro": "Here is what happened to the requests you follow since your last digest:",
+        "items": [{"subject": subject_of(each), "link": each.link} for each in contents],
+        "base": base,
+    }
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = sender
+    message["To"] = Address(one_line(name), addr_spec=address)
+    message["Message-ID"] = message_id
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(_templates.get_template("notifications/digest.txt").render(context))
+    html = _templates.get_template("notifications/digest.html").render(context)
     message.add_alternative(html, subtype="html")
     return message
 
@@ -137,10 +173,18 @@ def trial_message(recipient: str, sender: str, base: str) -> EmailMessage:
 
 
 def message_id(notification_id: str, base: str) -> str:
-    """A Message-ID made from the notification: a message sent again after a worker died
-    mid-send carries the same one, so mail clients show it once."""
+    """A Message-ID made from the notification (a digest: from its first one): a message sent
+    again after a worker died mid-send carries the same one, so mail clients show it once."""
     host = urlsplit(base).hostname or "discountflow.invalid"
     return f"<{notification_id}@{host}>"
+
+
+TRIAL_TITLE = "DiscountFlow test message"
+
+
+def trial_chat(base: str) -> tuple[str, str]:
+    """The message a destination's test sends."""
+    return TRIAL_TITLE, f"This destination works: DiscountFlow's messages arrive here.\n{base}/"
 
 
 def envelope_sender(sender: str) -> str:

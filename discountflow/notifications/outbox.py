@@ -1,6 +1,7 @@
 """Notifications join the transactional outbox (``discountflow.outbox``): the events a
 transaction adds become, just before it commits, one pending notification per (event,
-recipient, channel).
+recipient, channel): an email to each member told, a chat message to each of the
+organization's enabled destinations that hear of that kind.
 
 They commit with the change and its events, or roll back with them: a change that is undone
 tells nobody. The idempotency key (``<event>:<recipient>:<channel>``) is unique, so one event
@@ -11,17 +12,41 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from ..approvals.models import ApprovalStatus
 from ..audit.models import Event
 from ..database import new_id
 from ..outbox import listen
+from .destinations import subscribed
 from .models import Channel, Notification, NotificationStatus
 from .services import KINDS, approval_of, recipients
+
+
+def row(event: Event, kind: str, channel: Channel, to: str, **values) -> dict:
+    """One pending notification of ``event`` to a member or a destination (``to``)."""
+    return {
+        "id": new_id("ntf"),
+        "organization_id": event.organization_id,
+        "idempotency_key": f"{event.id}:{to}:{channel.value}",
+        "event_id": event.id,
+        "event_type": event.type,
+        "approval_id": event.approval_id,
+        "recipient_id": to if channel is Channel.EMAIL else None,
+        "destination_id": to if channel is Channel.CHAT else None,
+        "kind": kind,
+        "channel": channel.value,
+        "status": NotificationStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": event.created_at,
+        "last_error": "",
+        "created_at": event.created_at,
+    } | values
 
 
 def write_notifications(session: Session, events: list[Event]) -> None:
     """Before the commit: the notifications of the transaction's events."""
     events = [each for each in events if each.type in KINDS]
-    rows = []
+    rows: list[dict] = []
+    destinations: dict[str, list] = {}
     for each in events:
         approval = approval_of(session, each)
         if approval is None:
@@ -33,26 +58,15 @@ def write_notifications(session: Session, events: list[Event]) -> None:
             for other in events
             if other.approval_id == each.approval_id and other.actor_user_id
         }
-        channel = Channel.EMAIL.value
+        kind = KINDS[each.type].value
         for member_id in recipients(session, each.type, approval, acting):
-            rows.append(
-                {
-                    "id": new_id("ntf"),
-                    "organization_id": each.organization_id,
-                    "idempotency_key": f"{each.id}:{member_id}:{channel}",
-                    "event_id": each.id,
-                    "event_type": each.type,
-                    "approval_id": approval.id,
-                    "recipient_id": member_id,
-                    "kind": KINDS[each.type].value,
-                    "channel": channel,
-                    "status": NotificationStatus.PENDING.value,
-                    "attempts": 0,
-                    "next_attempt_at": each.created_at,
-                    "last_error": "",
-                    "created_at": each.created_at,
-                }
-            )
+            rows.append(row(each, kind, Channel.EMAIL, member_id))
+        if each.organization_id not in destinations:
+            destinations[each.organization_id] = subscribed(session, each.organization_id)
+        for destination in destinations[each.organization_id]:
+            waits = kind != KINDS["approval.submitted"] or approval.status == ApprovalStatus.PENDING
+            if kind in destination.events and waits:
+                rows.append(row(each, kind, Channel.CHAT, destination.id))
     if rows:
         session.connection().execute(Notification.__table__.insert(), rows)
 

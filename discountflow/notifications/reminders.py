@@ -3,7 +3,8 @@ interval is brought again to that step's deciders, once per step per interval.
 
 The worker runs this pass beside its sending (at most once a minute). The idempotency key
 ``reminder:<step>:<interval number>:<recipient>:<channel>`` is unique, so a step that waits
-five intervals reminds each decider at most once per interval, however often the pass runs or
+five intervals reminds each decider (and each destination that hears of reminders) at most once
+per interval, however often the pass runs or
 however many workers run it; a step decided meanwhile is not reminded of (the worker also skips
 a reminder whose step was decided before it was sent).
 """
@@ -18,10 +19,12 @@ from sqlalchemy.exc import IntegrityError
 
 from ..approvals.models import Approval, ApprovalStatus, StepStatus
 from ..audit.models import Event
-from ..database import begin_write, new_id
+from ..database import begin_write
 from ..extensions import db
 from ..organizations.models import Organization
-from .models import Channel, Notification, NotificationKind, NotificationStatus
+from .destinations import subscribed
+from .models import Channel, Notification, NotificationKind
+from .outbox import row
 from .services import deciders
 
 log = logging.getLogger("discountflow.notifications")
@@ -54,7 +57,8 @@ def write_reminders(now: datetime) -> int:
         .order_by(Approval.id)
     ).all()
     rows = []
-    channel = Channel.EMAIL.value
+    kind = NotificationKind.REMINDER.value
+    destinations: dict[str, list] = {}
     for approval, hours in waiting:
         step = next((s for s in approval.current_steps() if s.status == StepStatus.PENDING), None)
         opened = step_opened(approval)
@@ -63,25 +67,20 @@ def write_reminders(now: datetime) -> int:
         number = int((now - opened.created_at) / timedelta(hours=hours))
         if number < 1:
             continue
-        for member_id in deciders(db.session, approval):
-            rows.append(
-                {
-                    "id": new_id("ntf"),
-                    "organization_id": approval.organization_id,
-                    "idempotency_key": f"reminder:{step.id}:{number}:{member_id}:{channel}",
-                    "event_id": opened.id,
-                    "event_type": opened.type,
-                    "approval_id": approval.id,
-                    "recipient_id": member_id,
-                    "kind": NotificationKind.REMINDER.value,
-                    "channel": channel,
-                    "status": NotificationStatus.PENDING.value,
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "last_error": "",
-                    "created_at": now,
-                }
+        told = [(Channel.EMAIL, member_id) for member_id in deciders(db.session, approval)]
+        if approval.organization_id not in destinations:
+            destinations[approval.organization_id] = subscribed(
+                db.session, approval.organization_id
             )
+        told += [
+            (Channel.CHAT, destination.id)
+            for destination in destinations[approval.organization_id]
+            if kind in destination.events
+        ]
+        for channel, to in told:
+            key = f"reminder:{step.id}:{number}:{to}:{channel.value}"
+            values = {"idempotency_key": key, "next_attempt_at": now, "created_at": now}
+            rows.append(row(opened, kind, channel, to, **values))
     db.session.rollback()  # the read ends here
     if rows:
         begin_write()

@@ -84,7 +84,7 @@ def _shown(address: str) -> str:
 _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})
 
 
-def _invisible(url: str) -> tuple[int, str] | None:
+def first_invisible(url: str) -> tuple[int, str] | None:
     """The first character of ``url`` it may not hold, and its position (from 1)."""
     for position, character in enumerate(url, start=1):
         if unicodedata.category(character) in _INVISIBLE:
@@ -124,7 +124,7 @@ def check_url(url: str, rules: Rules) -> str:
     url = url.strip()
     if len(url) > MAX_URL_LENGTH:
         raise refuse(f"A webhook URL has at most {MAX_URL_LENGTH} characters.")
-    found = _invisible(url)
+    found = first_invisible(url)
     if found is not None:
         position, character = found
         raise refuse(

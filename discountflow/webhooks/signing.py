@@ -2,10 +2,9 @@
 
 A Standard Webhooks signature is an HMAC-SHA256 of ``{id}.{timestamp}.{body}`` under the
 endpoint's secret, so whoever signs must hold the secret itself: it cannot be kept as a hash,
-as API keys are. It is kept encrypted with Fernet (AES-128-CBC and HMAC-SHA256, from
-``cryptography``) under a key derived from the app's ``SECRET_KEY`` (HKDF-SHA256, its own
-``info``): a copy of the database alone does not give the secrets away, and changing
-``SECRET_KEY`` leaves them unreadable (rotate each endpoint's secret afterwards).
+as API keys are. It is kept encrypted (``discountflow.sealing``): a copy of the database alone
+does not give the secrets away, and changing ``SECRET_KEY`` leaves them unreadable (rotate each
+endpoint's secret afterwards).
 """
 
 from __future__ import annotations
@@ -14,19 +13,16 @@ import base64
 import secrets
 from datetime import datetime
 
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import current_app
 from standardwebhooks import Webhook
+
+from .. import sealing
+from ..sealing import UnreadableSecret
+
+__all__ = ["UnreadableSecret", "new_secret", "seal", "signature_headers", "unseal"]
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32  # the specification asks for 24 to 64
-_FERNET = "discountflow.webhook_fernet"
-
-
-class UnreadableSecret(RuntimeError):
-    """A stored secret this ``SECRET_KEY`` cannot decrypt (the key changed since)."""
+PURPOSE = "webhook signing secrets"  # HKDF's info (as it has always been)
 
 
 def new_secret() -> str:
@@ -34,35 +30,18 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
-def _fernet() -> Fernet:
-    cached = current_app.extensions.get(_FERNET)
-    if cached is None or cached[0] != current_app.config["SECRET_KEY"]:
-        secret_key = current_app.config["SECRET_KEY"]
-        material = secret_key.encode() if isinstance(secret_key, str) else secret_key
-        derived = HKDF(
-            algorithm=hashes.SHA256(),
-            length=32,
-            salt=None,
-            info=b"discountflow webhook signing secrets",
-        ).derive(material)
-        cached = (secret_key, Fernet(base64.urlsafe_b64encode(derived)))
-        current_app.extensions[_FERNET] = cached
-    return cached[1]
-
-
 def seal(secret: str) -> str:
     """A secret as it is stored."""
-    return _fernet().encrypt(secret.encode()).decode()
+    return sealing.seal(secret, PURPOSE)
 
 
 def unseal(stored: str) -> str:
     """A stored secret as the signer needs it."""
-    try:
-        return _fernet().decrypt(stored.encode()).decode()
-    except InvalidToken as error:
-        raise UnreadableSecret(
-            "The endpoint's signing secret cannot be read with this SECRET_KEY: rotate it."
-        ) from error
+    return sealing.unseal(
+        stored,
+        PURPOSE,
+        "The endpoint's signing secret cannot be read with this SECRET_KEY: rotate it.",
+    )
 
 
 def signature_headers(

@@ -1,0 +1,206 @@
+"""Chat and push messages by Apprise: which URLs a destination may hold, and sending to one.
+
+One library speaks to Slack, Microsoft Teams (Power Automate workflows), Discord, Mattermost,
+Rocket.Chat, Matrix, Google Chat, Telegram, Pushover, ntfy, Gotify and any JSON receiver, each
+configured by one URL. Only those services are accepted: every one of them is an HTTPS API, and
+none reaches the machine the service runs on (Apprise's syslog, desktop or email plugins do).
+
+The webhooks' address rules apply (``webhooks.safety``). A URL that names its own host
+(``mmosts://chat.example.com/…``, ``jsons://…``) must resolve only to public addresses unless
+``WEBHOOK_ALLOW_PRIVATE`` is on; it is checked when saved and again before each message.
+Redirects are never followed (Apprise's ``http_redirects`` off; a ``?redirect=yes`` in the URL
+is refused). In production the URL must use its service's secure scheme (``mmosts``, not
+``mmost``) and keep certificate checks on.
+
+A URL holds the service's tokens: it is sealed in the database (``discountflow.sealing``),
+shown masked by Apprise's own privacy mode, and never logged: an error Apprise reports has every
+piece of the URL taken out before it is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import apprise
+
+from .. import sealing
+from ..errors import InvalidParameter
+from ..webhooks.safety import (
+    Rules,
+    UnsafeDestination,
+    check_addresses,
+    first_invisible,
+    resolve,
+)
+
+PURPOSE = "notification destination urls"  # the key the URLs are sealed under (HKDF's info)
+TIMEOUT_SECONDS = 4  # Apprise's connect and read timeouts (its ``cto`` and ``rto``)
+# The services a destination may name, by their Apprise schemes (plain and secure).
+SERVICES = frozenset(
+    {
+        "slack",
+        "workflow",
+        "workflows",
+        "msteams",
+        "discord",
+        "mmost",
+        "mmosts",
+        "rocket",
+        "rockets",
+        "matrix",
+        "matrixs",
+        "gchat",
+        "tgram",
+        "pover",
+        "ntfy",
+        "ntfys",
+        "gotify",
+        "gotifys",
+        "json",
+        "jsons",
+    }
+)
+ASSET = apprise.AppriseAsset(http_redirects=False)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A destination's URL, checked: its service's name and the URL masked."""
+
+    url: str
+    service: str
+    masked: str
+
+
+def _schemes(plugin: apprise.NotifyBase) -> set[str]:
+    schemes = set()
+    for attribute in ("protocol", "secure_protocol"):
+        value = getattr(type(plugin), attribute, None) or ()
+        schemes |= {value} if isinstance(value, str) else set(value)
+    return schemes
+
+
+def _names_its_host(plugin: apprise.NotifyBase) -> bool:
+    """Whether the URL chooses the host Apprise connects to (a Mattermost of your own), not
+    only a token for the service's own API (Slack)."""
+    return bool(plugin.host) and any("{host}" in each for each in type(plugin).templates)
+
+
+def check(url: str, rules: Rules) -> Checked:
+    """The URL, with what is shown of it, or ``parameter_invalid`` saying what is wrong."""
+
+    def refuse(message: str) -> InvalidParameter:
+        return InvalidParameter(message, param="url")
+
+    url = url.strip()
+    found = first_invisible(url)
+    if found is not None:
+        position, character = found
+        raise refuse(
+            "A destination URL holds no spaces, tabs, line breaks or other invisible characters "
+            f"(U+{ord(character):04X} at character {position})."
+        )
+    plugin = apprise.Apprise.instantiate(url, asset=ASSET, suppress_exceptions=True)
+    if plugin is None or not _schemes(plugin) & SERVICES:
+        raise refuse(
+            "Not a URL of a supported service: use an Apprise URL for Slack, Microsoft Teams "
+            "(workflows://), Discord, Mattermost, Rocket.Chat, Matrix, Google Chat, Telegram, "
+            "Pushover, ntfy, Gotify or a JSON receiver (jsons://)."
+        )
+    if plugin.redirects:
+        raise refuse("Redirects are never followed: leave redirect=yes out of the URL.")
+    if rules.https_only:
+        if getattr(type(plugin), "protocol", None) and not plugin.secure:
+            secure = type(plugin).secure_protocol
+            secure = secure if isinstance(secure, str) else secure[0]
+            raise refuse(
+                f"Destinations use https in production: {secure}://, not {urlsplit(url).scheme}://."
+            )
+        if not plugin.verify_certificate:
+            raise refuse("Certificates are checked in production: leave verify=no out of the URL.")
+    if _names_its_host(plugin) and not rules.allow_private:
+        try:
+            check_public(plugin)
+        except UnsafeDestination as error:
+            raise refuse(str(error)) from None
+        except OSError as error:
+            raise refuse(f"{plugin.host} cannot be resolved just now.") from error
+    shown = urlsplit(plugin.url(privacy=True))  # its options (the query) left out
+    masked = urlunsplit((shown.scheme, shown.netloc, shown.path, "", ""))
+    return Checked(url=url, service=str(plugin.service_name), masked=masked)
+
+
+def check_public(plugin: apprise.NotifyBase) -> None:
+    """Refuse a host with any non-public address (``UnsafeDestination``; ``OSError`` if it
+    does not resolve)."""
+    port = plugin.port or (443 if plugin.secure else 80)
+    host = plugin.host.removeprefix("[").removesuffix("]")  # an IPv6 address, as a URL has it
+    try:
+        addresses = resolve(host, port)
+    except UnicodeError as error:
+        raise OSError(str(error)) from error
+    check_addresses(host, addresses)
+
+
+def seal(url: str) -> str:
+    return sealing.seal(url, PURPOSE)
+
+
+def unseal(stored: str) -> str:
+    return sealing.unseal(
+        stored,
+        PURPOSE,
+        "The destination's URL cannot be read with this SECRET_KEY: enter it again.",
+    )
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """What one destination is told."""
+
+    title: str
+    body: str
+
+
+def _without(text: str, url: str) -> str:
+    """``text`` with every piece of ``url`` (tokens, passwords, the host) taken out."""
+    pieces = sorted(
+        {piece for piece in re.split(r"[/:@?&=#.%,+]+", url) if len(piece) >= 4},
+        key=len,
+        reverse=True,
+    )
+    for piece in pieces:
+        text = text.replace(piece, "****")
+    return text
+
+
+def send(url: str, message: ChatMessage, rules: Rules) -> tuple[bool, str]:
+    """Send ``message`` to one destination; return whether it went and, if not, why (with
+    nothing of the URL in it)."""
+    plugin = apprise.Apprise.instantiate(url, asset=ASSET, suppress_exceptions=True)
+    if plugin is None:
+        return False, "its URL is no longer a valid Apprise URL"
+    if _names_its_host(plugin) and not rules.allow_private:
+        try:
+            check_public(plugin)
+        except (UnsafeDestination, OSError) as error:
+            return False, _without(str(error), url)[:500]
+    plugin.socket_connect_timeout = plugin.socket_read_timeout = TIMEOUT_SECONDS
+    with apprise.LogCapture(level=logging.WARNING) as captured:
+        try:
+            sent = plugin.notify(
+                title=message.title, body=message.body, body_format=apprise.NotifyFormat.TEXT
+            )
+        except Exception as error:  # noqa: BLE001 - a plugin's own failure is this send's
+            sent, captured_error = False, f"{type(error).__name__}: {error}"
+        else:
+            captured_error = ""
+        said = captured.getvalue()
+    if sent:
+        return True, ""
+    lines = [line.split(" - ", 2)[-1] for line in said.splitlines() if line.strip()]
+    reason = "; ".join(lines[-3:]) or captured_error or f"{plugin.service_name} refused it"
+    return False, _without(reason, url)[:500]

@@ -1,0 +1,537 @@
+"""Chat and push destinations: Apprise URLs kept sealed and shown masked, the kinds each hears
+of, written with the event that causes them, sent by the worker to a real receiver on loopback,
+failures kept for the owner and admins, and the webhooks' address rules."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from discountflow.audit.models import Event
+from discountflow.database import utcnow
+from discountflow.extensions import db
+from discountflow.notifications import chat
+from discountflow.notifications.models import Notification, NotificationDestination
+from discountflow.notifications.worker import Mailer
+
+from .approvals_world import act, build_world, create
+from .conftest import bearer, make_app
+from .receiver import Answer, Receiver
+
+SECRET = "s3cr3t-t0ken-9f4c2e7a"
+EVERY_KIND = [
+    "decision_requested",
+    "approved",
+    "rejected",
+    "changes_requested",
+    "commented",
+    "reminder",
+]
+
+
+@pytest.fixture
+def receiver():
+    with Receiver() as running:
+        yield running
+
+
+def apprise_url(receiver: Receiver) -> str:
+    """The receiver as an Apprise JSON destination, with a password for a secret."""
+    return f"json://bot:{SECRET}@127.0.0.1:{receiver.server.server_port}/chat"
+
+
+def masked(receiver: Receiver) -> str:
+    return f"json://bot:****@127.0.0.1:{receiver.server.server_port}/chat"
+
+
+def send(app, clock=utcnow) -> int:
+    total = 0
+    with app.app_context():
+        mailer = Mailer(clock=clock)
+        while done := mailer.run_once():
+            total += done
+    return total
+
+
+def chats(app) -> list[tuple[str, str, str]]:
+    """(destination, kind, status) of every chat notification, oldest first."""
+    with app.app_context():
+        found = db.session.execute(
+            select(Notification)
+            .where(Notification.channel == "chat")
+            .order_by(Notification.created_at, Notification.id)
+        ).scalars()
+        return [(each.destination_id, each.kind, each.status) for each in found]
+
+
+@pytest.fixture
+def destination(api, receiver):
+    def make(**fields):
+        body = {"name": "#sales-approvals", "url": apprise_url(receiver), **fields}
+        response = api("POST", "/v2/notification_destinations", json=body)
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    return make
+
+
+# --- the API -----------------------------------------------------------------------------------
+
+
+def test_a_destination_is_stored_sealed_and_shown_masked(app, api, world, receiver, caplog):
+    caplog.set_level(logging.DEBUG)
+    response = api(
+        "POST",
+        "/v2/notification_destinations",
+        json={"name": "#sales-approvals", "url": apprise_url(receiver), "events": ["approved"]},
+    )
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body == {
+        "object": "notification_destination",
+        "id": body["id"],
+        "name": "#sales-approvals",
+        "service": "JSON",
+        "url": masked(receiver),
+        "events": ["approved"],
+        "enabled": True,
+        "last_attempt": None,
+        "last_error": None,
+        "created": body["created"],
+        "updated": body["created"],
+    }
+    assert api("GET", f"/v2/notification_destinations/{body['id']}").get_json() == body
+    listed = api("GET", "/v2/notification_destinations").get_json()
+    assert listed["data"] == [body]
+    with app.app_context():
+        row = db.session.get(NotificationDestination, body["id"])
+        assert SECRET not in row.url and SECRET not in row.masked_url
+        assert chat.unseal(row.url) == apprise_url(receiver)
+        (event,) = db.session.execute(
+            select(Event).where(Event.type == "notification_destination.created")
+        ).scalars()
+        assert event.data == {"destination": body["id"], "service": "JSON", "events": ["approved"]}
+    assert SECRET not in caplog.text
+
+
+def test_every_kind_is_heard_unless_told_otherwise(destination):
+    assert destination()["events"] == EVERY_KIND
+
+
+@pytest.mark.parametrize(
+    "change, param, message",
+    [
+        ({"url": "syslog://"}, "url", "Not a URL of a supported service"),
+        ({"url": "mailto://me:pw@example.com"}, "url", "Not a URL of a supported service"),
+        ({"url": "https://example.com/hook"}, "url", "Not a URL of a supported service"),
+        ({"url": "not a url"}, "url", "invisible characters (U+0020 at character 4)"),
+        ({"url": "json://127.0.0.1:9/x?redirect=yes"}, "url", "Redirects are never followed"),
+        ({"url": "json://127.0.0.1:9/x\r\nX-Evil: 1"}, "url", "U+000D at character 21"),
+        ({"url": ""}, "url", None),
+        ({"url": "jsons://h.example/" + "a" * 2050}, "url", None),
+        ({"name": ""}, "name", None),
+        ({"events": []}, "events", None),
+        ({"events": ["approval.approved"]}, "events[0]", None),
+        ({"events": "approved"}, "events", None),
+        ({"enabled": "yes"}, "enabled", None),
+        ({"secret": "x"}, "secret", None),
+    ],
+)
+def test_bad_destinations_are_a_400_naming_the_field(api, receiver, change, param, message):
+    body = {"name": "Chat", "url": apprise_url(receiver), **change}
+    response = api("POST", "/v2/notification_destinations", json=body)
+    assert response.status_code == 400
+    answer = response.get_json()
+    assert answer["error"] == "parameter_invalid" and answer["param"] == param
+    if message:
+        assert message in answer["message"]
+
+
+def test_who_may_manage_destinations(app, api, world, client, destination):
+    made = destination()
+    read_only = bearer(world.read_only_key)
+    assert client.get("/v2/notification_destinations", headers=read_only).status_code == 200
+    assert client.get("/v2/notifications", headers=read_only).status_code == 200
+    refused = client.post(
+        "/v2/notification_destinations",
+        json={"name": "X", "url": "json://1.2.3.4/"},
+        headers=read_only,
+    )
+    assert refused.status_code == 403 and refused.get_json()["error"] == "read_only_key"
+    from discountflow.errors import PermissionDenied
+    from discountflow.notifications import destinations
+
+    with app.app_context():
+        with pytest.raises(PermissionDenied):
+            destinations.get_destination(world.actor("rep"), made["id"])
+        db.session.rollback()
+        assert destinations.get_destination(world.actor("admin"), made["id"]).id == made["id"]
+    other = build_world(app, "globex")
+    for method, path in [
+        ("GET", ""),
+        ("PATCH", ""),
+        ("DELETE", ""),
+        ("POST", "/test"),
+    ]:
+        response = client.open(
+            f"/v2/notification_destinations/{made['id']}{path}",
+            method=method,
+            headers=bearer(other.key),
+            json={} if method != "GET" else None,
+        )
+        assert response.status_code == 404, (method, path)
+    theirs = client.get(f"/v2/notifications?destination={made['id']}", headers=bearer(other.key))
+    assert theirs.status_code == 404
+    assert (
+        client.get("/v2/notification_destinations", headers=bearer(other.key)).get_json()["data"]
+        == []
+    )
+
+
+def test_changes_are_recorded_without_the_url(app, api, destination, receiver):
+    made = destination()
+    path = f"/v2/notification_destinations/{made['id']}"
+    other = apprise_url(receiver).replace("/chat", "/other")
+    changed = api("PATCH", path, json={"url": other, "events": ["approved", "approved"]})
+    assert changed.status_code == 200
+    assert changed.get_json()["url"] == masked(receiver).replace("/chat", "/other")
+    assert changed.get_json()["events"] == ["approved"]
+    assert api("PATCH", path, json={"enabled": False}).get_json()["enabled"] is False
+    assert api("PATCH", path, json={"enabled": True}).get_json()["enabled"] is True
+    assert api("PATCH", path, json={}).status_code == 200  # nothing changes, nothing recorded
+    assert api("DELETE", path).get_json() == {
+        "object": "notification_destination",
+        "id": made["id"],
+        "deleted": True,
+    }
+    assert api("GET", path).status_code == 404
+    with app.app_context():
+        found = db.session.execute(
+            select(Event.type, Event.data)
+            .where(Event.type.like("notification_destination.%"))
+            .order_by(Event.created_at)
+        ).all()
+    assert [(type_, data) for type_, data in found] == [
+        (
+            "notification_destination.created",
+            {"destination": made["id"], "service": "JSON", "events": EVERY_KIND},
+        ),
+        (
+            "notification_destination.updated",
+            {"destination": made["id"], "fields": ["url", "events"]},
+        ),
+        ("notification_destination.disabled", {"destination": made["id"]}),
+        ("notification_destination.enabled", {"destination": made["id"]}),
+        ("notification_destination.deleted", {"destination": made["id"], "service": "JSON"}),
+    ]
+    assert SECRET not in json.dumps([data for _, data in found])
+
+
+def test_an_organization_has_at_most_16_destinations(api, destination):
+    for _ in range(16):
+        destination()
+    refused = api(
+        "POST", "/v2/notification_destinations", json={"name": "17th", "url": "json://1.2.3.4/"}
+    )
+    assert refused.status_code == 409
+    assert "at most 16 notification destinations" in refused.get_json()["message"]
+
+
+# --- written with the event, sent by the worker ------------------------------------------------
+
+
+def test_a_submitted_request_is_posted_to_the_destinations_that_hear_of_it(
+    app, world, destination, receiver
+):
+    everything = destination()
+    decisions_only = destination(events=["approved", "rejected"])
+    disabled = destination(enabled=False)
+    approval_id = create(world, "rep", 20, submit=True, deal_reference="D-<42>")
+    assert chats(app) == [(everything["id"], "decision_requested", "pending")]
+    send(app)
+    (posted,) = receiver.wait_for(1)
+    assert posted.path == "/chat"
+    assert posted.headers["authorization"].startswith("Basic ")  # Apprise's, from the URL
+    body = posted.json
+    assert body["title"] == "Approve 20 % on Deal — 160.00 USD"
+    assert "asks for a discount: it waits for Manager." in body["message"]
+    assert "Deal: D-<42>" in body["message"]  # text: the service shows it as it is
+    assert f"/approvals/{approval_id}" in body["message"]
+    assert chats(app) == [(everything["id"], "decision_requested", "sent")]
+    shown = {d["id"]: d for d in _listed(app, world)}
+    assert shown[everything["id"]]["last_attempt"] is not None
+    assert shown[everything["id"]]["last_error"] is None
+    assert shown[decisions_only["id"]]["last_attempt"] is None
+    assert shown[disabled["id"]]["last_attempt"] is None
+
+
+def _listed(app, world):
+    return (
+        app.test_client()
+        .get("/v2/notification_destinations", headers=bearer(world.key))
+        .get_json()["data"]
+    )
+
+
+def test_decisions_are_posted_to_those_that_hear_of_them(app, world, destination, receiver):
+    destination(events=["approved", "rejected", "changes_requested", "commented"])
+    approval_id = create(world, "rep", 10, submit=True)
+    assert chats(app) == []  # not a kind this destination hears of
+    act(world, "manager", "reject", approval_id, "Too deep")
+    send(app)
+    (posted,) = receiver.wait_for(1)
+    assert posted.json["title"] == "Rejected: 10 % on Deal — 180.00 USD"
+    assert "rejected rep@acme.example's request." in posted.json["message"]
+    assert '"Too deep"' in posted.json["message"]
+
+
+def test_a_rolled_back_change_posts_nothing(app, world, destination):
+    from discountflow.approvals import levels, services
+    from discountflow.errors import Conflict
+
+    destination()
+    draft = create(world, "rep", 10)
+    with app.app_context():
+        for level_id in world.levels.values():
+            levels.delete_level(world.actor("admin"), level_id)
+        with pytest.raises(Conflict):  # submitting records approval.submitted, then is refused
+            services.submit(world.actor("rep"), draft)
+        db.session.rollback()
+    assert chats(app) == []
+
+
+def test_a_failing_destination_is_retried_and_its_error_kept_without_the_url(
+    app, api, world, destination, receiver
+):
+    receiver.answers = lambda number: Answer(status=500, body=f"down {SECRET}".encode())
+    made = destination(events=["decision_requested"])
+    create(world, "rep", 20, submit=True)
+    send(app)
+    with app.app_context():
+        (row,) = db.session.execute(
+            select(Notification).where(Notification.channel == "chat")
+        ).scalars()
+        assert row.status == "pending" and row.attempts == 1
+        assert row.last_error and SECRET not in row.last_error
+        assert row.next_attempt_at > utcnow()
+    shown = api("GET", f"/v2/notification_destinations/{made['id']}").get_json()
+    assert shown["last_error"] == row.last_error
+    failed = api("GET", f"/v2/notifications?destination={made['id']}").get_json()["data"]
+    assert [(n["channel"], n["status"], n["attempts"]) for n in failed] == [("chat", "pending", 1)]
+    assert failed[0]["last_error"] == row.last_error
+    # Past the 3-day window, the next failure is the last.
+    later = utcnow() + timedelta(days=3, hours=1)
+    send(app, clock=lambda: later)
+    assert chats(app) == [(made["id"], "decision_requested", "failed")]
+    receiver.answers = lambda number: Answer()
+    test = api("POST", f"/v2/notification_destinations/{made['id']}/test", json={})
+    assert test.status_code == 201 and test.get_json()["kind"] == "test"
+    send(app)
+    assert receiver.wait_for(3)[-1].json["title"] == "DiscountFlow test message"
+    assert (
+        api("GET", f"/v2/notification_destinations/{made['id']}").get_json()["last_error"] is None
+    )
+
+
+def test_a_destination_disabled_or_deleted_before_the_send_is_not_posted(
+    app, api, world, destination, receiver
+):
+    kept, deleted = destination(), destination()
+    create(world, "rep", 20, submit=True)
+    api("PATCH", f"/v2/notification_destinations/{kept['id']}", json={"enabled": False})
+    api("DELETE", f"/v2/notification_destinations/{deleted['id']}")
+    send(app)
+    assert chats(app) == [(kept["id"], "decision_requested", "skipped")]
+    assert receiver.received == []
+    refused = api("POST", f"/v2/notification_destinations/{kept['id']}/test", json={})
+    assert refused.status_code == 409
+
+
+def test_a_step_decided_before_the_send_is_not_announced(app, world, destination, receiver):
+    made = destination(events=["decision_requested"])
+    approval_id = create(world, "rep", 20, submit=True)  # Manager, then VP
+    act(world, "manager", "approve", approval_id)  # before the first message was sent
+    send(app)
+    assert chats(app) == [
+        (made["id"], "decision_requested", "skipped"),  # Manager's step: decided
+        (made["id"], "decision_requested", "sent"),  # VP's
+    ]
+    (posted,) = receiver.wait_for(1)
+    assert "it waits for VP." in posted.json["message"]
+
+
+def test_a_slow_destination_cannot_outlive_the_claim(app, world, destination, receiver):
+    app.config["WEBHOOK_LEASE_SECONDS"] = 1.0  # half of it for the batch's chat messages
+    receiver.answers = lambda number: Answer(delay=0.7)
+    made = destination(events=["commented"])
+    approval_id = create(world, "rep", 20, submit=True)
+    with app.app_context():
+        from discountflow.approvals import services
+
+        for number in range(3):
+            services.add_comment(world.actor("manager"), approval_id, f"Note {number}")
+    with app.app_context():
+        assert Mailer().run_once() >= 3
+    statuses = sorted(status for _, _, status in chats(app))
+    assert statuses.count("sent") == 1 and statuses.count("pending") == 2  # released, not lost
+    send(app)
+    assert [status for _, _, status in chats(app)] == ["sent"] * 3
+    assert made["id"]
+
+
+# --- where destinations may send -----------------------------------------------------------------
+
+
+@pytest.fixture
+def production(tmp_path):
+    return make_app(tmp_path, DISCOUNTFLOW_ENV="production")
+
+
+@pytest.fixture
+def resolving(monkeypatch):
+    names: dict[str, str] = {}
+    real = socket.getaddrinfo
+
+    def fake(host, port, *args, **kwargs):
+        if host in names:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (names[host], port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr("discountflow.webhooks.safety.socket.getaddrinfo", fake)
+    return names
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("json://chat.example/x", "use https in production: jsons://, not json://"),
+        ("mmost://chat.example/abcdefghijklmnopqrstuvwxyz", "mmosts://, not mmost://"),
+        ("jsons://chat.example/x?verify=no", "Certificates are checked in production"),
+        ("jsons://127.0.0.1/x", "127.0.0.1, a loopback, private"),
+        ("jsons://169.254.169.254/latest", "169.254.169.254"),
+        ("mmosts://internal.example/abcdefghijklmnopqrstuvwxyz", "internal.example resolves to 10"),
+        ("ntfys://[::ffff:10.0.0.1]/alerts", "carrying 10.0.0.1"),
+        ("workflows://internal.example:443/workflow/signature", "internal.example resolves to"),
+    ],
+)
+def test_production_refuses_plain_and_private_destinations(production, resolving, url, message):
+    resolving["chat.example"] = "93.184.216.34"
+    resolving["internal.example"] = "10.1.2.3"
+    world = build_world(production, "prod")
+    refused = production.test_client().post(
+        "/v2/notification_destinations",
+        json={"name": "Chat", "url": url},
+        headers=bearer(world.key),
+    )
+    assert refused.status_code == 400
+    assert refused.get_json()["param"] == "url"
+    assert message in refused.get_json()["message"]
+
+
+@pytest.mark.parametrize(
+    "url, service, shown",
+    [
+        (
+            "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#sales",
+            "Slack",
+            "slack://T...2/A...D/T...Q/%23sales/",
+        ),
+        (
+            "https://hooks.slack.com/services/T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ",
+            "Slack",
+            "slack://T...2/A...D/T...Q//",
+        ),
+        ("discord://1234567890/aBcDeFgHiJkLmNoPqRsTuVwXyZ", "Discord", "discord://1...0/a...Z/"),
+        ("jsons://chat.example/hook", "JSON", "jsons://chat.example/hook"),
+        ("ntfys://chat.example/alerts", "ntfy", "ntfys://chat.example/alerts"),
+    ],
+)
+def test_production_accepts_https_services(production, resolving, url, service, shown):
+    resolving["chat.example"] = "93.184.216.34"
+    world = build_world(production, "prod")
+    response = production.test_client().post(
+        "/v2/notification_destinations",
+        json={"name": "Chat", "url": url},
+        headers=bearer(world.key),
+    )
+    assert response.status_code == 201, response.get_json()
+    assert (response.get_json()["service"], response.get_json()["url"]) == (service, shown)
+
+
+def test_a_name_that_turns_private_after_it_was_saved_is_refused_at_the_send(production, resolving):
+    resolving["rebind.example"] = "93.184.216.34"
+    world = build_world(production, "prod")
+    made = (
+        production.test_client()
+        .post(
+            "/v2/notification_destinations",
+            json={"name": "Chat", "url": "jsons://rebind.example/hook"},
+            headers=bearer(world.key),
+        )
+        .get_json()
+    )
+    resolving["rebind.example"] = "127.0.0.1"
+    create(world, "rep", 20, submit=True)
+    send(production)
+    with production.app_context():
+        (row,) = db.session.execute(
+            select(Notification).where(Notification.channel == "chat")
+        ).scalars()
+        assert row.status == "pending" and row.destination_id == made["id"]
+        assert "resolves to 127.0.0.1" in row.last_error
+
+
+# --- GraphQL -----------------------------------------------------------------------------------
+
+
+def test_graphql_manages_destinations_and_preferences_with_the_same_rules(
+    app, client, world, receiver
+):
+    from .test_graphql import gql
+
+    create_ = """mutation($input: NotificationDestinationCreateInput!) {
+      createNotificationDestination(input: $input) { id name service url events enabled lastError }
+    }"""
+    made = gql(
+        client,
+        world.key,
+        create_,
+        {"input": {"name": "Chat", "url": apprise_url(receiver), "events": ["APPROVED"]}},
+    ).get_json()
+    created = made["data"]["createNotificationDestination"]
+    assert created == {
+        "id": created["id"],
+        "name": "Chat",
+        "service": "JSON",
+        "url": masked(receiver),
+        "events": ["APPROVED"],
+        "enabled": True,
+        "lastError": None,
+    }
+    refused = gql(client, world.key, create_, {"input": {"name": "X", "url": "syslog://"}})
+    (error,) = refused.get_json()["errors"]
+    assert error["extensions"]["code"] == "parameter_invalid"
+    assert "Not a URL of a supported service" in error["message"]
+    listed = gql(
+        client, world.key, "{ notificationDestinations(first: 5) { edges { node { id url } } } }"
+    ).get_json()["data"]["notificationDestinations"]["edges"]
+    assert listed == [{"node": {"id": created["id"], "url": masked(receiver)}}]
+    prefs = gql(
+        client,
+        world.key,
+        "mutation { updateNotificationPreferences(input: {digest: true, commented: false}) "
+        "{ digest commented approved } }",
+    ).get_json()["data"]["updateNotificationPreferences"]
+    assert prefs == {"digest": True, "commented": False, "approved": True}
+    rest = client.get("/v2/members/me/notification_preferences", headers=bearer(world.key))
+    assert (rest.get_json()["digest"], rest.get_json()["commented"]) == (True, False)
+    with app.app_context():
+        count = db.session.execute(
+            select(func.count()).select_from(Event).where(Event.surface == "graphql")
+        ).scalar()
+        assert count == 2
