@@ -329,10 +329,14 @@ def test_the_approval_page_shows_history_and_comments(app, world):
 # --- settings ----------------------------------------------------------------------------------
 
 
-def test_settings_are_for_the_owner_and_admins(app, world):
+def test_settings_are_for_the_owner_and_admins_but_my_notifications(app, world):
     for who in ("rep", "manager"):
         client = _as(app, who)
-        assert "Settings" not in nav_links(client.get("/inbox"))
+        assert "Settings" in nav_links(client.get("/inbox"))  # for "My notifications" only
+        mine = client.get("/settings", follow_redirects=True)
+        assert mine.request.path == "/settings/notifications"
+        assert nav_links(mine, "Settings") == ["Notifications"]
+        assert "Chat and push" not in mine.get_data(as_text=True)
         for path in ("/settings/approval-levels", "/settings/members", "/settings/organization"):
             assert client.get(path).status_code == 403, (who, path)
         forged = post_form(
@@ -350,6 +354,7 @@ def test_settings_are_for_the_owner_and_admins(app, world):
         "Approval levels",
         "Products",
         "Webhooks",
+        "Notifications",
         "Audit",
     ]
 

@@ -196,6 +196,7 @@ def test_only_the_owner_sees_the_api_keys_tab(client, world):
         "Approval levels",
         "Products",
         "Webhooks",
+        "Notifications",
         "Audit",
         "API Keys",
     ]

@@ -535,3 +535,121 @@ def test_graphql_manages_destinations_and_preferences_with_the_same_rules(
             select(func.count()).select_from(Event).where(Event.surface == "graphql")
         ).scalar()
         assert count == 2
+
+
+# --- the dashboard -----------------------------------------------------------------------------
+
+
+def _signed_in(app, who: str):
+    from .dashboard import sign_in
+
+    client = app.test_client()
+    assert sign_in(client, f"{who}@acme.example").status_code == 303
+    return client
+
+
+def test_a_member_chooses_their_emails_in_my_notifications(app, world):
+    from .dashboard import post_form
+
+    rep = _signed_in(app, "rep")
+    page = rep.get("/settings/notifications")
+    assert page.status_code == 200
+    assert "My notifications" in page.text and "Chat and push" not in page.text
+    assert ">Someone comments on a request I took part in</label>" in page.text
+    form = {f"mine-{kind}": "y" for kind in EVERY_KIND if kind != "commented"}
+    saved = post_form(rep, "/settings/notifications", form | {"mine-delivery": "digest"})
+    assert saved.status_code == 303
+    mine = rep.get("/settings/notifications").text
+    assert 'id="mine-commented" name="mine-commented" type="checkbox" value="y">' in mine
+    assert 'checked id="mine-approved"' in mine
+    assert 'checked id="mine-delivery-1"' in mine
+    with app.app_context():
+        from discountflow.notifications.models import NotificationPreferences
+
+        saved_row = db.session.get(NotificationPreferences, world.people["rep"])
+        assert (saved_row.commented, saved_row.approved, saved_row.digest) == (False, True, True)
+        (event,) = db.session.execute(
+            select(Event).where(Event.type == "member.notification_preferences_changed")
+        ).scalars()
+        assert event.surface == "dashboard" and event.actor_user_id == world.people["rep"]
+    refused = post_form(rep, "/settings/notifications", {"mine-delivery": "weekly"})
+    assert refused.status_code == 400
+    for path in (
+        "/settings/notifications/destinations",
+        "/settings/notifications/destinations/x/test",
+    ):
+        assert post_form(
+            rep, path, {"add-name": "Mine", "add-url": "json://1.2.3.4/"}
+        ).status_code in (403, 404)
+    with app.app_context():
+        assert (
+            db.session.execute(select(func.count()).select_from(NotificationDestination)).scalar()
+            == 0
+        )
+
+
+def test_an_admin_adds_tests_and_watches_a_destination(app, world, receiver):
+    from .dashboard import post_form
+
+    admin = _signed_in(app, "admin")
+    refused = post_form(
+        admin,
+        "/settings/notifications/destinations",
+        {
+            "add-name": "Chat",
+            "add-url": "syslog://",
+            "add-events": ["approved"],
+            "add-enabled": "y",
+        },
+        token_from="/settings/notifications",
+    )
+    assert refused.status_code == 400
+    assert "Not a URL of a supported service" in refused.text
+    added = post_form(
+        admin,
+        "/settings/notifications/destinations",
+        {
+            "add-name": "#sales",
+            "add-url": apprise_url(receiver),
+            "add-events": ["decision_requested", "approved"],
+            "add-enabled": "y",
+        },
+        token_from="/settings/notifications",
+    )
+    assert added.status_code == 303
+    detail = added.headers["Location"]
+    page = admin.get(detail).text
+    assert masked(receiver) in page and SECRET not in page
+    assert "Nothing sent yet: send a test message." in page
+    assert post_form(admin, f"{detail}/test", token_from=detail).status_code == 303
+    send(app)
+    assert receiver.wait_for(1)[0].json["title"] == "DiscountFlow test message"
+    page = admin.get(detail).text
+    assert "<td>Test</td>\n      <td>Sent</td>" in page
+    # A blank URL keeps the saved one; the kinds change.
+    kept = post_form(
+        admin,
+        detail,
+        {
+            "edit-name": "#sales-approvals",
+            "edit-url": "",
+            "edit-events": ["approved"],
+            "edit-enabled": "y",
+        },
+        token_from=detail,
+    )
+    assert kept.status_code == 303
+    with app.app_context():
+        (row,) = db.session.execute(select(NotificationDestination)).scalars()
+        assert (row.name, row.events) == ("#sales-approvals", ["approved"])
+        assert chat.unseal(row.url) == apprise_url(receiver)
+    # A failure shows on Settings → Notifications.
+    receiver.answers = lambda number: Answer(status=503, body=b"busy")
+    approval_id = create(world, "rep", 10, submit=True)
+    act(world, "manager", "approve", approval_id)
+    send(app)
+    overview = admin.get("/settings/notifications").text
+    assert "Failed and retrying" in overview and "Failed to send JSON" in overview
+    assert SECRET not in overview
+    assert post_form(admin, f"{detail}/delete", token_from=detail).status_code == 303
+    assert admin.get(detail).status_code == 404

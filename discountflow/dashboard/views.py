@@ -25,5 +25,8 @@ def home():
 @bp.get("/settings")
 @login_required
 def settings():
-    """Settings opens on its first tab, General (the owner and admins may see it)."""
-    return redirect(url_for("organizations.general"))
+    """Settings opens on its first tab: General for the owner and admins; Notifications (their
+    own) for every other member."""
+    if current_user.role in ("owner", "admin"):
+        return redirect(url_for("organizations.general"))
+    return redirect(url_for("notifications.index"))
