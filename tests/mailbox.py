@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import socket
+import threading
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import default
@@ -34,6 +36,11 @@ class Mailbox:
     received: list[Received] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)
     url: str = ""
+    # The DATA of these messages (by number, from 1) waits for the event, then is refused as
+    # a server closing does (421): it was never accepted. ``stalled`` is set when one waits.
+    stall: dict[int, threading.Event] = field(default_factory=dict)
+    stalled: threading.Event = field(default_factory=threading.Event)
+    data_count: int = 0
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         if address in self.refuse:
@@ -42,6 +49,12 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.data_count += 1
+        held = self.stall.get(self.data_count)
+        if held is not None:
+            self.stalled.set()
+            await asyncio.get_running_loop().run_in_executor(None, held.wait, 60)
+            return "421 Closing the connection"
         message = email.message_from_bytes(envelope.original_content, policy=default)
         self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
         return "250 Message accepted for delivery"

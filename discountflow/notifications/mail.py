@@ -1,6 +1,8 @@
 """Sending email: over SMTP as ``MAIL_URL`` says (``smtplib``), or, without it, to the log.
 
-One connection per batch. The envelope names exactly the one recipient the service computed,
+One connection per batch; each outcome is handed back as soon as the server answered (the
+worker records it at once, so a worker killed mid-batch does not send again what was already
+accepted). The envelope names exactly the one recipient the service computed,
 never an address read from the message's headers. The password appears in no error and no log.
 """
 
@@ -11,6 +13,7 @@ import smtplib
 import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
+from collections.abc import Iterator
 from typing import Protocol
 
 from ..config import MailServer, mail_server
@@ -32,7 +35,7 @@ class Transport(Protocol):
     sender: str
     shown: str
 
-    def send_all(self, messages: list[tuple[str, EmailMessage]]) -> list[Sent]: ...
+    def send_each(self, messages: list[tuple[str, EmailMessage]]) -> Iterator[Sent]: ...
 
 
 class LogTransport:
@@ -42,14 +45,14 @@ class LogTransport:
     sender = LOG_SENDER
     shown = "the log (MAIL_URL is not set)"
 
-    def send_all(self, messages: list[tuple[str, EmailMessage]]) -> list[Sent]:
+    def send_each(self, messages: list[tuple[str, EmailMessage]]) -> Iterator[Sent]:
         for recipient, message in messages:
             log.info(
                 "email to %s: %s (MAIL_URL is not set: written to the log, not sent)",
                 recipient,
                 message["Subject"],
             )
-        return [Sent(True) for _ in messages]
+            yield Sent(True)
 
 
 class SmtpTransport:
@@ -88,8 +91,7 @@ class SmtpTransport:
             raise
         return connection
 
-    def send_all(self, messages: list[tuple[str, EmailMessage]]) -> list[Sent]:
-        outcomes: list[Sent] = []
+    def send_each(self, messages: list[tuple[str, EmailMessage]]) -> Iterator[Sent]:
         connection: smtplib.SMTP | None = None
         from_address = envelope_sender(self.sender)
         try:
@@ -98,27 +100,26 @@ class SmtpTransport:
                     if connection is None:
                         connection = self.connect()
                     connection.send_message(message, from_address, [recipient])
-                    outcomes.append(Sent(True))
+                    yield Sent(True)
                 except smtplib.SMTPRecipientsRefused as refused:
                     code, answer = next(iter(refused.recipients.values()))
-                    outcomes.append(_refused(code, answer))
+                    yield _refused(code, answer)
                 except smtplib.SMTPAuthenticationError as error:  # fixed by the operator
-                    outcomes.append(Sent(False, f"authentication failed: {error.smtp_code}"))
+                    yield Sent(False, f"authentication failed: {error.smtp_code}")
                     _close(connection)
                     connection = None
                 except smtplib.SMTPResponseException as error:
-                    outcomes.append(_refused(error.smtp_code, error.smtp_error))
+                    yield _refused(error.smtp_code, error.smtp_error)
                     if error.smtp_code == 421 or not 400 <= error.smtp_code < 600:
                         _close(connection)
                         connection = None
                 except (smtplib.SMTPException, OSError) as error:
-                    outcomes.append(Sent(False, _described(error)))
+                    yield Sent(False, _described(error))
                     _close(connection)
                     connection = None
         finally:
             if connection is not None:
                 _close(connection, polite=True)
-        return outcomes
 
 
 def _refused(code: int, answer: bytes | str) -> Sent:

@@ -114,7 +114,7 @@ def send_test_email(recipient: str) -> str:
     transport = transport_for(current_app.config)
     base = public_url(current_app.config["PUBLIC_URL"])
     message = trial_message(recipient, transport.sender, base)
-    (sent,) = transport.send_all([(recipient, message)])
+    (sent,) = transport.send_each([(recipient, message)])
     if not sent.ok:
         raise EmailNotSent(f"The test email to {recipient} was not sent: {sent.error}")
     return transport.shown

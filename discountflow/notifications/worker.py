@@ -9,7 +9,8 @@ retry schedule, in the webhook worker's process (``flask --app app webhooks work
    a member who chose the daily digest is held for it (08:00 UTC).
 2. **Send** the batch outside any transaction: the emails over one SMTP connection (or to the
    log), each chat message by Apprise (those not sent within half the lease are released, not
-   attempted, so a slow service cannot outlive the claim).
+   attempted, so a slow service cannot outlive the claim). Each outcome is recorded as soon as
+   it is known, so a worker killed mid-batch sends again only the message it was sending.
 3. **Record**, if the claim is still ours: sent; or tried again — at once, then 5 s, 5 min,
    30 min, 2 h, 5 h, 10 h, then every 12 h, each ±10 % — until 3 days after the event, or at
    once for a refusal for good (a 5xx about the message), when it fails.
@@ -132,10 +133,10 @@ class Mailer:
         done = self.send_digest()
         claimed, settled = self.claim()
         emails = [each for each in claimed if each.channel == Channel.EMAIL]
+        outcomes = self.transport.send_each([(c.recipient, c.message) for c in emails])
+        for each, outcome in zip(emails, outcomes, strict=True):
+            self.record([(each, outcome)])  # at once: a kill later does not send it again
         sent: list[tuple[Claimed, Sent | None]] = []
-        if emails:
-            outcomes = self.transport.send_all([(c.recipient, c.message) for c in emails])
-            sent += list(zip(emails, outcomes, strict=True))
         deadline = time.monotonic() + self.lease.total_seconds() / 2
         for each in claimed:
             if each.channel != Channel.CHAT:
@@ -145,7 +146,7 @@ class Mailer:
                 continue
             title, body = each.message
             ok, error = chat.send(each.url, chat.ChatMessage(title, body), self.rules)
-            sent.append((each, Sent(ok, error)))
+            self.record([(each, Sent(ok, error))])
         if sent:
             self.record(sent)
         return done + len(claimed) + settled
@@ -408,7 +409,7 @@ class Mailer:
             message=message,
             ids=tuple(each.id for each in rows),
         )
-        (outcome,) = self.transport.send_all([(one.recipient, message)])
+        (outcome,) = self.transport.send_each([(one.recipient, message)])
         self.record([(one, outcome)], waiting=NotificationStatus.DIGEST)
         return settled + len(rows)
 
