@@ -338,6 +338,38 @@ def test_a_failing_destination_is_retried_and_its_error_kept_without_the_url(
     )
 
 
+def test_no_log_line_holds_a_piece_of_the_url_whatever_the_level(app, api, world, receiver, caplog):
+    caplog.set_level(logging.DEBUG)  # the root logger at DEBUG: as verbose as it gets
+    receiver.answers = lambda number: Answer(status=500)
+    port = receiver.server.server_port
+    made = api(
+        "POST",
+        "/v2/notification_destinations",
+        json={"name": "Chat", "url": f"json://bot:{SECRET}@127.0.0.1:{port}/hooks/{SECRET}x"},
+    ).get_json()
+    api("POST", f"/v2/notification_destinations/{made['id']}/test", json={})
+    send(app)
+    assert receiver.wait_for(1)[0].path == f"/hooks/{SECRET}x"
+    assert "chat retrying" in caplog.text  # the worker said so
+    assert SECRET not in caplog.text
+    shown = api("GET", f"/v2/notifications?destination={made['id']}").get_json()["data"][0]
+    assert shown["last_error"] and SECRET not in shown["last_error"]
+
+
+def test_a_redirect_is_not_followed(app, api, world):
+    with Receiver() as inside, Receiver() as outside:
+        outside.answers = lambda number: Answer(status=302, headers={"Location": inside.url})
+        url = f"json://127.0.0.1:{outside.server.server_port}/chat"
+        made = api(
+            "POST", "/v2/notification_destinations", json={"name": "Chat", "url": url}
+        ).get_json()
+        api("POST", f"/v2/notification_destinations/{made['id']}/test", json={})
+        send(app)
+        assert len(outside.wait_for(1)) == 1
+        assert inside.received == []
+    assert chats(app)[0][2] == "pending"  # a redirect is not a success: tried again later
+
+
 def test_a_destination_disabled_or_deleted_before_the_send_is_not_posted(
     app, api, world, destination, receiver
 ):

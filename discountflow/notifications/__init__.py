@@ -9,9 +9,10 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Install the notifications' outbox; register their API, pages and commands."""
-    from . import api, cli, outbox, views
+    from . import api, chat, cli, outbox, views
 
     outbox.install()
+    chat.quiet_libraries()
     app.register_blueprint(api.bp)
     app.register_blueprint(views.bp)
     app.cli.add_command(cli.notifications_cli)

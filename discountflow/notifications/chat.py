@@ -75,6 +75,19 @@ class Checked:
     masked: str
 
 
+def quiet_libraries() -> None:
+    """Keep the URLs' secrets out of the logs whatever the logging configuration: Apprise logs
+    a service's full address (a Slack token is in its path) at DEBUG, and urllib3, under it, each
+    request's path. Only their warnings are kept; Apprise's go to the send that captures them
+    (``send``), which logs them with every piece of the URL taken out."""
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    apprise_log = logging.getLogger("apprise")
+    apprise_log.setLevel(logging.WARNING)
+    apprise_log.propagate = False
+    if not apprise_log.handlers:
+        apprise_log.addHandler(logging.NullHandler())
+
+
 def _schemes(plugin: apprise.NotifyBase) -> set[str]:
     schemes = set()
     for attribute in ("protocol", "secure_protocol"):

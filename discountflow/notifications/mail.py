@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
-from collections.abc import Iterator
 from typing import Protocol
 
 from ..config import MailServer, mail_server
