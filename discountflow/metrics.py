@@ -83,8 +83,9 @@ webhook_deliveries = Counter(
 )
 notifications = Counter(
     "discountflow_notifications_total",
-    "Notifications by channel and outcome: sent, retrying, failed (for good), skipped (no "
-    "longer true when their turn came), claim_lost.",
+    "Notifications by channel (email, chat) and outcome: sent, retrying, failed (for good), "
+    "skipped (no longer true when their turn came), digest (held for a daily digest), "
+    "released (not attempted in its batch's time), claim_lost.",
     ("channel", "outcome"),
     registry=registry,
 )
@@ -102,8 +103,9 @@ for backend in ("database", "redis"):
     backend_errors.labels(backend)
 for limit in ("api_key", "authentication", "sign_in"):
     rate_limited.labels(limit)
-for outcome in ("sent", "failed"):
-    notifications.labels("email", outcome)
+for channel in ("email", "chat"):
+    for outcome in ("sent", "failed"):
+        notifications.labels(channel, outcome)
 
 _requests: dict[tuple[str, str, int], Callable[[float], None]] = {}
 

@@ -270,6 +270,28 @@ def test_a_submitted_request_is_posted_to_the_destinations_that_hear_of_it(
     assert shown[disabled["id"]]["last_attempt"] is None
 
 
+def test_metrics_count_the_chat_messages(tmp_path, receiver):
+    from .test_metrics import TOKEN, scrape, value
+
+    app = make_app(tmp_path, METRICS_TOKEN=TOKEN)
+    world = build_world(app)
+    client = app.test_client()
+    before = scrape(client)
+    made = client.post(
+        "/v2/notification_destinations",
+        json={"name": "Chat", "url": apprise_url(receiver), "events": ["decision_requested"]},
+        headers=bearer(world.key),
+    )
+    assert made.status_code == 201
+    create(world, "rep", 20, submit=True)
+    send(app)
+    after = scrape(client)
+    name = "discountflow_notifications_total"
+    for outcome, more in (("sent", 1), ("failed", 0)):
+        counted = value(after, name, channel="chat", outcome=outcome)
+        assert counted - value(before, name, channel="chat", outcome=outcome) == more
+
+
 def _listed(app, world):
     return (
         app.test_client()
