@@ -16,10 +16,10 @@ import enum
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from .database import begin_write, require_usable_id
-from .errors import NotFound, PermissionDenied, ReadOnlyKey
+from .errors import Conflict, NotFound, PermissionDenied, ReadOnlyKey
 from .extensions import db
 from .organizations.models import Organization, Role, User
 
@@ -187,3 +187,19 @@ def owner_of(organization_id: str) -> User:
     return db.session.execute(
         select(User).where(User.organization_id == organization_id, User.role == Role.OWNER.value)
     ).scalar_one()
+
+
+def require_room(actor: Actor, model: Any, most: int, refusal: str) -> None:
+    """Refuse (``409 conflict``, ``refusal``) one more ``model`` row than ``most`` in the
+    actor's organization. The organization's row is locked meanwhile on PostgreSQL, so two
+    creations at once cannot both take the last place (SQLite's writers run one at a time)."""
+    db.session.execute(
+        select(Organization.id).where(Organization.id == actor.organization_id).with_for_update()
+    ).scalar_one()
+    count = db.session.execute(
+        select(func.count())
+        .select_from(model)
+        .where(model.organization_id == actor.organization_id)
+    ).scalar_one()
+    if count >= most:
+        raise Conflict(refusal)

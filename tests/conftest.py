@@ -426,3 +426,30 @@ def api(client, world):
         return client.open(path, method=method, headers=headers, **kwargs)
 
     return call
+
+
+@pytest.fixture
+def production(tmp_path):
+    """An app in production: https only, public addresses only (webhooks, chat destinations)."""
+    return make_app(tmp_path, DISCOUNTFLOW_ENV="production")
+
+
+@pytest.fixture
+def resolving(monkeypatch):
+    """Make names resolve as the test says (``resolving["evil.example"] = "10.0.0.7"``, or
+    ``"64:ff9b::a00:1"``: IPv6 answers as the resolver gives them, AF_INET6 and a 4-tuple)."""
+    import socket
+
+    names: dict[str, str] = {}
+    real = socket.getaddrinfo
+
+    def fake(host, port, *args, **kwargs):
+        if host not in names:
+            return real(host, port, *args, **kwargs)
+        address = names[host]
+        if ":" in address:
+            return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port, 0, 0))]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr("discountflow.webhooks.safety.socket.getaddrinfo", fake)
+    return names

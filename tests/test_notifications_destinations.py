@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from datetime import timedelta
 
 import pytest
@@ -439,25 +438,6 @@ def test_a_slow_destination_cannot_outlive_the_claim(app, world, destination, re
 
 
 # --- where destinations may send -----------------------------------------------------------------
-
-
-@pytest.fixture
-def production(tmp_path):
-    return make_app(tmp_path, DISCOUNTFLOW_ENV="production")
-
-
-@pytest.fixture
-def resolving(monkeypatch):
-    names: dict[str, str] = {}
-    real = socket.getaddrinfo
-
-    def fake(host, port, *args, **kwargs):
-        if host in names:
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (names[host], port))]
-        return real(host, port, *args, **kwargs)
-
-    monkeypatch.setattr("discountflow.webhooks.safety.socket.getaddrinfo", fake)
-    return names
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 import re
-import socket
 
 import httpcore
 import pytest
@@ -19,7 +18,7 @@ from discountflow.webhooks.safety import GuardedBackend, UnsafeDestination
 from discountflow.webhooks.worker import Worker
 
 from .approvals_world import build_world, create
-from .conftest import bearer, make_app
+from .conftest import bearer
 from .receiver import Receiver
 
 REFUSED_BECAUSE = (
@@ -39,30 +38,6 @@ CARRYING_PRIVATE = [
     ("::127.0.0.1", "::127.0.0.1", "(carrying 127.0.0.1)"),
 ]
 CARRYING_PUBLIC = ["64:ff9b::808:808", "2002:808:808::", "::ffff:8.8.8.8"]  # 8.8.8.8 inside
-
-
-@pytest.fixture
-def production(tmp_path):
-    return make_app(tmp_path, DISCOUNTFLOW_ENV="production")
-
-
-@pytest.fixture
-def resolving(monkeypatch):
-    """Make names resolve as the test says (``resolving["evil.example"] = "64:ff9b::a00:1"``),
-    IPv6 answers as the resolver gives them (AF_INET6, a 4-tuple)."""
-    names: dict[str, str] = {}
-    real = socket.getaddrinfo
-
-    def fake(host, port, *args, **kwargs):
-        if host not in names:
-            return real(host, port, *args, **kwargs)
-        address = names[host]
-        if ":" in address:
-            return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port, 0, 0))]
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
-
-    monkeypatch.setattr("discountflow.webhooks.safety.socket.getaddrinfo", fake)
-    return names
 
 
 def _endpoints(app) -> int:

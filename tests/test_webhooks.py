@@ -677,26 +677,6 @@ def test_the_dashboards_enable_and_disable_buttons_are_recorded_by_name(app, wor
 # --- where webhooks may go -------------------------------------------------------------------
 
 
-@pytest.fixture
-def production(tmp_path):
-    return make_app(tmp_path, DISCOUNTFLOW_ENV="production")
-
-
-@pytest.fixture
-def resolving(monkeypatch):
-    """Make names resolve as the test says (``resolving["evil.example"] = "10.0.0.7"``)."""
-    names: dict[str, str] = {}
-    real = socket.getaddrinfo
-
-    def fake(host, port, *args, **kwargs):
-        if host in names:
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (names[host], port))]
-        return real(host, port, *args, **kwargs)
-
-    monkeypatch.setattr("discountflow.webhooks.safety.socket.getaddrinfo", fake)
-    return names
-
-
 @pytest.mark.parametrize(
     "url, message",
     [

@@ -8,14 +8,13 @@ logged or written into an event: only its masked form is.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from ..actors import Actor, fetch, writing
+from ..actors import Actor, fetch, require_room, writing
 from ..audit.services import EventLog
 from ..database import new_id, utcnow
 from ..errors import Conflict
 from ..extensions import db
-from ..organizations.models import Organization
 from ..pagination import PageRequest, page_of
 from ..webhooks.services import destination_rules
 from . import chat
@@ -47,7 +46,13 @@ def create_destination(actor: Actor, data: DestinationCreate) -> NotificationDes
     writing(actor)
     actor.require_manager(MANAGE)
     checked = chat.check(data.url, destination_rules())
-    _require_room(actor)
+    require_room(
+        actor,
+        NotificationDestination,
+        MAX_DESTINATIONS,
+        f"An organization has at most {MAX_DESTINATIONS} notification destinations: delete "
+        "one it no longer uses first.",
+    )
     now = utcnow()
     destination = NotificationDestination(
         id=new_id("ntd"),
@@ -71,23 +76,6 @@ def create_destination(actor: Actor, data: DestinationCreate) -> NotificationDes
     )
     db.session.commit()
     return destination
-
-
-def _require_room(actor: Actor) -> None:
-    """Refuse a 17th destination (the organization's row locked meanwhile on PostgreSQL)."""
-    db.session.execute(
-        select(Organization.id).where(Organization.id == actor.organization_id).with_for_update()
-    ).scalar_one()
-    count = db.session.execute(
-        select(func.count())
-        .select_from(NotificationDestination)
-        .where(NotificationDestination.organization_id == actor.organization_id)
-    ).scalar_one()
-    if count >= MAX_DESTINATIONS:
-        raise Conflict(
-            f"An organization has at most {MAX_DESTINATIONS} notification destinations: delete "
-            "one it no longer uses first."
-        )
 
 
 def update_destination(

@@ -11,14 +11,13 @@ import json
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from ..actors import Actor, fetch, writing
+from ..actors import Actor, fetch, require_room, writing
 from ..audit.services import EventLog
 from ..database import new_id, require_usable_id, rfc3339, utcnow
 from ..errors import Conflict, NotFound
 from ..extensions import db
-from ..organizations.models import Organization
 from ..pagination import PageRequest, page_of
 from .models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookMessage
 from .safety import Rules, check_url
@@ -69,7 +68,13 @@ def create_endpoint(actor: Actor, data: EndpointCreate) -> tuple[WebhookEndpoint
     writing(actor)
     actor.require_manager(MANAGE_ENDPOINTS)
     url = check_url(data.url, destination_rules())
-    _require_room(actor)
+    require_room(
+        actor,
+        WebhookEndpoint,
+        MAX_ENDPOINTS,
+        f"An organization has at most {MAX_ENDPOINTS} webhook endpoints: delete one it no "
+        "longer uses first (one endpoint may subscribe to many events).",
+    )
     now = utcnow()
     secret = new_secret()
     events = EventLog(actor, now)
@@ -89,24 +94,6 @@ def create_endpoint(actor: Actor, data: EndpointCreate) -> tuple[WebhookEndpoint
     events.add("webhook_endpoint.created", endpoint=endpoint.id, url=url)
     db.session.commit()
     return endpoint, secret
-
-
-def _require_room(actor: Actor) -> None:
-    """Refuse a 17th endpoint (the organization's row locked meanwhile on PostgreSQL, so two
-    creations at once cannot both take the last place; SQLite's writers run one at a time)."""
-    db.session.execute(
-        select(Organization.id).where(Organization.id == actor.organization_id).with_for_update()
-    ).scalar_one()
-    count = db.session.execute(
-        select(func.count())
-        .select_from(WebhookEndpoint)
-        .where(WebhookEndpoint.organization_id == actor.organization_id)
-    ).scalar_one()
-    if count >= MAX_ENDPOINTS:
-        raise Conflict(
-            f"An organization has at most {MAX_ENDPOINTS} webhook endpoints: delete one it no "
-            "longer uses first (one endpoint may subscribe to many events)."
-        )
 
 
 def update_endpoint(actor: Actor, endpoint_id: str, data: EndpointUpdate) -> WebhookEndpoint:
