@@ -231,6 +231,25 @@ def test_changes_are_recorded_without_the_url(app, api, destination, receiver):
     assert SECRET not in json.dumps([data for _, data in found])
 
 
+def test_a_webhook_hears_of_a_destination_as_the_api_shows_it(app, api, receiver):
+    from discountflow.webhooks.models import WebhookMessage
+
+    assert (
+        api("POST", "/v2/webhook_endpoints", json={"url": "http://127.0.0.1:9/hooks"}).status_code
+        == 201
+    )
+    made = api(
+        "POST", "/v2/notification_destinations", json={"name": "Chat", "url": apprise_url(receiver)}
+    ).get_json()
+    with app.app_context():
+        (message,) = db.session.execute(
+            select(WebhookMessage).where(WebhookMessage.type == "notification_destination.created")
+        ).scalars()
+        body = json.loads(message.payload)
+    assert body["data"]["object"] == made
+    assert SECRET not in message.payload
+
+
 def test_an_organization_has_at_most_16_destinations(api, destination):
     for _ in range(16):
         destination()

@@ -28,6 +28,8 @@ from ..audit.schemas import EventOut
 from ..auth.models import ApiKey
 from ..auth.schemas import ApiKeyOut
 from ..database import new_id, rfc3339
+from ..notifications.models import NotificationDestination
+from ..notifications.schemas import DestinationOut
 from ..organizations.models import Organization, User
 from ..organizations.schemas import MemberOut, OrganizationOut
 from ..outbox import listen
@@ -95,6 +97,11 @@ _OBJECTS: dict[str, tuple[Any, Callable[[Event], Any], Callable]] = {
     "organization": (Organization, lambda e: e.organization_id, OrganizationOut.of),
     "product": (Product, lambda e: e.data.get("product"), ProductOut.of),
     "webhook_endpoint": (WebhookEndpoint, lambda e: e.data.get("endpoint"), EndpointOut.of),
+    "notification_destination": (
+        NotificationDestination,
+        lambda e: e.data.get("destination"),
+        DestinationOut.of,  # its URL masked, as the API shows it
+    ),
 }
 
 
