@@ -132,23 +132,23 @@ class Mailer:
         self.remind()
         done = self.send_digest()
         claimed, settled = self.claim()
+        deadline = time.monotonic() + self.lease.total_seconds() / 2  # well within the claim
         emails = [each for each in claimed if each.channel == Channel.EMAIL]
         outcomes = self.transport.send_each([(c.recipient, c.message) for c in emails])
         for each, outcome in zip(emails, outcomes, strict=True):
             self.record([(each, outcome)])  # at once: a kill later does not send it again
-        sent: list[tuple[Claimed, Sent | None]] = []
-        deadline = time.monotonic() + self.lease.total_seconds() / 2
+        released: list[tuple[Claimed, Sent | None]] = []
         for each in claimed:
             if each.channel != Channel.CHAT:
                 continue
             if time.monotonic() > deadline:
-                sent.append((each, None))  # not attempted: released for the next batch
+                released.append((each, None))  # not attempted: due again at once
                 continue
             title, body = each.message
             ok, error = chat.send(each.url, chat.ChatMessage(title, body), self.rules)
             self.record([(each, Sent(ok, error))])
-        if sent:
-            self.record(sent)
+        if released:
+            self.record(released)
         return done + len(claimed) + settled
 
     def remind(self) -> int:
