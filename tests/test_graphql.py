@@ -209,6 +209,7 @@ QUERIES = {
     "product": 'product(id: "$product") { id }',
     "webhookEndpoints": "webhookEndpoints(first: 5) { edges { node { id } } }",
     "webhookEndpoint": 'webhookEndpoint(id: "$endpoint") { id deliveries(first: 5) { id } }',
+    "insights": "insights { currency discount { approved series(first: 5) { start } } }",
 }
 
 
@@ -1057,6 +1058,7 @@ def _shapes():
     from discountflow.approvals import schemas as approvals
     from discountflow.audit import schemas as audit
     from discountflow.auth import schemas as auth
+    from discountflow.insights import schemas as insights
     from discountflow.organizations import schemas as organizations
     from discountflow.products import schemas as products
     from discountflow.schemas import ActorOut
@@ -1083,6 +1085,21 @@ def _shapes():
         "ApiKeySession": (auth.ApiKeySessionOut, {"id"}),
         "OrganizationRef": (auth.OrganizationRef, set()),
         "RateLimit": (auth.RateLimitOut, set()),
+        "Insights": (insights.InsightsOut, set()),
+        "InsightsPeriod": (insights.PeriodOut, set()),
+        "InsightsFilters": (insights.FiltersOut, set()),
+        "DiscountGiven": (insights.DiscountOut, set()),
+        "DiscountPoint": (insights.DiscountPointOut, set()),
+        "Depth": (insights.DepthOut, set()),
+        "DepthBand": (insights.DepthBandOut, set()),
+        "Speed": (insights.SpeedOut, set()),
+        "LevelSpeed": (insights.LevelSpeedOut, set()),
+        "Pending": (insights.PendingOut, set()),
+        "PendingAge": (insights.PendingAgeOut, set()),
+        "PendingRequest": (insights.PendingRequestOut, set()),
+        "Outcomes": (insights.OutcomesOut, set()),
+        "RequesterFigures": (insights.RequesterOut, set()),
+        "ProductFigures": (insights.ProductFigureOut, set()),
         # inputs → the pydantic model that validates them
         "ApprovalCreateInput": (approvals.ApprovalCreate, set()),
         "ApprovalUpdateInput": (approvals.ApprovalUpdate, set()),

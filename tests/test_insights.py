@@ -628,3 +628,82 @@ def test_csv_cells_a_spreadsheet_would_run_are_quoted(client, world, history):
     assert rows[1][0] == '\'=HYPERLINK("http://evil.example","click")'
     page = client.get(f"/insights?{PERIOD}")
     assert "=HYPERLINK(&#34;http://evil.example&#34;" in page.text  # escaped on the page
+
+
+# --- REST = GraphQL = the page -----------------------------------------------------------------
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _selection(model) -> str:
+    """Every field of an Out model as a GraphQL selection (lists: ``first: 100``)."""
+    from typing import get_args, get_origin
+
+    from pydantic import BaseModel
+
+    parts = []
+    for name, field in model.model_fields.items():
+        if name == "object":
+            continue
+        annotation = field.annotation
+        if get_origin(annotation) is list:
+            (item,) = get_args(annotation)
+            parts.append(f"{_camel(name)}(first: 100) {{ {_selection(item)} }}")
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            parts.append(f"{_camel(name)} {{ {_selection(annotation)} }}")
+        else:
+            parts.append(_camel(name))
+    return " ".join(parts)
+
+
+def _snake(value):
+    if isinstance(value, dict):
+        return {re.sub(r"([A-Z])", r"_\1", k).lower(): _snake(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_snake(v) for v in value]
+    return value
+
+
+def test_rest_graphql_and_the_page_give_the_same_numbers(client, api, world, history):
+    from discountflow.insights.schemas import InsightsOut
+
+    from .test_graphql import gql
+
+    arguments = (
+        f'start: "2026-01-05", end: "2026-02-28", groupBy: "month", currency: "USD", '
+        f'requestedBy: "{world.people["rep"]}"'
+    )
+    document = f"{{ insights({arguments}) {{ {_selection(InsightsOut)} }} }}"
+    answer = gql(client, world.read_only_key, document)
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["extensions"]["cost"]["requested"] >= 700  # its lists, counted
+    graphql = _snake(answer.get_json()["data"]["insights"])
+    rest = _get(api, PERIOD + f"&group_by=month&currency=USD&requested_by={world.people['rep']}")
+    rest = {k: v for k, v in rest.items() if k != "object"}
+    rest["top_requesters_by_discount"] = rest["top_requesters_by_discount"][:100]
+    assert graphql == rest
+    sign_in(client, "admin@acme.example")
+    page = client.get(f"/insights?{PERIOD}&group_by=month&requested_by={world.people['rep']}")
+    tables = _page_tables(page.text)
+    assert [row[2] for row in tables["discount"]] == [
+        str(p["approved"]) for p in graphql["discount"]["series"]
+    ]
+    assert tables["requesters-by-discount"][0][0] == "rep@acme.example"
+
+
+def test_graphql_refuses_bad_arguments_with_the_rest_codes(client, world):
+    from .test_graphql import gql
+
+    for arguments, param in (
+        ('start: "2026-02-31"', "start"),
+        ('groupBy: "day"', "groupBy"),
+        ('currency: "EURO"', "currency"),
+        ('requestedBy: "usr_nope"', "requested_by"),
+    ):
+        answer = gql(client, world.key, f"{{ insights({arguments}) {{ currency }} }}").get_json()
+        error = answer["errors"][0]["extensions"]
+        assert error["code"] == "parameter_invalid", answer
+        assert error["param"] == param

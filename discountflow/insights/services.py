@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import and_, case, exists, extract, func, literal, or_, select
 
 from ..actors import Actor
@@ -50,6 +51,7 @@ BANDS = 11  # 0–5 %, 5–10 % … 45–50 %, and 50 % or more
 PENDING_AGES = (0, 1, 3, 7, 14, 30)  # days: under 1 day, 1–3 days … 30 days or more
 OLDEST_PENDING = 5
 DEFAULT_CURRENCY = "USD"
+MAX_POINTS = 100  # of the discount series (a list of GraphQL gives at most 100)
 
 
 # --- the period ----------------------------------------------------------------------------------
@@ -94,8 +96,18 @@ def period_of(query: InsightsQuery, today: date) -> Period:
     start = query.start or end - timedelta(days=DEFAULT_DAYS - 1)
     # (The query model bounds a period given in full; one given by half is bounded here.)
     given = query.model_dump(exclude_none=True)
-    checked = InsightsQuery.model_validate({**given, "start": start, "end": end})
-    return Period(checked.start, checked.end, query.group_by)
+    try:
+        checked = InsightsQuery.model_validate({**given, "start": start, "end": end})
+    except ValidationError as error:
+        message = error.errors()[0]["msg"].removeprefix("Value error, ")
+        raise InvalidParameter(f"Invalid period: {message}.", param="start") from error
+    period = Period(checked.start, checked.end, query.group_by)
+    if len(period.buckets()) > MAX_POINTS:
+        raise InvalidParameter(
+            f"By week, a period holds at most {MAX_POINTS} weeks: group it by month.",
+            param="group_by",
+        )
+    return period
 
 
 def _bucket(column, bounds: list[datetime], low: int = 0, high: int | None = None):
