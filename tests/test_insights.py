@@ -707,3 +707,27 @@ def test_graphql_refuses_bad_arguments_with_the_rest_codes(client, world):
         error = answer["errors"][0]["extensions"]
         assert error["code"] == "parameter_invalid", answer
         assert error["param"] == param
+
+
+def test_the_demo_gives_every_chart_something_to_show(client, runner):
+    from .test_cli import key_from
+
+    key = key_from(runner.invoke(args=["demo"]).output)
+    figures = client.get("/v2/insights?group_by=month", headers=bearer(key)).get_json()
+    assert figures["currency"] == "USD"
+    months = [point for point in figures["discount"]["series"] if point["approved"]]
+    assert len(months) >= 4
+    depth = figures["depth"]
+    assert sum(1 for band in depth["bands"] if band["catalog_lines"]) >= 5
+    assert depth["custom_lines"] >= 2
+    speed = figures["speed"]
+    assert speed["decided"] >= 8 and speed["median_seconds"] > 3600
+    assert [level["rank"] for level in speed["levels"]] == [1, 2, 3]
+    assert speed["pending"]["count"] >= 1
+    outcomes = figures["outcomes"]
+    assert all(outcomes[name] for name in ("approved", "rejected", "changes_requested", "recalled"))
+    assert outcomes["auto_approved"] >= 1
+    assert len(figures["top_requesters_by_discount"]) == 3
+    assert len(figures["top_products"]) >= 3
+    euro = client.get("/v2/insights?currency=EUR", headers=bearer(key)).get_json()
+    assert euro["discount"]["approved"] >= 1
