@@ -106,6 +106,7 @@ class Approval(db.Model):
             "required_level_id",
             "list_amount",
             "amount",
+            "id",  # (the line items and steps join on it)
         ),
     )
 

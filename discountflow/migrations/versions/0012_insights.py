@@ -66,6 +66,7 @@ def upgrade():
                 "required_level_id",
                 "list_amount",
                 "amount",
+                "id",
             ],
             unique=False,
         )
