@@ -25,6 +25,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         docs,
         errors,
         graphql,
+        insights,
         notifications,
         operations,
         organizations,
@@ -47,7 +48,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     api.init_app(app)  # the /v2 pipeline: authentication, limits, OpenAPI
     dashboard.init_app(app)  # the dashboard's shell: sessions, CSRF, layout
-    for feature in (organizations, auth, products, approvals, audit, webhooks, notifications):
+    for feature in (
+        organizations,
+        auth,
+        products,
+        approvals,
+        audit,
+        webhooks,
+        notifications,
+        insights,
+    ):
         feature.init_app(app)  # each registers its API, pages and commands
     graphql.init_app(app)  # /v2/graphql: every feature's queries and mutations
     docs.init_app(app)  # /docs: the documentation, from docs/*.md

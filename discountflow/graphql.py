@@ -86,6 +86,7 @@ from .config import VERSION
 from .errors import DomainError, InvalidParameter
 from .graphql_base import SCALARS, Context
 from .graphql_limits import QueryLimits, syntax_error_extensions
+from .insights import graphql as insights
 from .notifications import graphql as notifications
 from .organizations import graphql as organizations
 from .products import graphql as products
@@ -296,6 +297,7 @@ def schema(environment: str = "staging") -> strawberry.Schema:
                 webhooks.Query,
                 notifications.Query,
                 audit.Query,
+                insights.Query,
             ),
             {},
         ),

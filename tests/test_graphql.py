@@ -224,6 +224,7 @@ QUERIES = {
     "notificationDestinations": "notificationDestinations(first: 5) { edges { node { id url } } }",
     "notificationDestination": 'notificationDestination(id: "$destination") { id }',
     "notifications": "notifications(first: 5) { edges { node { id status } } }",
+    "insights": "insights { currency discount { approved series(first: 5) { start } } }",
 }
 
 
@@ -1088,6 +1089,7 @@ def _shapes():
     from discountflow.approvals import schemas as approvals
     from discountflow.audit import schemas as audit
     from discountflow.auth import schemas as auth
+    from discountflow.insights import schemas as insights
     from discountflow.notifications import schemas as notifications
     from discountflow.organizations import schemas as organizations
     from discountflow.products import schemas as products
@@ -1115,6 +1117,21 @@ def _shapes():
         "ApiKeySession": (auth.ApiKeySessionOut, {"id"}),
         "OrganizationRef": (auth.OrganizationRef, set()),
         "RateLimit": (auth.RateLimitOut, set()),
+        "Insights": (insights.InsightsOut, set()),
+        "InsightsPeriod": (insights.PeriodOut, set()),
+        "InsightsFilters": (insights.FiltersOut, set()),
+        "DiscountGiven": (insights.DiscountOut, set()),
+        "DiscountPoint": (insights.DiscountPointOut, set()),
+        "Depth": (insights.DepthOut, set()),
+        "DepthBand": (insights.DepthBandOut, set()),
+        "Speed": (insights.SpeedOut, set()),
+        "LevelSpeed": (insights.LevelSpeedOut, set()),
+        "Pending": (insights.PendingOut, set()),
+        "PendingAge": (insights.PendingAgeOut, set()),
+        "PendingRequest": (insights.PendingRequestOut, set()),
+        "Outcomes": (insights.OutcomesOut, set()),
+        "RequesterFigures": (insights.RequesterOut, set()),
+        "ProductFigures": (insights.ProductFigureOut, set()),
         # inputs → the pydantic model that validates them
         "ApprovalCreateInput": (approvals.ApprovalCreate, set()),
         "ApprovalUpdateInput": (approvals.ApprovalUpdate, set()),

@@ -125,8 +125,8 @@ def demo(tmp_path_factory) -> Iterator[Demo]:
             ),
             "notification": ids_of(Notification.id, Notification.organization_id == org),
         }
-    # The demo has approvals in every status, three levels, the owner and six members.
-    assert len(ids["approval"]) >= 9 and len(ids["level"]) == 3 and len(ids["member"]) == 7
+    # The demo has approvals in every status, three levels, the owner and seven members.
+    assert len(ids["approval"]) >= 9 and len(ids["level"]) == 3 and len(ids["member"]) == 8
     assert all(ids.values()), ids
     REAL_IDS.update(ids)
     yield Demo(app=app, key=key, ids=ids)

@@ -7,10 +7,14 @@ demo's decisions, comments and audit trail are what real use would have produced
 
 from __future__ import annotations
 
+import random
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
 
 from ..actors import Actor, Surface
+from ..audit.models import Event
 from ..database import utcnow
 from ..extensions import db
 from ..organizations import services as organizations
@@ -20,7 +24,7 @@ from ..pagination import PageRequest
 from ..products import services as products
 from ..products.schemas import ProductCreate
 from . import levels, queries, services
-from .models import Approval, ApprovalLevel
+from .models import Approval, ApprovalLevel, ApprovalStatus, Decision
 from .queries import ApprovalView
 from .schemas import ApprovalCreate, ApprovalListQuery, LevelCreate, LineItemInput
 
@@ -28,6 +32,7 @@ MEMBERS = [
     ("admin@demo.example", "Adam Admin", Role.ADMIN),
     ("rep@demo.example", "Rita Rep", Role.MEMBER),
     ("sam@demo.example", "Sam Seller", Role.MEMBER),
+    ("nora@demo.example", "Nora Novak", Role.MEMBER),
     ("manager@demo.example", "Max Manager", Role.MEMBER),
     ("vp@demo.example", "Vera VP", Role.MEMBER),
     ("cfo@demo.example", "Carl CFO", Role.MEMBER),
@@ -43,13 +48,27 @@ LEVELS = [  # name, rank, largest discount in percent, largest total discount, w
 SIGN_INS = [
     ("owner@demo.example", "the owner (Settings → API Keys); approves at the CFO level"),
     ("admin@demo.example", "an admin"),
-    ("rep@demo.example, sam@demo.example", "reps, who ask for discounts"),
+    ("rep@demo.example, sam@demo.example, nora@demo.example", "reps, who ask for discounts"),
     ("manager@demo.example", "approves at the Sales manager level"),
     ("vp@demo.example", "approves at the VP Sales level"),
     ("cfo@demo.example", "approves at the CFO level"),
 ]
 
 
+CUSTOMERS = [
+    "Acme Corp",
+    "Globex",
+    "Initech",
+    "Umbrella Corp",
+    "Hooli",
+    "Stark Industries",
+    "Wayne Enterprises",
+    "Soylent",
+    "Cyberdyne",
+    "Tyrell Corp",
+    "Wonka",
+    "Oscorp",
+]
 # The price book: SKU, name, description, list prices (minor units), active.
 PRODUCTS = [
     (
@@ -110,6 +129,108 @@ def _request(
     )
 
 
+# Six months of history, so that every chart of Insights has something to say: who asks (the
+# three reps), how deep (percent off the larger line), what happened, on which products.
+HISTORY_DAYS = 180
+HISTORY = 42
+DEPTHS = [3, 8, 12, 18, 25, 35, 4, 10, 22, 45, 14, 28, 6, 16]
+SKUS = ["SEAT-PRO", "SEAT-BASIC", "ONBOARDING", "SUPPORT-GOLD"]
+
+
+def _history(reps: list[Actor], deciders: dict[int, Actor]) -> None:
+    """Requests of the last six months, decided through the services, then moved back to when
+    they happened (their steps waited from an hour to a few days, longer higher up)."""
+    chance = random.Random(28)  # the same history every time
+    now = utcnow()
+    for number in range(HISTORY):
+        depth = DEPTHS[number % len(DEPTHS)]
+        currency = "EUR" if number % 6 == 5 else "USD"
+        book = {sku: prices[currency] for sku, _, _, prices, _ in PRODUCTS if currency in prices}
+        lines = [
+            LineItemInput(
+                sku=sku,
+                quantity=quantity,
+                unit_price=book[sku] * (100 - percent) // 100,
+            )
+            for sku, quantity, percent in (
+                (SKUS[number % 2], 10 + chance.randrange(40), depth),
+                (SKUS[2 + number % 2], 1, max(0, depth - chance.randrange(8))),
+            )
+        ]
+        if number % 5 == 2:  # a one-off service: a custom line
+            lines.append(
+                LineItemInput(
+                    description="On-site workshop",
+                    quantity=1,
+                    unit_list_price=150_000,
+                    unit_price=150_000 * (100 - depth // 2) // 100,
+                )
+            )
+        customer = CUSTOMERS[number % len(CUSTOMERS)]
+        data = ApprovalCreate(
+            title=f"{customer} {'renewal' if number % 3 else 'expansion'}",
+            customer=customer,
+            currency=currency,
+            deal_reference=f"CRM-{20000 + number}",
+            justification="Quarter-end deal.",
+            line_items=lines,
+            submit=True,
+        )
+        requester = reps[number % len(reps)]
+        view = services.create_approval(requester, data)
+        approval_id = view.approval.id
+        waits: list[timedelta] = []
+        if number % 8 == 7 and view.status == ApprovalStatus.PENDING:
+            view = services.recall(requester, approval_id)  # taken back, to rework
+        for step in view.steps:
+            if view.status != ApprovalStatus.PENDING:
+                break
+            waits.append(timedelta(minutes=chance.randrange(45, 60 * 24 * step.level_rank)))
+            decider = deciders[step.level_rank]
+            if number % 9 == 4 and step.position == 1:
+                view = services.request_changes(decider, approval_id, "Tie it to a longer term.")
+            elif number % 7 == 3 and step.position == len(view.steps):
+                view = services.reject(decider, approval_id, "Too deep for this account.")
+            else:
+                view = services.approve(decider, approval_id)
+        submitted = now - timedelta(
+            days=HISTORY_DAYS * (HISTORY - number) / HISTORY, hours=chance.randrange(8)
+        )
+        _move_back(approval_id, submitted, waits)
+
+
+def _move_back(approval_id: str, submitted: datetime, waits: list[timedelta]) -> None:
+    """Put an approval's times (and its steps', decisions' and events') where its history
+    happened: submitted then, each step decided after its wait."""
+    approval = db.session.get(Approval, approval_id)
+    moments = [submitted]
+    for wait in waits:
+        moments.append(moments[-1] + wait)
+    approval.created_at = submitted - timedelta(hours=1)
+    approval.submitted_at = submitted
+    approval.updated_at = moments[-1]
+    if approval.decided_at is not None:
+        approval.decided_at = moments[-1]
+        if approval.valid_until is not None:
+            approval.valid_until = moments[-1] + timedelta(days=30)
+    for index, step in enumerate(approval.current_steps()):
+        step.started_at = moments[index] if index < len(moments) and step.started_at else None
+        if step.decided_at is not None:
+            step.decided_at = moments[index + 1]
+    decisions = db.session.execute(
+        select(Decision).where(Decision.approval_id == approval_id).order_by(Decision.id)
+    ).scalars()
+    for index, decision in enumerate(decisions):
+        decision.created_at = moments[min(index + 1, len(moments) - 1)]
+    events = db.session.execute(
+        select(Event).where(Event.approval_id == approval_id).order_by(Event.id)
+    ).scalars()
+    times = [approval.created_at, *moments]
+    for index, event in enumerate(events):
+        event.created_at = times[min(index, len(times) - 1)]
+    db.session.commit()
+
+
 def create_demo_organization(password: str) -> Organization:
     """Create the 'demo' organization with its people, levels and approvals.
 
@@ -158,6 +279,10 @@ def create_demo_organization(password: str) -> Organization:
 
     rep, sam = as_("rep@demo.example"), as_("sam@demo.example")
     manager, vp = as_("manager@demo.example"), as_("vp@demo.example")
+    _history(
+        [rep, sam, as_("nora@demo.example")],
+        {1: manager, 2: vp, 3: as_("cfo@demo.example")},
+    )
 
     pilot = _request("Initech pilot", "Initech", 12)
     pilot.line_items.append(  # a one-off item: a custom line, with its list price typed in

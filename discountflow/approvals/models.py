@@ -93,6 +93,21 @@ class Approval(db.Model):
         Index("ix_approvals_organization_requester", "organization_id", "requested_by_id"),
         # Approved approvals by when their price expires (status filters read "expired").
         Index("ix_approvals_organization_status_valid", "organization_id", "status", "valid_until"),
+        # Insights: the decisions of a period in one currency, read from the index alone (the
+        # columns the figures add up come with it, so no row of the table is visited).
+        Index(
+            "ix_approvals_organization_currency_decided",
+            "organization_id",
+            "currency",
+            "decided_at",
+            "status",
+            "submitted_at",
+            "requested_by_id",
+            "required_level_id",
+            "list_amount",
+            "amount",
+            "id",  # (the line items and steps join on it)
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=partial(new_id, "apr"))
@@ -143,8 +158,20 @@ class Approval(db.Model):
 
 class LineItem(db.Model):
     __tablename__ = "approval_line_items"
-    # An approval's items in their order (lists read them in index order).
-    __table_args__ = (Index("ix_approval_line_items_approval_position", "approval_id", "position"),)
+    __table_args__ = (
+        # An approval's items in their order (lists read them in index order).
+        Index("ix_approval_line_items_approval_position", "approval_id", "position"),
+        # Insights: an approval's lines with what the figures add up, from the index alone.
+        Index(
+            "ix_approval_line_items_insights",
+            "approval_id",
+            "product_id",
+            "custom",
+            "quantity",
+            "unit_list_price",
+            "unit_price",
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=partial(new_id, "li"))
     approval_id: Mapped[str] = mapped_column(ForeignKey("approvals.id", ondelete="CASCADE"))
@@ -168,6 +195,17 @@ class Step(db.Model):
     # A submission's steps in their order (lists read them in index order).
     __table_args__ = (
         Index("ix_approval_steps_approval_round", "approval_id", "round", "position"),
+        # Insights: how long each decided step waited, from the index alone.
+        Index(
+            "ix_approval_steps_insights",
+            "approval_id",
+            "decided_at",
+            "started_at",
+            "level_rank",
+            "level_name",
+        ),
+        # Insights for an approver: the approvals in which they decided a step.
+        Index("ix_approval_steps_decided_by", "decided_by_id", "approval_id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=partial(new_id, "stp"))
@@ -182,6 +220,9 @@ class Step(db.Model):
     level_rank: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(24), default=StepStatus.WAITING.value)
     decided_by_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    # When the step became the active one (its wait began): the submit, for the first step;
+    # the approval of the step before it, for the others. None while it waits its turn.
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
@@ -189,6 +230,15 @@ class Decision(db.Model):
     """An immutable decision on an approval: approve, reject, request changes, auto-approve."""
 
     __tablename__ = "approval_decisions"
+    # Insights: the decisions of one type in a period (requests for changes).
+    __table_args__ = (
+        Index(
+            "ix_approval_decisions_organization_type_created",
+            "organization_id",
+            "type",
+            "created_at",
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=partial(new_id, "dec"))
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))

@@ -7,6 +7,7 @@ found) and to what the actor may see (members: their own approvals).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -279,3 +280,22 @@ def comments_of(actor: Actor, approval_ids: list[str], first: int) -> dict[str, 
 def events_of(actor: Actor, approval_ids: list[str], first: int) -> dict[str, list[Event]]:
     """The newest ``first`` events of each approval (ones the actor has seen)."""
     return newest_of(Event, actor.organization_id, approval_ids, first)
+
+
+def listed_with_lines(
+    actor: Actor, query: ApprovalListQuery, chunk: int = 500
+) -> Iterator[tuple[Any, list[Any]]]:
+    """Every approval the actor may see that the query's filters keep, newest first, each with
+    its line items (``chunk`` approvals a query): what the approvals list's CSV holds."""
+    now = utcnow()
+    statement = _listed(actor, query, now).order_by(
+        _approvals.created_at.desc(), _approvals.id.desc()
+    )
+    connection = db.session.connection()
+    rows = connection.execute(statement)
+    while batch := rows.fetchmany(chunk):
+        items: dict[str, list[Any]] = {row.id: [] for row in batch}
+        for item in connection.execute(_LINE_ITEMS_OF, {"ids": list(items)}):
+            items[item.approval_id].append(item)
+        for row in batch:
+            yield row, items[row.id]

@@ -510,6 +510,7 @@ def _submit(actor: Actor, approval: Approval, events: EventLog) -> None:
                 level_name=level.name,
                 level_rank=level.rank,
                 status=(StepStatus.PENDING if position == 1 else StepStatus.WAITING).value,
+                started_at=now if position == 1 else None,
             )
         )
 
@@ -566,6 +567,7 @@ def _decide(actor: Actor, approval_id: str, kind: DecisionType, comment: str | N
         events.add("approval.step_approved", approval_id=approval.id, step=step.id)
         if upcoming:
             upcoming[0].status = StepStatus.PENDING.value
+            upcoming[0].started_at = now
             approval.awaiting_level_id = upcoming[0].approval_level_id
         else:
             validity = get_organization(actor).default_validity_days

@@ -7,17 +7,21 @@ Views are thin: a form, one service call, a page. What a person may do is what
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+import io
+from datetime import date
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from ..dashboard import current_actor, list_query, money, pager, save_form
 from ..dashboard.forms import CURRENCY_CHOICES, to_minor_units, to_percent, validated
 from ..errors import DomainError
 from ..organizations.services import member_names
-from ..pagination import PageRequest
+from ..pagination import MAX_LIMIT, PageRequest
 from ..products.services import active_products, products_for_lines
 from . import levels as approval_levels
 from . import queries, services
+from .csv_files import export_approvals
 from .forms import (
     MAX_LINES,
     ApprovalForm,
@@ -83,14 +87,20 @@ def inbox():
     )
 
 
-@bp.get("/approvals")
-def index():
-    """All the approvals I may see, filtered by status and customer."""
+def _list_filters() -> tuple[list[str], str, dict]:
+    """The approvals list's filters in the query string: statuses and a customer."""
     statuses = [status for status in request.args.getlist("status") if status]
     customer = request.args.get("customer", "").strip()
     query: dict = {"status": statuses}
     if customer:
         query["customer"] = customer
+    return statuses, customer, query
+
+
+@bp.get("/approvals")
+def index():
+    """All the approvals I may see, filtered by status and customer."""
+    statuses, customer, query = _list_filters()
     return _list_page(
         "Approvals",
         query,
@@ -98,6 +108,21 @@ def index():
         chosen=set(statuses),
         customer=customer,
         filters={"status": statuses, "customer": customer} if customer else {"status": statuses},
+    )
+
+
+@bp.get("/approvals/export.csv")
+def export_file():
+    """The approvals of the list as filtered (every page), one row per line item, as CSV."""
+    actor = current_actor()
+    _, _, query = _list_filters()
+    out = io.StringIO()
+    export_approvals(actor, validated(ApprovalListQuery, {**query, "limit": MAX_LIMIT}), out)
+    name = f"approvals-{date.today().isoformat()}.csv"
+    return Response(
+        out.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 

@@ -55,7 +55,7 @@ def init_app(app: Flask) -> None:
     app.before_request(_protect_forms)
     app.after_request(_no_store_for_people)
     app.register_blueprint(bp)
-    for template_filter in (timeago, money, percent, humanize_status, major_units):
+    for template_filter in (timeago, money, percent, humanize_status, major_units, duration):
         app.add_template_filter(template_filter)
     app.add_template_global(percent_of)
     app.context_processor(_navigation)
@@ -197,6 +197,17 @@ def major_units(amount: int, currency: str) -> str:
 def percent(value: float | None) -> str:
     """``12.5 %``; whole numbers without decimals."""
     return "" if value is None else format_percent(value)
+
+
+def duration(seconds: int | None) -> str:
+    """``45 min``, ``5.5 h``, ``3.2 days``; a dash for no time at all."""
+    if seconds is None:
+        return "—"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def humanize_status(value: str) -> str:

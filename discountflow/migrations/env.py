@@ -123,6 +123,9 @@ def run_migrations_online():
 def _revision_of_unversioned(inspector) -> str:
     """The newest revision whose schema an unversioned database has, by what it holds."""
     tables = set(inspector.get_table_names())
+    steps = inspector.get_columns("approval_steps") if "approval_steps" in tables else []
+    if any(column["name"] == "started_at" for column in steps):
+        return "0013"
     if "notification_destinations" in tables:
         return "0012"
     if "notification_preferences" in tables:

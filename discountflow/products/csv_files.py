@@ -89,7 +89,7 @@ class ImportResult:
 
 
 def _unquote(cell: str) -> str:
-    """A cell as written by ``_quote``: the protecting quote comes off."""
+    """A cell as written by ``safe_cell``: the protecting quote comes off."""
     if cell.startswith("'") and cell[1:2] and cell[1:2] in (*_FORMULA_STARTS, "'"):
         return cell[1:]
     return cell
@@ -298,10 +298,22 @@ def decode(data: bytes) -> io.StringIO:
 # --- writing -----------------------------------------------------------------------------------
 
 
-def _quote(cell: str) -> str:
+def safe_cell(cell: str) -> str:
     """A cell a spreadsheet will not run: behind a quote if it looks like a formula (or starts
     with a quote itself, so that the import's unquoting gives back exactly the text)."""
     return "'" + cell if cell.startswith((*_FORMULA_STARTS, "'")) else cell
+
+
+def write_csv(out: IO[str], header: Iterable[str], rows: Iterable[Iterable[object]]) -> int:
+    """Write a CSV file every export of the service shares: text cells a spreadsheet would run
+    as a formula behind a quote (``safe_cell``), numbers as they are; return the rows written."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([safe_cell(str(name)) for name in header])
+    count = 0
+    for row in rows:
+        writer.writerow([cell if isinstance(cell, int) else safe_cell(str(cell)) for cell in row])
+        count += 1
+    return count
 
 
 def export_products(actor: Actor, out: IO[str], progress: Progress = _quiet) -> tuple[int, int]:
@@ -319,7 +331,7 @@ def export_products(actor: Actor, out: IO[str], progress: Progress = _quiet) -> 
         count += 1
         if count % PROGRESS_EVERY == 0:
             progress("written", count, total)
-        common = [_quote(product.sku), _quote(product.name), _quote(product.description)]
+        common = [safe_cell(product.sku), safe_cell(product.name), safe_cell(product.description)]
         active = "true" if product.active else "false"
         prices = [
             (p.currency, format_major_units(p.unit_list_price, p.currency)) for p in product.prices
