@@ -7,7 +7,7 @@ import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, WithJsonSchema, field_validator
 
 from ..schemas import Currency, Input, ObjectId, Out, optional
 
@@ -62,17 +62,23 @@ class InsightsQuery(Input):
         description=f"How many requesters and products the top lists hold (1–{MAX_TOP}).",
     )
 
-    @model_validator(mode="after")
-    def _a_bounded_period(self) -> InsightsQuery:
-        if self.start is not None and self.end is not None:
-            if self.start > self.end:
+    @field_validator("start", "end")
+    @classmethod
+    def _a_plain_year(cls, day: date | None) -> date | None:
+        if day is not None and not 1970 <= day.year <= 9998:
+            raise ValueError("dates must be between 1970 and 9998")
+        return day
+
+    @field_validator("end")
+    @classmethod
+    def _a_bounded_period(cls, end: date | None, info: ValidationInfo) -> date | None:
+        start = info.data.get("start")
+        if start is not None and end is not None:
+            if start > end:
                 raise ValueError("start must be on or before end")
-            if (self.end - self.start).days + 1 > MAX_DAYS:
+            if (end - start).days + 1 > MAX_DAYS:
                 raise ValueError(f"a period holds at most {MAX_DAYS} days")
-        for day in (self.start, self.end):
-            if day is not None and not 1970 <= day.year <= 9998:
-                raise ValueError("dates must be between 1970 and 9998")
-        return self
+        return end
 
 
 # --- output ------------------------------------------------------------------------------------
