@@ -303,9 +303,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if only in item.keywords:
             item.add_marker(skip)
-    # The slow tests first, so that the longest (a load run: minutes) start at once rather
-    # than last; pytest-xdist's work stealing then spreads what is left over the workers.
-    items.sort(key=lambda item: "slow" not in item.keywords or only in item.keywords)
+    # The load runs (minutes each) first of all, then the other slow tests, so that the longest
+    # start at once rather than after a worker's first half of the suite; pytest-xdist's work
+    # stealing then spreads what is left over the workers around them.
+    items.sort(
+        key=lambda item: (
+            only in item.keywords,
+            "minutes" not in item.keywords,
+            "slow" not in item.keywords,
+        )
+    )
 
 
 @pytest.fixture

@@ -563,6 +563,7 @@ def explain(result: subprocess.CompletedProcess, report: Path) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.minutes
 @pytest.mark.sqlite_only
 def test_a_two_minute_one_box_run_passes_every_check(tmp_path):
     report = tmp_path / "report"
@@ -577,6 +578,7 @@ def test_a_two_minute_one_box_run_passes_every_check(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.minutes
 @pytest.mark.postgresql_only
 def test_a_short_scale_out_run_survives_every_fault(tmp_path):
     """What this run found, each fixed with its own test: a key claimed by a killed worker (taken
