@@ -13,7 +13,9 @@
 * at most ``MAX_DEPTH`` levels of fields and ``MAX_ALIASES`` aliases;
 * ``first`` between 1 and ``MAX_FIRST`` on every list (the schema makes it required);
 * a cost of at most ``MAX_COST``: the nodes the query may return, counted as GitHub counts
-  them — every list adds its ``first``, multiplied by the ``first`` of every list around it.
+  them — every list adds its ``first``, multiplied by the ``first`` of every list around it —
+  and, for a field that adds up a whole period in the database (``AGGREGATES``: Insights),
+  the rows it reads counted as nodes too, so a document holds at most one of it.
 
 Introspection (``__schema``, ``__type``) is bounded by graphql-core's
 ``MaxIntrospectionDepthRule`` instead of depth and cost, so GraphiQL's own introspection query
@@ -66,6 +68,10 @@ MAX_SELECTIONS = 100
 MAX_DIRECTIVES = 20
 MAX_VALUES = 250
 TOO_COMPLEX = "query_too_complex"
+# Fields whose work is not the nodes they return: what each counts besides its lists. Insights
+# adds up a whole period (hundreds of thousands of rows in a large organization): 3,000, so
+# that one document cannot ask for it twice under two aliases.
+AGGREGATES = {("Query", "insights"): 3_000}
 
 
 # What the parser is told (Strawberry's ``parse_options``): it stops counting there, before any
@@ -244,10 +250,11 @@ class Analysis:
         inner = self._selections(
             node.selection_set, named if is_composite_type(named) else None, path
         )
+        weight = AGGREGATES.get((getattr(parent, "name", ""), name), 0)
         if "first" not in definition.args:
-            return Summary(1 + inner.depth, alias + inner.aliases, inner.cost)
+            return Summary(1 + inner.depth, alias + inner.aliases, weight + inner.cost)
         first = self._first(node)
-        return Summary(1 + inner.depth, alias + inner.aliases, first + first * inner.cost)
+        return Summary(1 + inner.depth, alias + inner.aliases, weight + first + first * inner.cost)
 
     def _first(self, node: FieldNode) -> int:
         """The ``first`` a list asks for (for the cost: the most it may be, when unknown)."""

@@ -679,7 +679,8 @@ def test_rest_graphql_and_the_page_give_the_same_numbers(client, api, world, his
     document = f"{{ insights({arguments}) {{ {_selection(InsightsOut)} }} }}"
     answer = gql(client, world.read_only_key, document)
     assert answer.status_code == 200, answer.get_json()
-    assert answer.get_json()["extensions"]["cost"]["requested"] >= 700  # its lists, counted
+    # Its lists, and the 3,000 its period's rows count for (graphql_limits.AGGREGATES).
+    assert answer.get_json()["extensions"]["cost"]["requested"] >= 3_700
     graphql = _snake(answer.get_json()["data"]["insights"])
     rest = _get(api, PERIOD + f"&group_by=month&currency=USD&requested_by={world.people['rep']}")
     rest = {k: v for k, v in rest.items() if k != "object"}
@@ -731,3 +732,19 @@ def test_the_demo_gives_every_chart_something_to_show(client, runner):
     assert len(figures["top_products"]) >= 3
     euro = client.get("/v2/insights?currency=EUR", headers=bearer(key)).get_json()
     assert euro["discount"]["approved"] >= 1
+
+
+def test_one_graphql_document_cannot_ask_for_insights_twice(client, world):
+    """Each insights field adds up a whole period: two of them under aliases are refused before
+    anything runs, as any query over the cost limit is."""
+    from .test_graphql import gql
+
+    one = gql(client, world.read_only_key, "{ insights { currency } }")
+    assert one.status_code == 200
+    assert one.get_json()["extensions"]["cost"] == {"requested": 3_000}
+    twice = gql(
+        client, world.read_only_key, "{ a: insights { currency } b: insights { currency } }"
+    )
+    assert twice.status_code == 400
+    (error,) = twice.get_json()["errors"]
+    assert error["extensions"] == {"code": "query_too_complex", "cost": 6_000, "limit": 5_000}
