@@ -706,3 +706,37 @@ def test_an_admin_adds_tests_and_watches_a_destination(app, world, receiver):
     assert SECRET not in overview
     assert post_form(admin, f"{detail}/delete", token_from=detail).status_code == 303
     assert admin.get(detail).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "raw, param",
+    [
+        ('{"name": NaN, "url": "json://127.0.0.1:9/x"}', "name"),
+        ('{"name": "Chat", "url": 1e999999}', "url"),
+        ('{"name": "Chat", "url": "json://127.0.0.1:9/x", "events": [NaN]}', "events[0]"),
+        ('{"name": "Chat", "url": {"$gt": ""}}', "url"),
+        (
+            '{"name": "Chat", "url": "json://127.0.0.1:9/x", "events": '
+            + "[" * 5000
+            + "]" * 5000
+            + "}",
+            None,
+        ),
+    ],
+)
+def test_odd_json_is_a_400_and_adds_nothing(app, world, raw, param):
+    """Tried from outside after the endpoint landed: each answered as here, nothing added."""
+    response = app.test_client().post(
+        "/v2/notification_destinations",
+        data=raw,
+        content_type="application/json",
+        headers=bearer(world.key),
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "parameter_invalid"
+    assert response.get_json().get("param") == param
+    with app.app_context():
+        assert (
+            db.session.execute(select(func.count()).select_from(NotificationDestination)).scalar()
+            == 0
+        )

@@ -8,7 +8,7 @@ logged or written into an event: only its masked form is.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from ..actors import Actor, fetch, require_room, writing
 from ..audit.services import EventLog
@@ -177,6 +177,24 @@ def list_notifications(
     if query.destination is not None:
         filters.append(Notification.destination_id == get_destination(actor, query.destination).id)
     return page_of(Notification, page, *filters)
+
+
+def in_trouble(actor: Actor, limit: int) -> list[Notification]:
+    """The organization's newest notifications whose last attempt failed: failed for good, or
+    pending after a failed attempt (the owner and admins)."""
+    actor.require_manager("read the organization's notifications")
+    failed = or_(
+        Notification.status == NotificationStatus.FAILED.value,
+        and_(Notification.status == NotificationStatus.PENDING.value, Notification.attempts > 0),
+    )
+    return list(
+        db.session.execute(
+            select(Notification)
+            .where(Notification.organization_id == actor.organization_id, failed)
+            .order_by(Notification.created_at.desc(), Notification.id.desc())
+            .limit(limit)
+        ).scalars()
+    )
 
 
 def subscribed(session, organization_id: str) -> list[NotificationDestination]:

@@ -16,7 +16,6 @@ from ..errors import DomainError
 from ..pagination import PageRequest
 from . import destinations, services
 from .forms import DestinationForm, PreferencesForm
-from .models import NotificationStatus
 from .schemas import (
     DestinationCreate,
     DestinationUpdate,
@@ -27,7 +26,6 @@ from .schemas import (
 bp = Blueprint("notifications", __name__, template_folder="templates")
 
 RECENT = 20
-TROUBLE = [NotificationStatus.FAILED, NotificationStatus.PENDING]
 
 
 @bp.before_request
@@ -60,10 +58,7 @@ def index():
 def _organization(actor) -> dict:
     """What the owner and admins see: the destinations and the notifications in trouble."""
     found, _ = destinations.list_destinations(actor, PageRequest(100))
-    query = NotificationListQuery(limit=RECENT, status=TROUBLE)
-    trouble, _ = destinations.list_notifications(actor, query, query.page())
-    trouble = [each for each in trouble if each.attempts or each.status != "pending"]
-    return {"destinations": found, "trouble": trouble}
+    return {"destinations": found, "trouble": destinations.in_trouble(actor, RECENT)}
 
 
 @bp.post("/settings/notifications/destinations")
