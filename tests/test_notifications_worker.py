@@ -38,8 +38,10 @@ def _worker(app) -> subprocess.Popen:
         "MAIL_URL": app.config["MAIL_URL"],
         "PUBLIC_URL": app.config["PUBLIC_URL"],
         "WEBHOOK_POLL_SECONDS": "0.1",
-        "WEBHOOK_LEASE_SECONDS": "2",
-        "WEBHOOK_TIMEOUT_SECONDS": "1",
+        # The SMTP timeout outlasts any delay before the kill (a busy machine), and the lease
+        # (at least twice the timeout) is what the restarted worker waits out.
+        "WEBHOOK_LEASE_SECONDS": "10",
+        "WEBHOOK_TIMEOUT_SECONDS": "5",
     }
     return subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "app", "webhooks", "work"],
