@@ -438,8 +438,8 @@ def test_a_step_decided_before_the_send_is_not_announced(app, world, destination
 
 
 def test_a_slow_destination_cannot_outlive_the_claim(app, world, destination, receiver):
-    app.config["WEBHOOK_LEASE_SECONDS"] = 1.0  # half of it for the batch's chat messages
-    receiver.answers = lambda number: Answer(delay=0.7)
+    app.config["WEBHOOK_LEASE_SECONDS"] = 4.0  # half of it for the batch's messages
+    receiver.answers = lambda number: Answer(delay=2.5)  # the first one takes longer
     made = destination(events=["commented"])
     approval_id = create(world, "rep", 20, submit=True)
     with app.app_context():
