@@ -740,3 +740,48 @@ def test_odd_json_is_a_400_and_adds_nothing(app, world, raw, param):
             db.session.execute(select(func.count()).select_from(NotificationDestination)).scalar()
             == 0
         )
+
+
+@pytest.mark.sqlite_only  # SQLite's one write lock is what a slow DNS answer would hold
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/v2/webhook_endpoints", {"url": "https://slow.example/hooks"}),
+        ("/v2/notification_destinations", {"name": "Chat", "url": "jsons://slow.example/chat"}),
+    ],
+)
+def test_a_slow_dns_answer_does_not_hold_the_write_lock(production, monkeypatch, path, body):
+    """The URL's host is resolved before the write begins: meanwhile other writes go on."""
+    import socket
+    import threading
+
+    world = build_world(production, "prod")
+    asked, answer = threading.Event(), threading.Event()
+    real = socket.getaddrinfo
+
+    def slow(host, port, *args, **kwargs):
+        if host != "slow.example":
+            return real(host, port, *args, **kwargs)
+        asked.set()
+        answer.wait(30)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
+
+    monkeypatch.setattr("discountflow.webhooks.safety.socket.getaddrinfo", slow)
+    created = {}
+
+    def create_it():
+        response = production.test_client().post(path, json=body, headers=bearer(world.key))
+        created["status"] = response.status_code
+
+    creating = threading.Thread(target=create_it)
+    creating.start()
+    try:
+        assert asked.wait(30)  # resolving now
+        renamed = production.test_client().patch(
+            "/v2/organization", json={"name": "Renamed meanwhile"}, headers=bearer(world.key)
+        )
+        assert renamed.status_code == 200  # not held up (SQLite's busy timeout would 503)
+    finally:
+        answer.set()
+        creating.join(30)
+    assert created["status"] == 201

@@ -43,9 +43,12 @@ def get_destination(actor: Actor, destination_id: str) -> NotificationDestinatio
 
 def create_destination(actor: Actor, data: DestinationCreate) -> NotificationDestination:
     """Add a destination (``notification_destination.created``, without its URL)."""
-    writing(actor)
+    actor.require_write()
     actor.require_manager(MANAGE)
+    # Checked (its host resolved, in production) before the write begins: a slow DNS answer
+    # must not hold SQLite's write lock.
     checked = chat.check(data.url, destination_rules())
+    writing(actor)
     require_room(
         actor,
         NotificationDestination,
@@ -83,12 +86,14 @@ def update_destination(
 ) -> NotificationDestination:
     """Change a destination: ``notification_destination.updated`` (with the fields, never the
     URL), ``.enabled`` or ``.disabled``."""
-    writing(actor)
+    actor.require_write()
     actor.require_manager(MANAGE)
+    given = "url" in data.model_fields_set
+    checked = chat.check(data.url, destination_rules()) if given else None  # (as above)
+    writing(actor)
     destination = get_destination(actor, destination_id)
     changed = []
-    if "url" in data.model_fields_set:
-        checked = chat.check(data.url, destination_rules())
+    if checked is not None:
         if checked.url != chat.unseal(destination.url):
             destination.url = chat.seal(checked.url)
             destination.masked_url = checked.masked

@@ -65,9 +65,12 @@ def get_endpoint(actor: Actor, endpoint_id: str) -> WebhookEndpoint:
 
 def create_endpoint(actor: Actor, data: EndpointCreate) -> tuple[WebhookEndpoint, str]:
     """Register an endpoint; return it with its signing secret (shown this once)."""
-    writing(actor)
+    actor.require_write()
     actor.require_manager(MANAGE_ENDPOINTS)
+    # Checked (its host resolved, in production) before the write begins: a slow DNS answer
+    # must not hold SQLite's write lock.
     url = check_url(data.url, destination_rules())
+    writing(actor)
     require_room(
         actor,
         WebhookEndpoint,
@@ -101,13 +104,15 @@ def update_endpoint(actor: Actor, endpoint_id: str, data: EndpointUpdate) -> Web
 
     Enabling or disabling it is recorded as ``webhook_endpoint.enabled`` or ``.disabled`` (as
     the worker's own disabling is); other changes as ``webhook_endpoint.updated``."""
-    writing(actor)
+    actor.require_write()
     actor.require_manager(MANAGE_ENDPOINTS)
+    given = "url" in data.model_fields_set
+    url = check_url(data.url, destination_rules()) if given else None  # (as above)
+    writing(actor)
     endpoint = get_endpoint(actor, endpoint_id)
     now = utcnow()
     changed = []
-    if "url" in data.model_fields_set:
-        url = check_url(data.url, destination_rules())
+    if url is not None:
         if url != endpoint.url:
             endpoint.url = url
             changed.append("url")
