@@ -10,7 +10,8 @@ all, see ``api.SessionInterface``).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -155,6 +156,18 @@ def save_form(form: Any, save: Callable[[], Any], saved: str, endpoint: str) -> 
         flash(saved, "info")
         return redirect(url_for(endpoint), 303)
     return 400 if form.errors or request.method == "POST" else 200
+
+
+@contextmanager
+def refusal_flashed() -> Iterator[None]:
+    """A button's service call: a refusal is flashed on the page it goes back to (a 403 or 404
+    stays the page's own answer, as for any page)."""
+    try:
+        yield
+    except DomainError as error:
+        if error.status in (403, 404):
+            raise
+        flash(error.message, "error")
 
 
 def pager(ids: list[str], query: Any, has_more: bool) -> dict[str, str | None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from ..dashboard import current_actor, save_form
+from ..dashboard import current_actor, refusal_flashed, save_form
 from ..dashboard.forms import validated
 from ..errors import DomainError
 from ..pagination import PageRequest
@@ -118,7 +118,7 @@ def act(destination_id: str, action: str):
     """Send a test message, enable, disable or delete a destination."""
     actor = current_actor()
     back = url_for("notifications.show", destination_id=destination_id)
-    try:
+    with refusal_flashed():
         if action == "test":
             destinations.send_test(actor, destination_id)
             flash("A test message was queued: its outcome appears below once it is sent.", "info")
@@ -132,8 +132,4 @@ def act(destination_id: str, action: str):
             back = url_for("notifications.index")
         else:
             abort(404)
-    except DomainError as error:
-        if error.status in (403, 404):
-            raise
-        flash(error.message, "error")
     return redirect(back, 303)

@@ -18,7 +18,13 @@ from flask import (
 from flask_login import current_user, login_required
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..dashboard import current_actor, fresh_nonce, nonce_is_fresh, shown_once
+from ..dashboard import (
+    current_actor,
+    fresh_nonce,
+    nonce_is_fresh,
+    refusal_flashed,
+    shown_once,
+)
 from ..dashboard.forms import validated
 from ..errors import DomainError
 from ..extensions import db
@@ -143,7 +149,7 @@ def act(endpoint_id: str, action: str):
     """Send a test event, enable, disable or delete an endpoint."""
     actor = current_actor()
     back = url_for("webhooks.show", endpoint_id=endpoint_id)
-    try:
+    with refusal_flashed():
         if action == "test":
             services.send_test(actor, endpoint_id)
             flash("A test event (ping) was queued: it appears below once it is sent.", "info")
@@ -157,21 +163,13 @@ def act(endpoint_id: str, action: str):
             back = url_for("webhooks.index")
         else:
             abort(404)
-    except DomainError as error:
-        if error.status in (403, 404):
-            raise
-        flash(error.message, "error")
     return redirect(back, 303)
 
 
 @bp.post("/settings/webhooks/<endpoint_id>/deliveries/<delivery_id>/retry")
 def retry(endpoint_id: str, delivery_id: str):
     """Attempt a delivery again now."""
-    try:
+    with refusal_flashed():
         services.retry_delivery(current_actor(), endpoint_id, delivery_id)
         flash("The delivery will be attempted again in a moment.", "info")
-    except DomainError as error:
-        if error.status in (403, 404):
-            raise
-        flash(error.message, "error")
     return redirect(url_for("webhooks.show", endpoint_id=endpoint_id), 303)
