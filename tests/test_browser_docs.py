@@ -6,6 +6,7 @@ are saved beside the dashboard's (``screenshots/``)."""
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from .test_browser import browser, screenshot, served  # noqa: F401 - fixtures
 
@@ -55,5 +56,8 @@ def test_the_search_box_finds_headings_without_a_network(reader):
     assert result.inner_text() == "🔄 Rotating API Keys"
     result.click()
     assert reader.url.endswith("/docs/api/authentication#rotating-api-keys")
+    # The search box is in the new page's HTML before its script listens; typing into it earlier
+    # is typing into a box that does not search yet (CI once did, and found nothing shown).
+    reader.wait_for_load_state()
     reader.get_by_label("Search the documentation").fill("zzz no such thing")
-    assert reader.locator("#docs-results").inner_text() == "Nothing found."
+    expect(reader.locator("#docs-results")).to_have_text("Nothing found.")
