@@ -40,6 +40,8 @@ class Mailbox:
     # a server closing does (421): it was never accepted. ``stalled`` is set when one waits.
     stall: dict[int, threading.Event] = field(default_factory=dict)
     stalled: threading.Event = field(default_factory=threading.Event)
+    # The DATA of these messages (by number, from 1) is accepted only after so many seconds.
+    slow: dict[int, float] = field(default_factory=dict)
     data_count: int = 0
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
@@ -55,6 +57,8 @@ class Mailbox:
             self.stalled.set()
             await asyncio.get_running_loop().run_in_executor(None, held.wait, 60)
             return "421 Closing the connection"
+        if self.data_count in self.slow:
+            await asyncio.sleep(self.slow[self.data_count])
         message = email.message_from_bytes(envelope.original_content, policy=default)
         self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
         return "250 Message accepted for delivery"

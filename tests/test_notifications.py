@@ -251,6 +251,21 @@ def test_a_worker_killed_mid_send_leaves_the_rest_for_after_its_lease(app, world
     assert len(mailbox.received) == 2
 
 
+def test_a_slow_mail_server_cannot_outlive_the_claim(app, world, mailbox):
+    app.config["WEBHOOK_LEASE_SECONDS"] = 4.0  # half of it for the batch's emails
+    mailbox.slow[1] = 2.5  # the first email is accepted after the batch's time is over
+    create(world, "rep", 20, submit=True)  # two deciders: two emails in one batch
+    with app.app_context():
+        assert Mailer().run_once() == 2
+    assert sorted(status for _, _, status in rows(app)) == ["pending", "sent"]  # released
+    assert len(mailbox.received) == 1
+    with app.app_context():
+        assert db.session.execute(select(Notification.attempts)).scalars().all() in ([0, 1], [1, 0])
+    assert deliver(app) == 1  # due again at once, not after the lease
+    assert [status for _, _, status in rows(app)] == ["sent", "sent"]
+    assert mailbox.recipients == ["manager2@acme.example", "manager@acme.example"]  # each once
+
+
 def test_one_event_never_notifies_one_member_twice(app, world):
     create(world, "rep", 20, submit=True)
     with app.app_context():

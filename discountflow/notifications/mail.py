@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
@@ -31,11 +31,14 @@ class Sent:
     permanent: bool = False  # refused for good (a 5xx about this message): no retry
 
 
+Outcomes = Generator[Sent, None, None]  # closed early, it closes its connection
+
+
 class Transport(Protocol):
     sender: str
     shown: str
 
-    def send_each(self, messages: list[tuple[str, EmailMessage]]) -> Iterator[Sent]: ...
+    def send_each(self, messages: list[tuple[str, EmailMessage]]) -> Outcomes: ...
 
 
 class LogTransport:
@@ -45,7 +48,7 @@ class LogTransport:
     sender = LOG_SENDER
     shown = "the log (MAIL_URL is not set)"
 
-    def send_each(self, messages: list[tuple[str, EmailMessage]]) -> Iterator[Sent]:
+    def send_each(self, messages: list[tuple[str, EmailMessage]]) -> Outcomes:
         for recipient, message in messages:
             log.info(
                 "email to %s: %s (MAIL_URL is not set: written to the log, not sent)",
@@ -91,7 +94,7 @@ class SmtpTransport:
             raise
         return connection
 
-    def send_each(self, messages: list[tuple[str, EmailMessage]]) -> Iterator[Sent]:
+    def send_each(self, messages: list[tuple[str, EmailMessage]]) -> Outcomes:
         connection: smtplib.SMTP | None = None
         from_address = envelope_sender(self.sender)
         try:

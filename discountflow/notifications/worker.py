@@ -8,9 +8,10 @@ retry schedule, in the webhook worker's process (``flask --app app webhooks work
    left, the destination was disabled or stopped hearing of that kind) is skipped; an email to
    a member who chose the daily digest is held for it (08:00 UTC).
 2. **Send** the batch outside any transaction: the emails over one SMTP connection (or to the
-   log), each chat message by Apprise (those not sent within half the lease are released, not
-   attempted, so a slow service cannot outlive the claim). Each outcome is recorded as soon as
-   it is known, so a worker killed mid-batch sends again only the message it was sending.
+   log), each chat message by Apprise. What is not begun within half the lease is released, not
+   attempted, so a slow mail server or chat service cannot outlive the claim. Each outcome is
+   recorded as soon as it is known, so a worker killed mid-batch sends again only the message
+   it was sending.
 3. **Record**, if the claim is still ours: sent; or tried again — at once, then 5 s, 5 min,
    30 min, 2 h, 5 h, 10 h, then every 12 h, each ±10 % — until 3 days after the event, or at
    once for a refusal for good (a 5xx about the message), when it fails.
@@ -132,17 +133,25 @@ class Mailer:
         self.remind()
         done = self.send_digest()
         claimed, settled = self.claim()
-        deadline = time.monotonic() + self.lease.total_seconds() / 2  # well within the claim
+        # A batch ends well within its claim: what is not begun by half the lease is released
+        # (due again at once), not attempted, so no other worker can take a message while this
+        # one is still sending it.
+        deadline = time.monotonic() + self.lease.total_seconds() / 2
         emails = [each for each in claimed if each.channel == Channel.EMAIL]
-        outcomes = self.transport.send_each([(c.recipient, c.message) for c in emails])
-        for each, outcome in zip(emails, outcomes, strict=True):
-            self.record([(each, outcome)])  # at once: a kill later does not send it again
+        chats = [each for each in claimed if each.channel == Channel.CHAT]
         released: list[tuple[Claimed, Sent | None]] = []
-        for each in claimed:
-            if each.channel != Channel.CHAT:
-                continue
+        outcomes = self.transport.send_each([(each.recipient, each.message) for each in emails])
+        try:
+            for each in emails:
+                if time.monotonic() > deadline:
+                    released.append((each, None))
+                    continue
+                self.record([(each, next(outcomes))])  # at once: a kill later does not resend it
+        finally:
+            outcomes.close()  # the connection is closed (politely) whatever happened
+        for each in chats:
             if time.monotonic() > deadline:
-                released.append((each, None))  # not attempted: due again at once
+                released.append((each, None))
                 continue
             title, body = each.message
             ok, error = chat.send(each.url, chat.ChatMessage(title, body), self.rules)
