@@ -1,0 +1,72 @@
+"""What an outside attack on notifications found, each now a test: a key or a signed-in member of
+their own organization against the preferences, the destinations, the list of notifications,
+GraphQL and Settings → Notifications. The defects it found are fixed; the attacks the code
+withstood are kept here too, so that it goes on withstanding them."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from discountflow.audit.models import Event
+from discountflow.extensions import db
+from discountflow.notifications.models import Notification
+
+from .approvals_world import create
+from .conftest import bearer
+from .test_notifications_destinations import chats, send
+
+DESTINATIONS = "/v2/notification_destinations"
+PREFERENCES = "/v2/members/me/notification_preferences"
+UNREADABLE = "The destination's URL cannot be read with this SECRET_KEY: enter it again."
+
+
+def _made(client, key: str, url: str = "json://1.2.3.4:9/chat", **fields) -> dict:
+    response = client.post(DESTINATIONS, json={"name": "Chat", "url": url, **fields}, headers=key)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+# --- a URL sealed under a SECRET_KEY that has changed since ------------------------------------
+
+
+def test_a_url_unreadable_after_a_secret_key_change_can_be_entered_again(app, world, client):
+    """The refusal says "enter it again": a PATCH with a new URL answered 500 instead (the
+    service compared the new URL with the old one, unsealing it)."""
+    made = _made(client, bearer(world.key))
+    app.config["SECRET_KEY"] = "a-new-secret-key-4d1c8e2f7a9b3c5d6e0f1a2b"
+    path = f"{DESTINATIONS}/{made['id']}"
+    changed = client.patch(path, json={"url": "json://1.2.3.4:9/again"}, headers=bearer(world.key))
+    assert changed.status_code == 200
+    assert changed.get_json()["url"] == "json://1.2.3.4:9/again"
+    with app.app_context():
+        (event,) = db.session.execute(
+            select(Event).where(Event.type == "notification_destination.updated")
+        ).scalars()
+        assert event.data == {"destination": made["id"], "fields": ["url"]}
+
+
+def test_a_url_unreadable_after_a_secret_key_change_fails_its_messages_not_the_batch(
+    app, world, client
+):
+    """The worker unsealed the URL while writing the batch: the error ended the whole batch
+    (a traceback in the log at each pass), and its emails and messages were claimed again and
+    again, never sent. Now that destination's message is a failed attempt that says why (tried
+    again on the schedule, as a webhook whose secret is unreadable); the rest go."""
+    made = _made(client, bearer(world.key), events=["decision_requested"])
+    app.config["SECRET_KEY"] = "a-new-secret-key-4d1c8e2f7a9b3c5d6e0f1a2b"
+    create(world, "rep", 20, submit=True)  # emails to the two managers, a message to the chat
+    send(app)
+    assert chats(app) == [(made["id"], "decision_requested", "pending")]
+    listed = client.get(
+        f"/v2/notifications?destination={made['id']}", headers=bearer(world.key)
+    ).get_json()["data"]
+    assert [(n["status"], n["attempts"], n["last_error"]) for n in listed] == [
+        ("pending", 1, UNREADABLE)
+    ]
+    shown = client.get(f"{DESTINATIONS}/{made['id']}", headers=bearer(world.key)).get_json()
+    assert shown["last_error"] == UNREADABLE
+    with app.app_context():
+        emails = db.session.execute(
+            select(Notification.status).where(Notification.channel == "email")
+        ).scalars()
+        assert sorted(emails) == ["sent", "sent"]
