@@ -5,13 +5,18 @@ withstood are kept here too, so that it goes on withstanding them."""
 
 from __future__ import annotations
 
+import io
+import json
+from urllib.parse import urlsplit
+
+import pytest
 from sqlalchemy import select
 
 from discountflow.audit.models import Event
 from discountflow.extensions import db
 from discountflow.notifications.models import Notification
 
-from .approvals_world import create
+from .approvals_world import build_world, create
 from .conftest import bearer
 from .test_notifications_destinations import chats, send
 
@@ -70,3 +75,51 @@ def test_a_url_unreadable_after_a_secret_key_change_fails_its_messages_not_the_b
             select(Notification.status).where(Notification.channel == "email")
         ).scalars()
         assert sorted(emails) == ["sent", "sent"]
+
+
+# --- where a destination's messages may go -----------------------------------------------------
+
+
+@pytest.fixture
+def outgoing(monkeypatch):
+    """Every HTTP request Apprise makes, recorded instead of sent: a Matrix server's
+    ``.well-known`` answer names another home server (as a hostile one would), anything else
+    is refused (403)."""
+    import requests
+
+    sent: list[str] = []
+
+    def fake(session, request, **kwargs):
+        sent.append(request.url)
+        response = requests.Response()
+        response.url, response.request = request.url, request
+        response.headers["Content-Type"] = "application/json"
+        response.status_code, body = 403, {"errcode": "M_FORBIDDEN"}
+        if request.url.endswith("/.well-known/matrix/client"):
+            response.status_code = 200
+            body = {"m.homeserver": {"base_url": "https://169.254.169.254"}}
+        elif request.url.endswith("/_matrix/client/versions"):
+            response.status_code, body = 200, {"versions": ["v1.11"]}
+        response.raw = io.BytesIO(json.dumps(body).encode())
+        return response
+
+    monkeypatch.setattr("requests.sessions.Session.send", fake)
+    return sent
+
+
+def test_a_matrix_server_cannot_send_its_messages_to_another_host(production, resolving, outgoing):
+    """Apprise's Matrix plugin asks the server named in the URL where its home server is
+    (``/.well-known/matrix/client``) and then logs in there, with the URL's password: a public
+    name passed the address rules, and its answer sent the messages (and the password) to
+    169.254.169.254, an address the rules refuse. Server discovery is off: the URL names the
+    home server itself."""
+    resolving["matrix.example"] = "93.184.216.34"
+    world = build_world(production, "prod")
+    client = production.test_client()
+    made = _made(client, bearer(world.key), url="matrixs://bot:pw@matrix.example/#approvals")
+    assert made["service"] == "Matrix"
+    test = client.post(f"{DESTINATIONS}/{made['id']}/test", json={}, headers=bearer(world.key))
+    assert test.status_code == 201
+    send(production)
+    assert outgoing  # it tried, and only the host the URL names
+    assert {urlsplit(url).hostname for url in outgoing} == {"matrix.example"}

@@ -9,8 +9,10 @@ The webhooks' address rules apply (``webhooks.safety``). A URL that names its ow
 (``mmosts://chat.example.com/…``, ``jsons://…``) must resolve only to public addresses unless
 ``WEBHOOK_ALLOW_PRIVATE`` is on; it is checked when saved and again before each message.
 Redirects are never followed (Apprise's ``http_redirects`` off; a ``?redirect=yes`` in the URL
-is refused). In production the URL must use its service's secure scheme (``mmosts``, not
-``mmost``) and keep certificate checks on.
+is refused), nor is Matrix's server discovery: the server a URL names would choose, by its
+``/.well-known/matrix/client`` answer, another host to log in to and post to, unchecked. In
+production the URL must use its service's secure scheme (``mmosts``, not ``mmost``) and keep
+certificate checks on.
 
 A URL holds the service's tokens: it is sealed in the database (``discountflow.sealing``),
 shown masked by Apprise's own privacy mode, and never logged: an error Apprise reports has every
@@ -102,6 +104,15 @@ def _names_its_host(plugin: apprise.NotifyBase) -> bool:
     return bool(plugin.host) and any("{host}" in each for each in type(plugin).templates)
 
 
+def _plugin(url: str) -> apprise.NotifyBase | None:
+    """Apprise's plugin for ``url`` (``None`` if it is not an Apprise URL), talking to the host
+    the URL names only: Matrix's server discovery off (its ``discovery=yes`` is ignored)."""
+    plugin = apprise.Apprise.instantiate(url, asset=ASSET, suppress_exceptions=True)
+    if getattr(plugin, "discovery", False):
+        plugin.discovery = False
+    return plugin
+
+
 def check(url: str, rules: Rules) -> Checked:
     """The URL, with what is shown of it, or ``parameter_invalid`` saying what is wrong."""
 
@@ -116,7 +127,7 @@ def check(url: str, rules: Rules) -> Checked:
             "A destination URL holds no spaces, tabs, line breaks or other invisible characters "
             f"(U+{ord(character):04X} at character {position})."
         )
-    plugin = apprise.Apprise.instantiate(url, asset=ASSET, suppress_exceptions=True)
+    plugin = _plugin(url)
     if plugin is None or not _schemes(plugin) & SERVICES:
         raise refuse(
             "Not a URL of a supported service: use an Apprise URL for Slack, Microsoft Teams "
@@ -193,7 +204,7 @@ def _without(text: str, url: str) -> str:
 def send(url: str, message: ChatMessage, rules: Rules) -> tuple[bool, str]:
     """Send ``message`` to one destination; return whether it went and, if not, why (with
     nothing of the URL in it)."""
-    plugin = apprise.Apprise.instantiate(url, asset=ASSET, suppress_exceptions=True)
+    plugin = _plugin(url)
     if plugin is None:
         return False, "its URL is no longer a valid Apprise URL"
     if _names_its_host(plugin) and not rules.allow_private:
