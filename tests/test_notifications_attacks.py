@@ -17,7 +17,8 @@ from discountflow.extensions import db
 from discountflow.notifications.models import Notification
 
 from .approvals_world import build_world, create
-from .conftest import bearer
+from .conftest import bearer, make_app
+from .receiver import Receiver
 from .test_notifications_destinations import chats, send
 
 DESTINATIONS = "/v2/notification_destinations"
@@ -123,3 +124,39 @@ def test_a_matrix_server_cannot_send_its_messages_to_another_host(production, re
     send(production)
     assert outgoing  # it tried, and only the host the URL names
     assert {urlsplit(url).hostname for url in outgoing} == {"matrix.example"}
+
+
+def test_a_name_that_turns_private_between_the_check_and_the_connection_is_refused(
+    tmp_path, monkeypatch
+):
+    """The send checked the name's addresses, then Apprise (requests) resolved it again to
+    connect: a name answering a public address twice, then 127.0.0.1 (DNS rebinding, a TTL of
+    0), had its message posted inside the network. The connection is now made to the addresses
+    checked, as the webhooks' is."""
+    import socket
+
+    app = make_app(tmp_path, WEBHOOK_ALLOW_PRIVATE=False)  # staging: plain json:// allowed
+    world = build_world(app)
+    real = socket.getaddrinfo
+    answers = iter(["93.184.216.34", "93.184.216.34"])  # at the save's check, at the send's
+
+    def rebinding(host, port, *args, **kwargs):
+        if host != "rebind.example":
+            return real(host, port, *args, **kwargs)
+        address = next(answers, "127.0.0.1")  # and then, inside
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    with Receiver() as receiver:
+        port = receiver.server.server_port
+        made = _made(app.test_client(), bearer(world.key), url=f"json://rebind.example:{port}/x")
+        tested = app.test_client().post(
+            f"{DESTINATIONS}/{made['id']}/test", json={}, headers=bearer(world.key)
+        )
+        assert tested.status_code == 201
+        send(app)
+        assert receiver.received == []
+    with app.app_context():
+        row = db.session.get(Notification, tested.get_json()["id"])
+        assert (row.status, row.attempts) == ("pending", 1)
+        assert "rebind" not in row.last_error

@@ -7,7 +7,9 @@ none reaches the machine the service runs on (Apprise's syslog, desktop or email
 
 The webhooks' address rules apply (``webhooks.safety``). A URL that names its own host
 (``mmosts://chat.example.com/…``, ``jsons://…``) must resolve only to public addresses unless
-``WEBHOOK_ALLOW_PRIVATE`` is on; it is checked when saved and again before each message.
+``WEBHOOK_ALLOW_PRIVATE`` is on; it is checked when saved and again before each message, and
+the message's connections go to the addresses checked then (``guard_connections``), so a name
+that answers another address meanwhile (DNS rebinding) cannot send it inside the network.
 Redirects are never followed (Apprise's ``http_redirects`` off; a ``?redirect=yes`` in the URL
 is refused), nor is Matrix's server discovery: the server a URL names would choose, by its
 ``/.well-known/matrix/client`` answer, another host to log in to and post to, unchecked. In
@@ -23,10 +25,12 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import apprise
+from urllib3.util import connection as urllib3_connection
 
 from .. import sealing
 from ..errors import InvalidParameter
@@ -66,6 +70,7 @@ SERVICES = frozenset(
     }
 )
 ASSET = apprise.AppriseAsset(http_redirects=False)
+_sending = threading.local()  # ``checked``: this thread sends a message whose host is checked
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,36 @@ def quiet_libraries() -> None:
     apprise_log.propagate = False
     if not apprise_log.handlers:
         apprise_log.addHandler(logging.NullHandler())
+
+
+def guard_connections() -> None:
+    """Make the connections Apprise opens (by requests, so urllib3) while a message to a
+    checked host is sent go only to public addresses, resolved once and connected to as
+    checked: requests would otherwise resolve the name again after ``send`` checked it."""
+    original = urllib3_connection.create_connection
+    if getattr(original, "guarded", False):
+        return
+
+    def create_connection(address, *args, **kwargs):
+        if not getattr(_sending, "checked", False):
+            return original(address, *args, **kwargs)
+        host, port = address
+        host = host.removeprefix("[").removesuffix("]")
+        try:
+            addresses = resolve(host, port)
+            check_addresses(host, addresses)
+        except (UnicodeError, UnsafeDestination) as error:
+            raise OSError(str(error)) from None
+        failure: OSError | None = None
+        for each in addresses:
+            try:
+                return original((each, port), *args, **kwargs)
+            except OSError as error:
+                failure = error
+        raise failure or OSError(f"{host} has no address")
+
+    create_connection.guarded = True
+    urllib3_connection.create_connection = create_connection
 
 
 def _schemes(plugin: apprise.NotifyBase) -> set[str]:
@@ -207,13 +242,15 @@ def send(url: str, message: ChatMessage, rules: Rules) -> tuple[bool, str]:
     plugin = _plugin(url)
     if plugin is None:
         return False, "its URL is no longer a valid Apprise URL"
-    if _names_its_host(plugin) and not rules.allow_private:
+    checked = _names_its_host(plugin) and not rules.allow_private
+    if checked:
         try:
             check_public(plugin)
         except (UnsafeDestination, OSError) as error:
             return False, _without(str(error), url)[:500]
     plugin.socket_connect_timeout = plugin.socket_read_timeout = TIMEOUT_SECONDS
     with apprise.LogCapture(level=logging.WARNING) as captured:
+        _sending.checked = checked  # its connections: to public addresses only (as checked)
         try:
             sent = plugin.notify(
                 title=message.title, body=message.body, body_format=apprise.NotifyFormat.TEXT
@@ -222,6 +259,8 @@ def send(url: str, message: ChatMessage, rules: Rules) -> tuple[bool, str]:
             sent, captured_error = False, f"{type(error).__name__}: {error}"
         else:
             captured_error = ""
+        finally:
+            _sending.checked = False
         said = captured.getvalue()
     if sent:
         return True, ""
