@@ -160,3 +160,24 @@ def test_a_name_that_turns_private_between_the_check_and_the_connection_is_refus
         row = db.session.get(Notification, tested.get_json()["id"])
         assert (row.status, row.attempts) == ("pending", 1)
         assert "rebind" not in row.last_error
+
+
+# --- preferences ---------------------------------------------------------------------------------
+
+
+def test_a_preferences_patch_that_changes_nothing_records_nothing(app, world, client):
+    """Every PATCH was recorded as a change of every field it named, and set ``updated``: an
+    empty body, or one repeating the saved values, filled the audit trail (and the webhooks)
+    with changes that never happened. Only what changes is recorded, as for destinations."""
+    key = bearer(world.key)
+    for body in ({}, {"approved": True, "digest": False}):
+        same = client.patch(PREFERENCES, json=body, headers=key)
+        assert same.status_code == 200
+        assert same.get_json()["updated"] is None
+    changed = client.patch(PREFERENCES, json={"approved": False, "digest": False}, headers=key)
+    assert changed.get_json()["approved"] is False and changed.get_json()["updated"] is not None
+    with app.app_context():
+        recorded = db.session.execute(
+            select(Event.data).where(Event.type == "member.notification_preferences_changed")
+        ).scalars()
+        assert list(recorded) == [{"member": world.people["owner"], "fields": ["approved"]}]
