@@ -181,3 +181,46 @@ def test_a_preferences_patch_that_changes_nothing_records_nothing(app, world, cl
             select(Event.data).where(Event.type == "member.notification_preferences_changed")
         ).scalars()
         assert list(recorded) == [{"member": world.people["owner"], "fields": ["approved"]}]
+
+
+# --- the list of notifications -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "destination, status, answer",
+    [
+        (
+            "ntd_nope",
+            404,
+            {
+                "error": "resource_missing",
+                "message": "No such notification destination: 'ntd_nope'.",
+                "param": "destination",
+            },
+        ),
+        (
+            "%00",
+            400,
+            {
+                "error": "parameter_invalid",
+                "message": "Invalid destination: not an object id.",
+                "param": "destination",
+            },
+        ),
+        (
+            "x" * 65,
+            400,
+            {
+                "error": "parameter_invalid",
+                "message": "Invalid destination: not an object id.",
+                "param": "destination",
+            },
+        ),
+    ],
+)
+def test_an_unknown_destination_filter_names_the_destination_parameter(
+    world, client, destination, status, answer
+):
+    """The refusal named ``id``, a parameter this list does not have."""
+    response = client.get(f"/v2/notifications?destination={destination}", headers=bearer(world.key))
+    assert (response.status_code, response.get_json()) == (status, answer)

@@ -12,8 +12,8 @@ from sqlalchemy import and_, or_, select
 
 from ..actors import Actor, fetch, require_room, writing
 from ..audit.services import EventLog
-from ..database import new_id, utcnow
-from ..errors import Conflict
+from ..database import new_id, require_usable_id, utcnow
+from ..errors import Conflict, NotFound
 from ..extensions import db
 from ..pagination import PageRequest, page_of
 from ..sealing import UnreadableSecret
@@ -190,7 +190,12 @@ def list_notifications(
     if query.channel is not None:
         filters.append(Notification.channel == query.channel.value)
     if query.destination is not None:
-        filters.append(Notification.destination_id == get_destination(actor, query.destination).id)
+        require_usable_id(query.destination, "destination")
+        try:
+            destination = get_destination(actor, query.destination)
+        except NotFound as error:
+            raise NotFound(error.message, param="destination") from None
+        filters.append(Notification.destination_id == destination.id)
     return page_of(Notification, page, *filters)
 
 
