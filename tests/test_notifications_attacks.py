@@ -10,11 +10,11 @@ import json
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from discountflow.audit.models import Event
 from discountflow.extensions import db
-from discountflow.notifications.models import Notification
+from discountflow.notifications.models import Notification, NotificationDestination
 
 from .approvals_world import build_world, create
 from .conftest import bearer, make_app
@@ -224,3 +224,140 @@ def test_an_unknown_destination_filter_names_the_destination_parameter(
     """The refusal named ``id``, a parameter this list does not have."""
     response = client.get(f"/v2/notifications?destination={destination}", headers=bearer(world.key))
     assert (response.status_code, response.get_json()) == (status, answer)
+
+
+@pytest.mark.parametrize(
+    "query, param",
+    [
+        ("limit=0", "limit"),
+        ("limit=-1", "limit"),
+        ("limit=1000000000", "limit"),
+        ("limit=1&limit=2", "limit"),
+        ("starting_after=%00", "starting_after"),
+        ("starting_after=ntf_nope", "starting_after"),
+        ("starting_after=a&ending_before=b", "ending_before"),
+        ("status=bogus", "status[0]"),
+        ("channel=sms", "channel"),
+        ("unknown=1", "unknown"),
+    ],
+)
+def test_odd_list_queries_are_a_400_naming_the_parameter(world, client, query, param):
+    """Withstood: each answered as here."""
+    response = client.get(f"/v2/notifications?{query}", headers=bearer(world.key))
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "parameter_invalid"
+    assert response.get_json()["param"] == param
+
+
+# --- withstood: odd strings, other organizations, read-only keys, forms, races -------------------
+
+
+@pytest.mark.parametrize(
+    "raw, param",
+    [
+        ('{"name": "\\ud800", "url": "json://1.2.3.4/x"}', "name"),
+        ('{"name": "Chat", "url": "json://1.2.3.4/\\udfff"}', "url"),
+        ('{"name": "a\\u0000b", "url": "json://1.2.3.4/x"}', "name"),
+        ('{"name": "Chat", "url": "json://1.2.3.4/\\u0000"}', "url"),
+        ('{"name": "Chat", "url": "json://1.2.3.4/x", "events": ["approved", 1]}', "events[1]"),
+        (
+            json.dumps({"name": "Chat", "url": "json://1.2.3.4/x", "events": ["approved"] * 7}),
+            "events",
+        ),
+    ],
+)
+def test_odd_strings_in_a_destination_are_a_400_and_add_nothing(app, world, client, raw, param):
+    """Withstood: lone surrogates (no database can store them), NUL, and more kinds than there
+    are."""
+    response = client.post(
+        DESTINATIONS, data=raw, content_type="application/json", headers=bearer(world.key)
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "parameter_invalid"
+    assert response.get_json()["param"] == param
+    with app.app_context():
+        count = db.session.execute(select(func.count()).select_from(NotificationDestination))
+        assert count.scalar() == 0
+
+
+@pytest.mark.parametrize("body", [{"name": None}, {"url": None}, {"events": None}, {"events": []}])
+def test_a_patch_cannot_null_or_empty_a_required_field(world, client, body):
+    made = _made(client, bearer(world.key))
+    path = f"{DESTINATIONS}/{made['id']}"
+    refused = client.patch(path, json=body, headers=bearer(world.key))
+    assert refused.status_code == 400
+    assert refused.get_json()["param"] == next(iter(body))
+    assert client.get(path, headers=bearer(world.key)).get_json() == made
+
+
+def test_graphql_refuses_odd_ids_and_names_and_read_only_keys(app, world, client):
+    from .test_graphql import gql
+
+    made = _made(client, bearer(world.key))
+    one = "query($id: ID!) { notificationDestination(id: $id) { id } }"
+    for odd in ("ntd_\ud800", "a\x00"):
+        (error,) = gql(client, world.key, one, {"id": odd}).get_json()["errors"]
+        assert error["extensions"] == {"code": "parameter_invalid", "param": "id"}
+    rename = (
+        "mutation($id: ID!, $n: String!) "
+        "{ updateNotificationDestination(id: $id, input: {name: $n}) { id } }"
+    )
+    answer = gql(client, world.key, rename, {"id": made["id"], "n": "\ud800"}).get_json()
+    assert answer["errors"][0]["extensions"]["param"] == "input.name"
+    for mutation in (
+        'mutation { deleteNotificationDestination(id: "%s") { id } }',
+        'mutation { sendNotificationDestinationTest(id: "%s") { id } }',
+        'mutation { updateNotificationDestination(id: "%s", input: {enabled: false}) { id } }',
+        "mutation { updateNotificationPreferences(input: {digest: true}) { digest } } # %s",
+    ):
+        refused = gql(client, world.read_only_key, mutation % made["id"])
+        assert refused.status_code == 403
+        assert refused.get_json()["error"] == "read_only_key"
+    assert client.get(f"{DESTINATIONS}/{made['id']}", headers=bearer(world.key)).get_json() == made
+
+
+def test_another_organizations_admin_finds_no_destination_in_the_dashboard(app, world, client):
+    """Withstood: every page and button of another organization's destination is a 404, as an
+    unknown id is; and a button without the CSRF token changes nothing."""
+    from .dashboard import post_form, sign_in
+
+    admin = app.test_client()
+    assert sign_in(admin, "admin@acme.example").status_code == 303
+    other = build_world(app, "globex")
+    theirs = _made(client, bearer(other.key))
+    base = f"/settings/notifications/destinations/{theirs['id']}"
+    assert admin.get(base).status_code == 404
+    for action in ("", "/test", "/enable", "/disable", "/delete"):
+        form = {"edit-name": "Mine now", "edit-events": ["approved"]}
+        response = post_form(admin, base + action, form, token_from="/settings/notifications")
+        assert response.status_code == 404, action
+    mine = _made(client, bearer(world.key))
+    forged = admin.post(f"/settings/notifications/destinations/{mine['id']}/disable")
+    assert forged.status_code == 400  # no CSRF token
+    for key, made in ((other.key, theirs), (world.key, mine)):
+        shown = client.get(f"{DESTINATIONS}/{made['id']}", headers=bearer(key)).get_json()
+        assert shown == made
+
+
+def test_concurrent_creations_never_pass_the_cap_of_16(app, world):
+    import threading
+
+    for number in range(14):
+        _made(app.test_client(), bearer(world.key), name=f"Chat {number}")
+    start, answers = threading.Barrier(6), []
+
+    def create_one(number: int) -> None:
+        start.wait()
+        body = {"name": f"Race {number}", "url": "json://1.2.3.4:9/chat"}
+        response = app.test_client().post(DESTINATIONS, json=body, headers=bearer(world.key))
+        answers.append(response.status_code)
+
+    threads = [threading.Thread(target=create_one, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(answers) == [201, 201, 409, 409, 409, 409]
+    with app.app_context():
+        count = db.session.execute(select(func.count()).select_from(NotificationDestination))
+        assert count.scalar() == 16
