@@ -13,6 +13,7 @@ def init_app(app: Flask) -> None:
 
     outbox.install()
     chat.quiet_libraries()
+    chat.guard_connections()
     app.register_blueprint(api.bp)
     app.register_blueprint(views.bp)
     app.cli.add_command(cli.notifications_cli)

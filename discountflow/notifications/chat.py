@@ -7,10 +7,14 @@ none reaches the machine the service runs on (Apprise's syslog, desktop or email
 
 The webhooks' address rules apply (``webhooks.safety``). A URL that names its own host
 (``mmosts://chat.example.com/…``, ``jsons://…``) must resolve only to public addresses unless
-``WEBHOOK_ALLOW_PRIVATE`` is on; it is checked when saved and again before each message.
+``WEBHOOK_ALLOW_PRIVATE`` is on; it is checked when saved and again before each message, and
+the message's connections go to the addresses checked then (``guard_connections``), so a name
+that answers another address meanwhile (DNS rebinding) cannot send it inside the network.
 Redirects are never followed (Apprise's ``http_redirects`` off; a ``?redirect=yes`` in the URL
-is refused). In production the URL must use its service's secure scheme (``mmosts``, not
-``mmost``) and keep certificate checks on.
+is refused), nor is Matrix's server discovery: the server a URL names would choose, by its
+``/.well-known/matrix/client`` answer, another host to log in to and post to, unchecked. In
+production the URL must use its service's secure scheme (``mmosts``, not ``mmost``) and keep
+certificate checks on.
 
 A URL holds the service's tokens: it is sealed in the database (``discountflow.sealing``),
 shown masked by Apprise's own privacy mode, and never logged: an error Apprise reports has every
@@ -21,10 +25,12 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import apprise
+from urllib3.util import connection as urllib3_connection
 
 from .. import sealing
 from ..errors import InvalidParameter
@@ -64,6 +70,7 @@ SERVICES = frozenset(
     }
 )
 ASSET = apprise.AppriseAsset(http_redirects=False)
+_sending = threading.local()  # ``checked``: this thread sends a message whose host is checked
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,36 @@ def quiet_libraries() -> None:
         apprise_log.addHandler(logging.NullHandler())
 
 
+def guard_connections() -> None:
+    """Make the connections Apprise opens (by requests, so urllib3) while a message to a
+    checked host is sent go only to public addresses, resolved once and connected to as
+    checked: requests would otherwise resolve the name again after ``send`` checked it."""
+    original = urllib3_connection.create_connection
+    if getattr(original, "guarded", False):
+        return
+
+    def create_connection(address, *args, **kwargs):
+        if not getattr(_sending, "checked", False):
+            return original(address, *args, **kwargs)
+        host, port = address
+        host = host.removeprefix("[").removesuffix("]")
+        try:
+            addresses = resolve(host, port)
+            check_addresses(host, addresses)
+        except (UnicodeError, UnsafeDestination) as error:
+            raise OSError(str(error)) from None
+        failure: OSError | None = None
+        for each in addresses:
+            try:
+                return original((each, port), *args, **kwargs)
+            except OSError as error:
+                failure = error
+        raise failure or OSError(f"{host} has no address")
+
+    create_connection.guarded = True
+    urllib3_connection.create_connection = create_connection
+
+
 def _schemes(plugin: apprise.NotifyBase) -> set[str]:
     schemes = set()
     for attribute in ("protocol", "secure_protocol"):
@@ -100,6 +137,15 @@ def _names_its_host(plugin: apprise.NotifyBase) -> bool:
     """Whether the URL chooses the host Apprise connects to (a Mattermost of your own), not
     only a token for the service's own API (Slack)."""
     return bool(plugin.host) and any("{host}" in each for each in type(plugin).templates)
+
+
+def _plugin(url: str) -> apprise.NotifyBase | None:
+    """Apprise's plugin for ``url`` (``None`` if it is not an Apprise URL), talking to the host
+    the URL names only: Matrix's server discovery off (its ``discovery=yes`` is ignored)."""
+    plugin = apprise.Apprise.instantiate(url, asset=ASSET, suppress_exceptions=True)
+    if getattr(plugin, "discovery", False):
+        plugin.discovery = False
+    return plugin
 
 
 def check(url: str, rules: Rules) -> Checked:
@@ -116,7 +162,7 @@ def check(url: str, rules: Rules) -> Checked:
             "A destination URL holds no spaces, tabs, line breaks or other invisible characters "
             f"(U+{ord(character):04X} at character {position})."
         )
-    plugin = apprise.Apprise.instantiate(url, asset=ASSET, suppress_exceptions=True)
+    plugin = _plugin(url)
     if plugin is None or not _schemes(plugin) & SERVICES:
         raise refuse(
             "Not a URL of a supported service: use an Apprise URL for Slack, Microsoft Teams "
@@ -193,16 +239,18 @@ def _without(text: str, url: str) -> str:
 def send(url: str, message: ChatMessage, rules: Rules) -> tuple[bool, str]:
     """Send ``message`` to one destination; return whether it went and, if not, why (with
     nothing of the URL in it)."""
-    plugin = apprise.Apprise.instantiate(url, asset=ASSET, suppress_exceptions=True)
+    plugin = _plugin(url)
     if plugin is None:
         return False, "its URL is no longer a valid Apprise URL"
-    if _names_its_host(plugin) and not rules.allow_private:
+    checked = _names_its_host(plugin) and not rules.allow_private
+    if checked:
         try:
             check_public(plugin)
         except (UnsafeDestination, OSError) as error:
             return False, _without(str(error), url)[:500]
     plugin.socket_connect_timeout = plugin.socket_read_timeout = TIMEOUT_SECONDS
     with apprise.LogCapture(level=logging.WARNING) as captured:
+        _sending.checked = checked  # its connections: to public addresses only (as checked)
         try:
             sent = plugin.notify(
                 title=message.title, body=message.body, body_format=apprise.NotifyFormat.TEXT
@@ -211,6 +259,8 @@ def send(url: str, message: ChatMessage, rules: Rules) -> tuple[bool, str]:
             sent, captured_error = False, f"{type(error).__name__}: {error}"
         else:
             captured_error = ""
+        finally:
+            _sending.checked = False
         said = captured.getvalue()
     if sent:
         return True, ""

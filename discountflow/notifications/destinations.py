@@ -12,10 +12,11 @@ from sqlalchemy import and_, or_, select
 
 from ..actors import Actor, fetch, require_room, writing
 from ..audit.services import EventLog
-from ..database import new_id, utcnow
-from ..errors import Conflict
+from ..database import new_id, require_usable_id, utcnow
+from ..errors import Conflict, NotFound
 from ..extensions import db
 from ..pagination import PageRequest, page_of
+from ..sealing import UnreadableSecret
 from ..webhooks.services import destination_rules
 from . import chat
 from .models import Channel, Notification, NotificationDestination, NotificationStatus
@@ -94,7 +95,7 @@ def update_destination(
     destination = get_destination(actor, destination_id)
     changed = []
     if checked is not None:
-        if checked.url != chat.unseal(destination.url):
+        if checked.url != _saved_url(destination):
             destination.url = chat.seal(checked.url)
             destination.masked_url = checked.masked
             destination.service = checked.service
@@ -123,6 +124,15 @@ def update_destination(
             events.add(f"notification_destination.{state}", destination=destination.id)
     db.session.commit()
     return destination
+
+
+def _saved_url(destination: NotificationDestination) -> str | None:
+    """The destination's URL; ``None`` if this ``SECRET_KEY`` cannot read it (the URL is then
+    entered again, as the refusal at its sends says)."""
+    try:
+        return chat.unseal(destination.url)
+    except UnreadableSecret:
+        return None
 
 
 def delete_destination(actor: Actor, destination_id: str) -> str:
@@ -180,7 +190,12 @@ def list_notifications(
     if query.channel is not None:
         filters.append(Notification.channel == query.channel.value)
     if query.destination is not None:
-        filters.append(Notification.destination_id == get_destination(actor, query.destination).id)
+        require_usable_id(query.destination, "destination")
+        try:
+            destination = get_destination(actor, query.destination)
+        except NotFound as error:
+            raise NotFound(error.message, param="destination") from None
+        filters.append(Notification.destination_id == destination.id)
     return page_of(Notification, page, *filters)
 
 

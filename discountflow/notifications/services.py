@@ -132,20 +132,24 @@ def get_preferences(actor: Actor) -> NotificationPreferences:
 def update_preferences(
     actor: Actor, data: NotificationPreferencesUpdate
 ) -> NotificationPreferences:
-    """Turn kinds of email on or off for the actor (``member.notification_preferences_changed``)."""
+    """Turn kinds of email on or off for the actor (``member.notification_preferences_changed``,
+    with the fields that changed; nothing changed, nothing recorded)."""
     writing(actor)
     now = utcnow()
     preferences = db.session.get(NotificationPreferences, actor.person_id)
     if preferences is None:
         preferences = NotificationPreferences.every_kind(actor.person_id, actor.organization_id)
-        db.session.add(preferences)
-    changed = sorted(data.model_fields_set)
-    for kind in changed:
-        setattr(preferences, kind, getattr(data, kind))
-    preferences.updated_at = now
-    EventLog(actor, now).add(
-        "member.notification_preferences_changed", member=actor.person_id, fields=changed
+    changed = sorted(
+        kind for kind in data.model_fields_set if getattr(data, kind) != getattr(preferences, kind)
     )
+    if changed:
+        db.session.add(preferences)
+        for kind in changed:
+            setattr(preferences, kind, getattr(data, kind))
+        preferences.updated_at = now
+        EventLog(actor, now).add(
+            "member.notification_preferences_changed", member=actor.person_id, fields=changed
+        )
     db.session.commit()
     return preferences
 

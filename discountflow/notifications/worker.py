@@ -42,6 +42,7 @@ from ..audit.models import Event
 from ..database import begin_write, utcnow
 from ..extensions import db
 from ..organizations.models import Organization, User
+from ..sealing import UnreadableSecret
 from ..webhooks.services import destination_rules
 from . import chat
 from .destinations import TEST
@@ -93,6 +94,7 @@ class Claimed:
     recipient: str  # the email address, or the destination's id
     message: EmailMessage | tuple[str, str]
     url: str = ""  # a destination's URL (unsealed only here, in memory)
+    unreadable: str = ""  # why the URL could not be unsealed (a failed attempt, not a send)
     ids: tuple[str, ...] = ()  # a digest: every notification it holds
 
 
@@ -154,7 +156,10 @@ class Mailer:
                 released.append((each, None))
                 continue
             title, body = each.message
-            ok, error = chat.send(each.url, chat.ChatMessage(title, body), self.rules)
+            if each.unreadable:
+                ok, error = False, each.unreadable
+            else:
+                ok, error = chat.send(each.url, chat.ChatMessage(title, body), self.rules)
             self.record([(each, Sent(ok, error))])
         if released:
             self.record(released)
@@ -258,6 +263,10 @@ class Mailer:
                 if content is None:
                     return NotificationStatus.SKIPPED
                 message = chat_message(content)
+            try:
+                url, unreadable = chat.unseal(destination.url), ""
+            except UnreadableSecret as error:  # SECRET_KEY changed: this message fails, not all
+                url, unreadable = "", str(error)
             return Claimed(
                 notification_id=notification.id,
                 claim=claim,
@@ -266,7 +275,8 @@ class Mailer:
                 channel=Channel.CHAT.value,
                 recipient=destination.id,
                 message=message,
-                url=chat.unseal(destination.url),
+                url=url,
+                unreadable=unreadable,
             )
         recipient = db.session.get(User, notification.recipient_id)
         content = self._content(notification, recipient)
