@@ -43,7 +43,7 @@ def test_a_url_unreadable_after_a_secret_key_change_can_be_entered_again(app, wo
     path = f"{DESTINATIONS}/{made['id']}"
     changed = client.patch(path, json={"url": "json://1.2.3.4:9/again"}, headers=bearer(world.key))
     assert changed.status_code == 200
-    assert changed.get_json()["url"] == "json://1.2.3.4:9/again"
+    assert changed.get_json()["url"] == "json://1.2.3.4:9/a...n"
     with app.app_context():
         (event,) = db.session.execute(
             select(Event).where(Event.type == "notification_destination.updated")
@@ -160,6 +160,35 @@ def test_a_name_that_turns_private_between_the_check_and_the_connection_is_refus
         row = db.session.get(Notification, tested.get_json()["id"])
         assert (row.status, row.attempts) == ("pending", 1)
         assert "rebind" not in row.last_error
+
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        # Apprise's privacy form shows these whole: a JSON receiver's path, an ntfy topic (on
+        # ntfy.sh the topic is all it takes to read the messages), a chat id.
+        (
+            "jsons://hooks.example.com/catch/SECRETPATH?token=SECRETQ",
+            "jsons://hooks.example.com/c...h/S...H",
+        ),
+        ("ntfys://ntfy.example.com/SECRETTOPIC", "ntfys://ntfy.example.com/S...C"),
+        ("ntfy://SECRETTOPIC", "ntfys://S...C"),
+        ("tgram://123456789:SECRETBOTTOKEN/987654321", "tgram://1...N/9...1/"),
+        # What Apprise shortens itself stays as it shows it; a server's name is no secret.
+        ("mmosts://chat.example.com/SECRETTOKEN", "mmosts://chat.example.com/S...N/"),
+        ("jsons://bot:SECRET@hooks.example.com/in", "jsons://bot:****@hooks.example.com/..."),
+    ],
+)
+def test_no_secret_of_a_url_is_shown_whole(app, world, client, url, shown):
+    """A destination's answer, list and audit event show its URL masked: Apprise's privacy form
+    left a JSON receiver's path and an ntfy topic whole, in every answer a read-only key gets."""
+    made = _made(client, bearer(world.key), url=url)
+    assert made["url"] == shown
+    listed = client.get(DESTINATIONS, headers=bearer(world.read_only_key)).get_json()["data"]
+    assert [each["url"] for each in listed] == [shown]
+    with app.app_context():
+        events = db.session.execute(select(Event.data)).scalars().all()
+    assert "SECRET" not in json.dumps(events) + json.dumps(listed)
 
 
 # --- preferences ---------------------------------------------------------------------------------

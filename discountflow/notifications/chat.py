@@ -27,7 +27,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import apprise
 from urllib3.util import connection as urllib3_connection
@@ -187,9 +187,27 @@ def check(url: str, rules: Rules) -> Checked:
             raise refuse(str(error)) from None
         except OSError as error:
             raise refuse(f"{plugin.host} cannot be resolved just now.") from error
-    shown = urlsplit(plugin.url(privacy=True))  # its options (the query) left out
-    masked = urlunsplit((shown.scheme, shown.netloc, shown.path, "", ""))
-    return Checked(url=url, service=str(plugin.service_name), masked=masked)
+    return Checked(url=url, service=str(plugin.service_name), masked=_masked(plugin))
+
+
+def _masked(plugin: apprise.NotifyBase) -> str:
+    """The URL as it is shown: Apprise's privacy form without its options (the query), and
+    every part that may be a secret and that Apprise leaves whole — a JSON receiver's path, an
+    ntfy topic — shortened as Apprise shortens a token (``jsons://hooks.example.com/h...s/S...T``).
+    The host stays when it is a server's name."""
+    shown = urlsplit(plugin.url(privacy=True))
+    netloc = shown.netloc
+    if not _names_its_host(plugin):  # the "host" is a token or a topic
+        userinfo, at, host = netloc.rpartition("@")
+        netloc = userinfo + at + _shortened(host)
+    path = "/".join(_shortened(unquote(part)) for part in shown.path.split("/"))
+    return urlunsplit((shown.scheme, netloc, path, "", ""))
+
+
+def _shortened(part: str) -> str:
+    if not part or "..." in part or part[0] in "#@":  # shortened by Apprise; a channel, a user
+        return part
+    return f"{part[0]}...{part[-1]}" if len(part) > 4 else "..."
 
 
 def check_public(plugin: apprise.NotifyBase) -> None:
