@@ -191,6 +191,26 @@ def test_no_secret_of_a_url_is_shown_whole(app, world, client, url, shown):
     assert "SECRET" not in json.dumps(events) + json.dumps(listed)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "jsons://h.example:0/x",
+        "jsons://h.example:99999/x",
+        "jsons://h.example:-1/x",
+        "mmosts://h.example/token123?port=0",
+    ],
+)
+def test_a_port_outside_1_to_65535_is_refused_as_for_webhooks(world, client, url):
+    refused = client.post(DESTINATIONS, json={"name": "C", "url": url}, headers=bearer(world.key))
+    assert refused.status_code == 400
+    assert refused.get_json() == {
+        "error": "parameter_invalid",
+        "message": "The URL's port is not a number from 1 to 65535.",
+        "param": "url",
+    }
+    assert client.get(DESTINATIONS, headers=bearer(world.key)).get_json()["data"] == []
+
+
 # --- preferences ---------------------------------------------------------------------------------
 
 

@@ -171,6 +171,8 @@ def check(url: str, rules: Rules) -> Checked:
         )
     if plugin.redirects:
         raise refuse("Redirects are never followed: leave redirect=yes out of the URL.")
+    if plugin.port is not None and not 1 <= plugin.port <= 65535:  # (a port= option too)
+        raise refuse("The URL's port is not a number from 1 to 65535.")
     if rules.https_only:
         if getattr(type(plugin), "protocol", None) and not plugin.secure:
             secure = type(plugin).secure_protocol
