@@ -140,7 +140,7 @@ def page(first: int, after: str | None) -> PageRequest:
     """The page a connection asks for: ``first`` objects after the cursor ``after``."""
     if after is not None:
         require_usable_id(after, "after")
-    return PageRequest(check_first(first), starting_after=after)
+    return PageRequest(check_first(first), starting_after=after, after_param="after")
 
 
 @strawberry.type

@@ -27,6 +27,7 @@ class PageRequest:
     limit: int = DEFAULT_LIMIT
     starting_after: str | None = None
     ending_before: str | None = None
+    after_param: str = "starting_after"  # what the caller calls the cursor (GraphQL: after)
 
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= MAX_LIMIT:
@@ -59,7 +60,7 @@ def paginate(
     created, id_ = columns.created_at, columns.id
     cursor_id = page.starting_after or page.ending_before
     if cursor_id is not None:
-        param = "starting_after" if page.starting_after else "ending_before"
+        param = page.after_param if page.starting_after else "ending_before"
         cursor_created = db.session.execute(
             select(created).where(id_ == cursor_id, scope)
         ).scalar_one_or_none()

@@ -477,6 +477,16 @@ def test_an_id_holding_a_lone_surrogate_is_refused_as_rest_refuses_it(ask, world
         assert db.session.execute(select(func.count()).select_from(Event)).scalar() == events_before
 
 
+@pytest.mark.parametrize("name", sorted(name for name in IDS_ELSEWHERE if name.endswith(".after")))
+def test_an_unknown_cursor_is_refused_naming_after(ask, world, name):
+    """A cursor no list of the organization has: the refusal names GraphQL's argument,
+    ``after`` (it named REST's, ``starting_after``, which no GraphQL list takes)."""
+    document = IDS_ELSEWHERE[name].replace("%s", "pageInfo { hasNextPage }")
+    (error,) = ask(document, {"id": "apr_0Vd6EG0lQ2LlF5G0FtBxvy"}).get_json()["errors"]
+    assert error["message"] == "No such object: 'apr_0Vd6EG0lQ2LlF5G0FtBxvy'."
+    assert error["extensions"] == {"code": "parameter_invalid", "param": "after"}
+
+
 # --- the same data as REST, and the same rules ---------------------------------------------------
 
 SNAKE = re.compile(r"(?<!^)(?=[A-Z])")
