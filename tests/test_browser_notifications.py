@@ -45,9 +45,11 @@ def test_an_admin_sets_up_a_destination_and_a_member_chooses_their_emails(person
     rep.get_by_role("heading", name="My notifications").wait_for()
     assert rep.get_by_role("heading", name="Chat and push").count() == 0
     rep.get_by_label("Someone comments on a request I took part in").uncheck()
-    rep.get_by_label("Once a day, together (a daily digest at 08:00 UTC)").check()
+    rep.get_by_label("Once a day, together (a daily digest)").check()
+    rep.get_by_label("The digest comes at").select_option("16:00 UTC")
     rep.get_by_role("button", name="Save my notifications").click()
     rep.get_by_text("Your notifications were saved.").wait_for()
     assert not rep.get_by_label("Someone comments on a request I took part in").is_checked()
-    assert rep.get_by_label("Once a day, together (a daily digest at 08:00 UTC)").is_checked()
+    assert rep.get_by_label("Once a day, together (a daily digest)").is_checked()
+    assert rep.get_by_label("The digest comes at").input_value() == "16"
     screenshot(rep, "notifications-mine.png")

@@ -1,17 +1,19 @@
 """The daily digest: a member who chose it gets their emails once a day, together, at 08:00
-UTC — what is no longer true left out, each kind they turned off left out, sent once — and a
-reminder reaches the destinations that hear of reminders."""
+UTC or the hour they chose — what is no longer true left out, each kind they turned off left
+out, sent once — and a reminder reaches the destinations that hear of reminders."""
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
+from discountflow.database import utcnow
 from discountflow.extensions import db
 from discountflow.notifications.models import Notification
-from discountflow.notifications.worker import Mailer, next_digest
+from discountflow.notifications.services import next_digest
+from discountflow.notifications.worker import Mailer
 
 from .approvals_world import create
 from .conftest import Clock, bearer, mailing_app
@@ -53,13 +55,129 @@ def choose(world, who: str, **preferences) -> None:
         services.update_preferences(world.actor(who), data)
 
 
-def test_the_next_digest_is_at_8_utc():
-    from datetime import datetime
-
+def test_the_next_digest_is_at_8_utc_or_the_hour_chosen():
     at = datetime(2026, 12, 7, 7, 59, tzinfo=UTC)
     assert next_digest(at) == datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
     assert next_digest(at.replace(hour=8)) == datetime(2026, 12, 8, 8, 0, tzinfo=UTC)
     assert next_digest(at.replace(hour=23)) == datetime(2026, 12, 8, 8, 0, tzinfo=UTC)
+    assert next_digest(at, 0) == datetime(2026, 12, 8, 0, 0, tzinfo=UTC)
+    assert next_digest(at, 23) == datetime(2026, 12, 7, 23, 0, tzinfo=UTC)
+
+
+def held_until(app, recipient: str) -> list[datetime]:
+    with app.app_context():
+        return list(
+            db.session.execute(
+                select(Notification.next_attempt_at).where(
+                    Notification.recipient_id == recipient, Notification.status == "digest"
+                )
+            ).scalars()
+        )
+
+
+def _to_the_cfo(world) -> str:
+    approval_id = create(world, "rep", 40, submit=True)
+    for who in ("manager", "vp"):
+        services_act(world, who, "approve", approval_id)
+    return approval_id
+
+
+def test_the_digest_comes_at_the_hour_the_member_chose(app, world, mailbox):
+    hour = (utcnow().hour + 3) % 24  # hours away, whenever the test runs
+    choose(world, "cfo", digest=True, digest_hour=hour)
+    _to_the_cfo(world)
+    clock = Clock()
+    deliver(app, clock)
+    due = next_digest(clock.now(), hour)
+    assert held_until(app, world.people["cfo"]) == [due]
+    clock.offset = due - utcnow() - timedelta(minutes=1)  # a minute before: still held
+    deliver(app, clock)
+    assert mailbox.to("cfo@acme.example") == []
+    clock.offset = due - utcnow() + timedelta(minutes=1)
+    deliver(app, clock)
+    (email,) = mailbox.to("cfo@acme.example")
+    assert email.message["Subject"] == "DiscountFlow: 1 update from the last day"
+
+
+def test_a_new_hour_moves_what_is_held_and_no_digest_sends_it_at_once(app, world, mailbox):
+    cfo = world.people["cfo"]
+    first, second = (utcnow().hour + 3) % 24, (utcnow().hour + 5) % 24
+    choose(world, "cfo", digest=True, digest_hour=first)
+    _to_the_cfo(world)
+    clock = Clock()
+    deliver(app, clock)
+    assert held_until(app, cfo) == [next_digest(utcnow(), first)]
+    choose(world, "cfo", digest_hour=second)
+    assert held_until(app, cfo) == [next_digest(utcnow(), second)]
+    choose(world, "cfo", digest=False)  # what was held goes now, together
+    deliver(app, clock)
+    (email,) = mailbox.to("cfo@acme.example")
+    assert email.message["Subject"] == "DiscountFlow: 1 update from the last day"
+    assert statuses(app, cfo) == [("decision_requested", "sent")]
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (24, "Invalid digest_hour: input should be less than or equal to 23."),
+        (-1, "Invalid digest_hour: input should be greater than or equal to 0."),
+        ("8", "Invalid digest_hour: must be a JSON number."),
+        (True, "Invalid digest_hour: must be a JSON number."),
+        (
+            8.5,
+            "Invalid digest_hour: input should be a valid integer, got a number with a "
+            "fractional part.",
+        ),
+        (None, "Invalid digest_hour: input should be a valid integer."),
+    ],
+)
+def test_an_hour_that_is_not_0_to_23_is_refused(app, world, value, message):
+    client = app.test_client()
+    path = "/v2/members/me/notification_preferences"
+    refused = client.patch(path, json={"digest_hour": value}, headers=bearer(world.key))
+    assert refused.status_code == 400
+    assert refused.get_json() == {
+        "error": "parameter_invalid",
+        "message": message,
+        "param": "digest_hour",
+    }
+    assert client.get(path, headers=bearer(world.key)).get_json()["digest_hour"] == 8
+
+
+def test_the_hour_over_graphql_and_in_my_notifications(app, world):
+    from .dashboard import post_form, sign_in
+
+    document = (
+        "mutation($hour: Int) { updateNotificationPreferences(input: {digest: true, "
+        "digestHour: $hour}) { digest digestHour } }"
+    )
+
+    def ask_with(hour: int):
+        body = {"query": document, "variables": {"hour": hour}}
+        return app.test_client().post("/v2/graphql", json=body, headers=bearer(world.key))
+
+    answer = ask_with(17).get_json()["data"]
+    assert answer == {"updateNotificationPreferences": {"digest": True, "digestHour": 17}}
+    (error,) = ask_with(24).get_json()["errors"]
+    assert error["extensions"] == {"code": "parameter_invalid", "param": "input.digestHour"}
+
+    rep = app.test_client()
+    assert sign_in(rep, "rep@acme.example").status_code == 303
+    page = rep.get("/settings/notifications").text
+    assert '<option selected value="8">08:00 UTC</option>' in page
+    form = {"mine-delivery": "digest", "mine-digest_hour": "6"}
+    assert post_form(rep, "/settings/notifications", form).status_code == 303
+    assert (
+        '<option selected value="6">06:00 UTC</option>' in rep.get("/settings/notifications").text
+    )
+    forged = post_form(rep, "/settings/notifications", form | {"mine-digest_hour": "24"})
+    assert forged.status_code == 400
+    assert "The digest comes at: Not a valid choice." in forged.text
+    with app.app_context():
+        from discountflow.notifications.models import NotificationPreferences
+
+        saved = db.session.get(NotificationPreferences, world.people["rep"])
+        assert (saved.digest, saved.digest_hour) == (True, 6)
 
 
 def test_a_member_who_chose_the_digest_gets_one_email_a_day(app, world, mailbox):
@@ -77,7 +195,10 @@ def test_a_member_who_chose_the_digest_gets_one_email_a_day(app, world, mailbox)
     held = statuses(app, cfo)
     assert held == [("decision_requested", "digest")] * 2
     services_act(world, "admin", "cancel", second)  # no longer waits, before the digest
-    clock.offset = next_digest(clock.now()) - clock.now() + timedelta(minutes=1)
+    # The hour they are held until (08:00 UTC), not one computed again later: run at 07:59:59
+    # that is today's, and a minute after it is tomorrow's (the reminders come due meanwhile).
+    (due, _) = held_until(app, cfo)
+    clock.offset = due - utcnow() + timedelta(minutes=1)
     deliver(app, clock)
     (email,) = mailbox.to("cfo@acme.example")
     assert email.message["Subject"] == "DiscountFlow: 1 update from the last day"

@@ -42,6 +42,7 @@ def test_a_member_who_changed_nothing_wants_every_kind(app, world):
         "member": world.people["owner"],  # a key counts as the owner it acts for
         **EVERY_KIND,
         "digest": False,  # one email each, as they happen
+        "digest_hour": 8,  # when they choose the digest: 08:00 UTC unless they choose another
         "updated": None,
     }
 

@@ -123,6 +123,13 @@ def run_migrations_online():
 def _revision_of_unversioned(inspector) -> str:
     """The newest revision whose schema an unversioned database has, by what it holds."""
     tables = set(inspector.get_table_names())
+    preferences = (
+        inspector.get_columns("notification_preferences")
+        if "notification_preferences" in tables
+        else []
+    )
+    if any(column["name"] == "digest_hour" for column in preferences):
+        return "0014"
     steps = inspector.get_columns("approval_steps") if "approval_steps" in tables else []
     if any(column["name"] == "started_at" for column in steps):
         return "0013"

@@ -5,11 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, RadioField, SelectMultipleField, StringField, widgets
+from wtforms import (
+    BooleanField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    widgets,
+)
 from wtforms.validators import DataRequired, Length, Optional
 
 from ..dashboard.forms import choices
-from .models import NotificationKind
+from .models import DIGEST_HOUR, NotificationKind
 from .schemas import DESCRIPTIONS, KIND_DESCRIPTIONS, MAX_URL_LENGTH
 
 KINDS = [kind.value for kind in NotificationKind]
@@ -35,21 +42,28 @@ class PreferencesForm(FlaskForm):
         choices=choices(
             [
                 ("each", "One by one, as they happen"),
-                ("digest", "Once a day, together (a daily digest at 08:00 UTC)"),
+                ("digest", "Once a day, together (a daily digest)"),
             ]
         ),
         default="each",
+    )
+    digest_hour = SelectField(
+        "The digest comes at",
+        choices=choices([(str(hour), f"{hour:02d}:00 UTC") for hour in range(24)]),
+        default=str(DIGEST_HOUR),
     )
 
     def fill(self, preferences: Any) -> None:
         for kind in KINDS:
             getattr(self, kind).data = getattr(preferences, kind)
         self.delivery.data = "digest" if preferences.digest else "each"
+        self.digest_hour.data = str(preferences.digest_hour)
 
     def as_input(self) -> dict[str, Any]:
         """The form as the body ``PATCH /v2/members/me/notification_preferences`` takes."""
         return {kind: bool(getattr(self, kind).data) for kind in KINDS} | {
-            "digest": self.delivery.data == "digest"
+            "digest": self.delivery.data == "digest",
+            "digest_hour": int(self.digest_hour.data),  # one of the choices: validated
         }
 
 

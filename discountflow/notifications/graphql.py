@@ -33,7 +33,10 @@ class NotificationPreferences:
     rejected: bool
     changes_requested: bool
     commented: bool
-    digest: bool = strawberry.field(description="Once a day, together, at 08:00 UTC.")
+    digest: bool = strawberry.field(description="Once a day, together, at digestHour.")
+    digest_hour: int = strawberry.field(
+        description="The digest's hour (UTC, 0-23): 8 unless chosen."
+    )
     updated: DateTime | None
 
 
@@ -46,6 +49,7 @@ class NotificationPreferencesInput:
     changes_requested: bool | None = strawberry.UNSET
     commented: bool | None = strawberry.UNSET
     digest: bool | None = strawberry.UNSET
+    digest_hour: int | None = strawberry.UNSET
 
 
 @strawberry.type(description="A chat or push destination of the organization (by Apprise).")

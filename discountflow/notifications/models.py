@@ -8,7 +8,7 @@ import enum
 from datetime import datetime
 from functools import partial
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, SmallInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..database import UTCDateTime, new_id, utcnow
@@ -102,6 +102,9 @@ class Notification(db.Model):
         return f"<Notification {self.id} {self.kind} {self.status} attempts={self.attempts}>"
 
 
+DIGEST_HOUR = 8  # a member's daily digest, unless they choose another hour (UTC)
+
+
 class NotificationPreferences(db.Model):
     """Which kinds of email a member wants (each on unless turned off), one by one or in a
     daily digest; no row: all on, one by one."""
@@ -117,6 +120,7 @@ class NotificationPreferences(db.Model):
     changes_requested: Mapped[bool] = mapped_column(Boolean, default=True)
     commented: Mapped[bool] = mapped_column(Boolean, default=True)
     digest: Mapped[bool] = mapped_column(Boolean, default=False)
+    digest_hour: Mapped[int] = mapped_column(SmallInteger, default=DIGEST_HOUR)  # UTC, 0-23
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @classmethod
@@ -127,6 +131,7 @@ class NotificationPreferences(db.Model):
             organization_id=organization_id,
             **{kind.value: True for kind in NotificationKind},
             digest=False,
+            digest_hour=DIGEST_HOUR,
         )
 
     def wants(self, kind: str) -> bool:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StrictBool
 
-from ..schemas import Input, ListOf, ListQuery, Out, Time, optional, text
+from ..schemas import Input, Integer, ListOf, ListQuery, Out, Time, optional, text
 from .models import Channel, NotificationKind, NotificationStatus
 
 DESCRIPTIONS = {
@@ -17,7 +17,8 @@ DESCRIPTIONS = {
     "rejected": "Email when my request is rejected.",
     "changes_requested": "Email when changes to my request are asked for.",
     "commented": "Email when someone comments on a request I took part in.",
-    "digest": "Send these emails once a day, together, at 08:00 UTC, instead of one by one.",
+    "digest": "Send these emails once a day, together, at digest_hour, instead of one by one.",
+    "digest_hour": "The hour (UTC, 0-23) the daily digest is sent at: 8 unless chosen.",
 }
 
 
@@ -31,6 +32,7 @@ class NotificationPreferencesUpdate(Input):
     changes_requested: StrictBool = optional(description=DESCRIPTIONS["changes_requested"])
     commented: StrictBool = optional(description=DESCRIPTIONS["commented"])
     digest: StrictBool = optional(description=DESCRIPTIONS["digest"])
+    digest_hour: Integer = optional(ge=0, le=23, description=DESCRIPTIONS["digest_hour"])
 
 
 class NotificationPreferencesOut(Out):
@@ -43,6 +45,7 @@ class NotificationPreferencesOut(Out):
     changes_requested: bool = Field(description=DESCRIPTIONS["changes_requested"])
     commented: bool = Field(description=DESCRIPTIONS["commented"])
     digest: bool = Field(description=DESCRIPTIONS["digest"])
+    digest_hour: int = Field(description=DESCRIPTIONS["digest_hour"])
     updated: Time | None = Field(
         validation_alias="updated_at",
         description="When the member last changed them (null: never).",

@@ -14,10 +14,11 @@ each member's preferences (which kinds of email they want), read when an email i
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import exists, select, union
+from sqlalchemy import exists, select, union, update
 from sqlalchemy.orm import Session
 
 from ..actors import Actor, writing
@@ -29,7 +30,13 @@ from ..extensions import db
 from ..organizations.models import User
 from .mail import transport_for
 from .messages import one_line, public_url, trial_message
-from .models import NotificationKind, NotificationPreferences
+from .models import (
+    DIGEST_HOUR,
+    Notification,
+    NotificationKind,
+    NotificationPreferences,
+    NotificationStatus,
+)
 from .schemas import NotificationPreferencesUpdate
 
 # The approval events that tell someone, and what they are told.
@@ -150,8 +157,31 @@ def update_preferences(
         EventLog(actor, now).add(
             "member.notification_preferences_changed", member=actor.person_id, fields=changed
         )
+        if {"digest", "digest_hour"} & set(changed):
+            _reschedule_digest(preferences, now)
     db.session.commit()
     return preferences
+
+
+def next_digest(now: datetime, hour: int = DIGEST_HOUR) -> datetime:
+    """When the daily digest after ``now`` is sent, at ``hour`` o'clock UTC."""
+    at = now.replace(hour=hour, minute=0, second=0, microsecond=0)
+    return at if at > now else at + timedelta(days=1)
+
+
+def _reschedule_digest(preferences: NotificationPreferences, now: datetime) -> None:
+    """The emails a member's digest holds go with it at its new hour; with the digest turned
+    off, at once (still together, in one email)."""
+    when = next_digest(now, preferences.digest_hour) if preferences.digest else now
+    db.session.execute(
+        update(Notification)
+        .where(
+            Notification.recipient_id == preferences.user_id,
+            Notification.status == NotificationStatus.DIGEST.value,
+            Notification.claim.is_(None),  # one being sent now goes as it is
+        )
+        .values(next_attempt_at=when)
+    )
 
 
 def wants_email(member_id: str, kind: str) -> bool:

@@ -6,7 +6,7 @@ retry schedule, in the webhook worker's process (``flask --app app webhooks work
    (``WEBHOOK_LEASE_SECONDS``) ends, and write each message from the database as it is now.
    One whose news is no longer true (the step was decided, the member lost the authority or
    left, the destination was disabled or stopped hearing of that kind) is skipped; an email to
-   a member who chose the daily digest is held for it (08:00 UTC).
+   a member who chose the daily digest is held for it (at the hour they chose).
 2. **Send** the batch outside any transaction: the emails over one SMTP connection (or to the
    log), each chat message by Apprise. What is not begun within half the lease is released, not
    attempted, so a slow mail server or chat service cannot outlive the claim. Each outcome is
@@ -66,19 +66,12 @@ from .models import (
     NotificationStatus,
 )
 from .reminders import step_opened, write_reminders
-from .services import wants_email
+from .services import next_digest, wants_email
 
 log = logging.getLogger("discountflow.notifications")
 
 BATCH = 20  # notifications claimed, and sent over one connection, at a time
 REMINDER_PASS = timedelta(minutes=1)  # how often the worker looks for requests to remind of
-DIGEST_HOUR = 8  # daily digests are sent at 08:00 UTC
-
-
-def next_digest(now: datetime) -> datetime:
-    """When the daily digest after ``now`` is sent (08:00 UTC)."""
-    at = now.replace(hour=DIGEST_HOUR, minute=0, second=0, microsecond=0)
-    return at if at > now else at + timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -233,10 +226,10 @@ class Mailer:
                 continue
             if isinstance(each, Claimed):
                 claimed.append(each)
-            elif each == NotificationStatus.DIGEST:
+            elif each is not None:  # held for its member's digest, sent then
                 values = {
-                    "status": each.value,
-                    "next_attempt_at": next_digest(now),
+                    "status": NotificationStatus.DIGEST.value,
+                    "next_attempt_at": each,
                     "last_error": "",
                 }
                 settled.append((notification, values, "held for the member's daily digest"))
@@ -249,19 +242,19 @@ class Mailer:
 
     def _written(
         self, notification: Notification, claim: str, now: datetime
-    ) -> Claimed | NotificationStatus:
-        """The notification's message, ready to send; or SKIPPED (no longer true), or DIGEST
-        (an email its member wants in the daily digest)."""
+    ) -> Claimed | datetime | None:
+        """The notification's message, ready to send; or when the daily digest that holds it
+        is sent (an email its member wants in their digest); or ``None``: no longer true."""
         if notification.channel == Channel.CHAT:
             destination = self._destination(notification)
             if destination is None:
-                return NotificationStatus.SKIPPED
+                return None
             if notification.kind == TEST:
                 message = trial_chat(self.base)
             else:
                 content = self._content(notification, None)
                 if content is None:
-                    return NotificationStatus.SKIPPED
+                    return None
                 message = chat_message(content)
             try:
                 url, unreadable = chat.unseal(destination.url), ""
@@ -281,10 +274,10 @@ class Mailer:
         recipient = db.session.get(User, notification.recipient_id)
         content = self._content(notification, recipient)
         if content is None:
-            return NotificationStatus.SKIPPED
+            return None
         preferences = db.session.get(NotificationPreferences, recipient.id)
         if preferences is not None and preferences.digest:
-            return NotificationStatus.DIGEST
+            return next_digest(now, preferences.digest_hour)
         message = compose(content, self.transport.sender, message_id(notification.id, self.base))
         return Claimed(
             notification_id=notification.id,
