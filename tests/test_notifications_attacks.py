@@ -177,6 +177,11 @@ def test_a_name_that_turns_private_between_the_check_and_the_connection_is_refus
         # What Apprise shortens itself stays as it shows it; a server's name is no secret.
         ("mmosts://chat.example.com/SECRETTOKEN", "mmosts://chat.example.com/S...N/"),
         ("jsons://bot:SECRET@hooks.example.com/in", "jsons://bot:****@hooks.example.com/..."),
+        ("jsons://hooks.example.com/@SECRETPATH", "jsons://hooks.example.com/@...H"),
+        (
+            "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/@ana",
+            "slack://T...2/A...D/T...Q/@ana/",
+        ),
     ],
 )
 def test_no_secret_of_a_url_is_shown_whole(app, world, client, url, shown):

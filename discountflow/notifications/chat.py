@@ -199,15 +199,18 @@ def _masked(plugin: apprise.NotifyBase) -> str:
     The host stays when it is a server's name."""
     shown = urlsplit(plugin.url(privacy=True))
     netloc = shown.netloc
+    # A channel (#sales) is shown; so is a user (@ana) of a service whose URL holds no host of
+    # its own (Slack's), where no path of a receiver could begin with @.
+    kept = "#" if _names_its_host(plugin) else "#@"
     if not _names_its_host(plugin):  # the "host" is a token or a topic
         userinfo, at, host = netloc.rpartition("@")
-        netloc = userinfo + at + _shortened(host)
-    path = "/".join(_shortened(unquote(part)) for part in shown.path.split("/"))
+        netloc = userinfo + at + _shortened(host, kept)
+    path = "/".join(_shortened(unquote(part), kept) for part in shown.path.split("/"))
     return urlunsplit((shown.scheme, netloc, path, "", ""))
 
 
-def _shortened(part: str) -> str:
-    if not part or "..." in part or part[0] in "#@":  # shortened by Apprise; a channel, a user
+def _shortened(part: str, kept: str) -> str:
+    if not part or "..." in part or part[0] in kept:  # shortened by Apprise already, or kept
         return part
     return f"{part[0]}...{part[-1]}" if len(part) > 4 else "..."
 
