@@ -107,11 +107,9 @@ def guard_connections() -> None:
         if not getattr(_sending, "checked", False):
             return original(address, *args, **kwargs)
         host, port = address
-        host = host.removeprefix("[").removesuffix("]")
         try:
-            addresses = resolve(host, port)
-            check_addresses(host, addresses)
-        except (UnicodeError, UnsafeDestination) as error:
+            addresses = _public_addresses(host, port)
+        except UnsafeDestination as error:
             raise OSError(str(error)) from None
         failure: OSError | None = None
         for each in addresses:
@@ -218,13 +216,19 @@ def _shortened(part: str, kept: str) -> str:
 def check_public(plugin: apprise.NotifyBase) -> None:
     """Refuse a host with any non-public address (``UnsafeDestination``; ``OSError`` if it
     does not resolve)."""
-    port = plugin.port or (443 if plugin.secure else 80)
-    host = plugin.host.removeprefix("[").removesuffix("]")  # an IPv6 address, as a URL has it
+    _public_addresses(plugin.host, plugin.port or (443 if plugin.secure else 80))
+
+
+def _public_addresses(host: str, port: int) -> list[str]:
+    """The host's addresses, every one public (``UnsafeDestination`` otherwise; ``OSError`` if
+    it does not resolve)."""
+    host = host.removeprefix("[").removesuffix("]")  # an IPv6 address, as a URL has it
     try:
         addresses = resolve(host, port)
     except UnicodeError as error:
         raise OSError(str(error)) from error
     check_addresses(host, addresses)
+    return addresses
 
 
 def seal(url: str) -> str:
