@@ -217,13 +217,23 @@ def in_trouble(actor: Actor, limit: int) -> list[Notification]:
     )
 
 
-def subscribed(session, organization_id: str) -> list[NotificationDestination]:
-    """The organization's enabled destinations (for the outbox writer)."""
-    return list(
-        session.execute(
-            select(NotificationDestination).where(
-                NotificationDestination.organization_id == organization_id,
-                NotificationDestination.enabled.is_(True),
+class Listeners:
+    """The organization's enabled destinations that hear of a kind of news, read once per
+    organization (the outbox's and the reminders' writers)."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+        self.enabled: dict[str, list[NotificationDestination]] = {}
+
+    def of(self, organization_id: str, kind: str) -> list[str]:
+        """The ids of the organization's enabled destinations that hear of ``kind``."""
+        if organization_id not in self.enabled:
+            self.enabled[organization_id] = list(
+                self.session.execute(
+                    select(NotificationDestination).where(
+                        NotificationDestination.organization_id == organization_id,
+                        NotificationDestination.enabled.is_(True),
+                    )
+                ).scalars()
             )
-        ).scalars()
-    )
+        return [each.id for each in self.enabled[organization_id] if kind in each.events]

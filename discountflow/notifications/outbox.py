@@ -16,7 +16,7 @@ from ..approvals.models import ApprovalStatus
 from ..audit.models import Event
 from ..database import new_id
 from ..outbox import listen
-from .destinations import subscribed
+from .destinations import Listeners
 from .models import Channel, Notification, NotificationStatus
 from .services import KINDS, approval_of, recipients
 
@@ -46,7 +46,7 @@ def write_notifications(session: Session, events: list[Event]) -> None:
     """Before the commit: the notifications of the transaction's events."""
     events = [each for each in events if each.type in KINDS]
     rows: list[dict] = []
-    destinations: dict[str, list] = {}
+    listeners = Listeners(session)
     for each in events:
         approval = approval_of(session, each)
         if approval is None:
@@ -61,12 +61,10 @@ def write_notifications(session: Session, events: list[Event]) -> None:
         kind = KINDS[each.type].value
         for member_id in recipients(session, each.type, approval, acting):
             rows.append(row(each, kind, Channel.EMAIL, member_id))
-        if each.organization_id not in destinations:
-            destinations[each.organization_id] = subscribed(session, each.organization_id)
-        for destination in destinations[each.organization_id]:
-            waits = kind != KINDS["approval.submitted"] or approval.status == ApprovalStatus.PENDING
-            if kind in destination.events and waits:
-                rows.append(row(each, kind, Channel.CHAT, destination.id))
+        # "Waits for a decision" only while it does (approved at once on submission: nobody).
+        if kind != KINDS["approval.submitted"] or approval.status == ApprovalStatus.PENDING:
+            for destination_id in listeners.of(each.organization_id, kind):
+                rows.append(row(each, kind, Channel.CHAT, destination_id))
     if rows:
         session.connection().execute(Notification.__table__.insert(), rows)
 

@@ -4,9 +4,9 @@ interval is brought again to that step's deciders, once per step per interval.
 The worker runs this pass beside its sending (at most once a minute). The idempotency key
 ``reminder:<step>:<interval number>:<recipient>:<channel>`` is unique, so a step that waits
 five intervals reminds each decider (and each destination that hears of reminders) at most once
-per interval, however often the pass runs or
-however many workers run it; a step decided meanwhile is not reminded of (the worker also skips
-a reminder whose step was decided before it was sent).
+per interval, however often the pass runs or however many workers run it; a step decided
+meanwhile is not reminded of (the worker also skips a reminder whose step was decided before it
+was sent).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ..audit.models import Event
 from ..database import begin_write
 from ..extensions import db
 from ..organizations.models import Organization
-from .destinations import subscribed
+from .destinations import Listeners
 from .models import Channel, Notification, NotificationKind
 from .outbox import row
 from .services import deciders
@@ -58,7 +58,7 @@ def write_reminders(now: datetime) -> int:
     ).all()
     rows = []
     kind = NotificationKind.REMINDER.value
-    destinations: dict[str, list] = {}
+    listeners = Listeners(db.session)
     for approval, hours in waiting:
         step = next((s for s in approval.current_steps() if s.status == StepStatus.PENDING), None)
         opened = step_opened(approval)
@@ -68,15 +68,7 @@ def write_reminders(now: datetime) -> int:
         if number < 1:
             continue
         told = [(Channel.EMAIL, member_id) for member_id in deciders(db.session, approval)]
-        if approval.organization_id not in destinations:
-            destinations[approval.organization_id] = subscribed(
-                db.session, approval.organization_id
-            )
-        told += [
-            (Channel.CHAT, destination.id)
-            for destination in destinations[approval.organization_id]
-            if kind in destination.events
-        ]
+        told += [(Channel.CHAT, each) for each in listeners.of(approval.organization_id, kind)]
         for channel, to in told:
             key = f"reminder:{step.id}:{number}:{to}:{channel.value}"
             values = {"idempotency_key": key, "next_attempt_at": now, "created_at": now}
