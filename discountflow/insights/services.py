@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import and_, case, exists, extract, func, literal, or_, select
 
-from ..actors import Actor
+from ..actors import Actor, fetch
 from ..approvals.models import (
     Approval,
     ApprovalLevel,
@@ -32,10 +32,11 @@ from ..approvals.models import (
     Step,
 )
 from ..audit.models import Event
-from ..database import UTCDateTime, utcnow
-from ..errors import InvalidParameter
+from ..database import UTCDateTime, require_usable_id, utcnow
+from ..errors import InvalidParameter, NotFound
 from ..extensions import db
 from ..organizations.models import User
+from ..organizations.services import member_names
 from ..products.models import Product, ProductPrice
 from ..schemas import percent_of
 from .schemas import DEFAULT_DAYS, InsightsOut, InsightsQuery
@@ -147,12 +148,11 @@ def _check_filter(actor: Actor, model: Any, object_id: str | None, param: str, n
     another organization is exactly as unknown as a made-up one)."""
     if object_id is None:
         return None
-    found = db.session.execute(
-        select(model).where(model.id == object_id, model.organization_id == actor.organization_id)
-    ).scalar_one_or_none()
-    if found is None:
-        raise InvalidParameter(f"No such {noun}: {object_id!r}.", param=param)
-    return found
+    require_usable_id(object_id, param)
+    try:
+        return fetch(actor, model, object_id, noun)
+    except NotFound as error:
+        raise InvalidParameter(error.message, param=param) from None
 
 
 def _default_currency(actor: Actor) -> str:
@@ -328,7 +328,7 @@ def _discount_and_requesters(
     by_discount = sorted(people, key=lambda m: (-(people[m]["list"] - people[m]["net"]), m))
     by_count = sorted(people, key=lambda m: (-people[m]["count"], m))
     shown = set(by_discount[:top]) | set(by_count[:top])
-    names = _names(actor, shown)
+    names = member_names(actor, shown)
 
     def requester(member: str) -> dict[str, Any]:
         figures = _amounts(people[member]["list"], people[member]["net"])
@@ -346,18 +346,6 @@ def _discount_and_requesters(
         "by_count": [requester(m) for m in by_count[:top]],
         "counts": counts,
     }
-
-
-def _names(actor: Actor, member_ids: set[str]) -> dict[str, str]:
-    """How members are shown: name, or email (a member no longer found: their id)."""
-    if not member_ids:
-        return {}
-    rows = db.session.execute(
-        select(User.id, User.name, User.email).where(
-            User.organization_id == actor.organization_id, User.id.in_(member_ids)
-        )
-    )
-    return {row.id: row.name or row.email for row in rows}
 
 
 def _band(list_price, price):
@@ -507,7 +495,7 @@ def _pending(actor: Actor, chosen: list, now: datetime) -> dict[str, Any]:
         .order_by(_A.submitted_at, _A.id)
         .limit(OLDEST_PENDING)
     ).all()
-    names = _names(actor, {row.requested_by_id for row in oldest})
+    names = member_names(actor, {row.requested_by_id for row in oldest})
     level_ids = {row.awaiting_level_id for row in oldest if row.awaiting_level_id}
     levels = (
         dict(
