@@ -66,3 +66,33 @@ def test_formula_cells_are_quoted(client, world):
 def test_bad_filters_are_refused(client, world):
     sign_in(client, "admin@acme.example")
     assert client.get("/approvals/export.csv?status=nope").status_code == 400
+
+
+def test_the_requesters_names_are_read_once_a_batch_not_once_a_requester(app, client, world):
+    """Each requester's name was read with a query of its own: as many queries as members."""
+    from sqlalchemy import event
+
+    from discountflow.extensions import db
+
+    for who in ("rep", "rep2", "manager"):
+        create(world, who, 10, submit=True)
+    sign_in(client, "admin@acme.example")
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        rows = _rows(client)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert {r["requested_by"] for r in rows} == {
+        "rep@acme.example",
+        "rep2@acme.example",
+        "manager@acme.example",
+    }
+    names = [each for each in statements if "users.name" in each and "IN (" in each]
+    assert len(names) == 1, names

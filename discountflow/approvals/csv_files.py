@@ -3,6 +3,7 @@ item, with the price book's protection against cells a spreadsheet would run as 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import IO
 
 from ..actors import Actor
@@ -44,43 +45,46 @@ def export_approvals(actor: Actor, query: ApprovalListQuery, out: IO[str]) -> in
     """Write the approvals the list shows (all its pages), a row per line item; return how
     many rows."""
     now = utcnow()
-    names: dict[str, str] = {}
 
     def rows():
-        for approval, lines in listed_with_lines(actor, query):
-            if approval.requested_by_id not in names:
-                names.update(member_names(actor, [approval.requested_by_id]))
-            cur = approval.currency
-            common = [
-                approval.id,
-                approval.title,
-                approval.customer,
-                approval.deal_reference,
-                effective_status(approval.status, approval.valid_until, now),
-                names.get(approval.requested_by_id, approval.requested_by_id or ""),
-                cur,
-                format_major_units(approval.list_amount, cur),
-                format_major_units(approval.amount, cur),
-                percent_of(approval.list_amount - approval.amount, approval.list_amount),
-                rfc3339(approval.created_at) or "",
-                rfc3339(approval.submitted_at) or "",
-                rfc3339(approval.decided_at) or "",
-            ]
-            for line in lines or [None]:
-                if line is None:
-                    yield [*common, "", "", "", "", "", "", "", ""]
-                    continue
-                off = line.unit_list_price - line.unit_price
-                yield [
-                    *common,
-                    line.position,
-                    line.sku,
-                    line.description,
-                    "true" if line.custom else "false",
-                    line.quantity,
-                    format_major_units(line.unit_list_price, cur),
-                    format_major_units(line.unit_price, cur),
-                    percent_of(off, line.unit_list_price),
-                ]
+        for batch in listed_with_lines(actor, query):
+            names = member_names(actor, {approval.requested_by_id for approval, _ in batch})
+            for approval, lines in batch:
+                yield from _rows(approval, lines, names, now)
 
     return write_csv(out, COLUMNS, rows())
+
+
+def _rows(approval, lines: list, names: dict[str, str], now) -> Iterator[list]:
+    """The approval's rows: one per line item (one, without an item, if it has none)."""
+    cur = approval.currency
+    common = [
+        approval.id,
+        approval.title,
+        approval.customer,
+        approval.deal_reference,
+        effective_status(approval.status, approval.valid_until, now),
+        names.get(approval.requested_by_id, approval.requested_by_id),
+        cur,
+        format_major_units(approval.list_amount, cur),
+        format_major_units(approval.amount, cur),
+        percent_of(approval.list_amount - approval.amount, approval.list_amount),
+        rfc3339(approval.created_at),
+        rfc3339(approval.submitted_at) or "",
+        rfc3339(approval.decided_at) or "",
+    ]
+    if not lines:
+        yield [*common] + [""] * (len(COLUMNS) - len(common))
+    for line in lines:
+        off = line.unit_list_price - line.unit_price
+        yield [
+            *common,
+            line.position,
+            line.sku,
+            line.description,
+            "true" if line.custom else "false",
+            line.quantity,
+            format_major_units(line.unit_list_price, cur),
+            format_major_units(line.unit_price, cur),
+            percent_of(off, line.unit_list_price),
+        ]

@@ -284,9 +284,10 @@ def events_of(actor: Actor, approval_ids: list[str], first: int) -> dict[str, li
 
 def listed_with_lines(
     actor: Actor, query: ApprovalListQuery, chunk: int = 500
-) -> Iterator[tuple[Any, list[Any]]]:
+) -> Iterator[list[tuple[Any, list[Any]]]]:
     """Every approval the actor may see that the query's filters keep, newest first, each with
-    its line items (``chunk`` approvals a query): what the approvals list's CSV holds."""
+    its line items, in batches of ``chunk`` approvals (one query each): what the approvals
+    list's CSV holds."""
     now = utcnow()
     statement = _listed(actor, query, now).order_by(
         _approvals.created_at.desc(), _approvals.id.desc()
@@ -297,5 +298,4 @@ def listed_with_lines(
         items: dict[str, list[Any]] = {row.id: [] for row in batch}
         for item in connection.execute(_LINE_ITEMS_OF, {"ids": list(items)}):
             items[item.approval_id].append(item)
-        for row in batch:
-            yield row, items[row.id]
+        yield [(row, items[row.id]) for row in batch]
