@@ -7,17 +7,16 @@ Views are thin: a form, one service call, a page. What a person may do is what
 
 from __future__ import annotations
 
-import io
 from datetime import date
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from ..dashboard import current_actor, list_query, money, pager, save_form
+from ..dashboard import csv_download, current_actor, list_query, money, pager, save_form
 from ..dashboard.forms import CURRENCY_CHOICES, to_minor_units, to_percent, validated
 from ..errors import DomainError
 from ..organizations.services import member_names
-from ..pagination import MAX_LIMIT, PageRequest
+from ..pagination import PageRequest
 from ..products.services import active_products, products_for_lines
 from . import levels as approval_levels
 from . import queries, services
@@ -107,7 +106,7 @@ def index():
         statuses=[status.value for status in ApprovalStatus],
         chosen=set(statuses),
         customer=customer,
-        filters={"status": statuses, "customer": customer} if customer else {"status": statuses},
+        filters=query,
     )
 
 
@@ -116,13 +115,10 @@ def export_file():
     """The approvals of the list as filtered (every page), one row per line item, as CSV."""
     actor = current_actor()
     _, _, query = _list_filters()
-    out = io.StringIO()
-    export_approvals(actor, validated(ApprovalListQuery, {**query, "limit": MAX_LIMIT}), out)
-    name = f"approvals-{date.today().isoformat()}.csv"
-    return Response(
-        out.getvalue(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    listed = validated(ApprovalListQuery, query)
+    return csv_download(
+        f"approvals-{date.today().isoformat()}.csv",
+        lambda out: export_approvals(actor, listed, out),
     )
 
 

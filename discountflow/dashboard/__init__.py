@@ -9,6 +9,7 @@ all, see ``api.SessionInterface``).
 
 from __future__ import annotations
 
+import io
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -106,6 +107,17 @@ def _navigation() -> dict:
 
 
 # --- helpers for the features' views -----------------------------------------------------------
+
+
+def csv_download(filename: str, write: Callable[[io.StringIO], Any]) -> Response:
+    """A CSV file to download: what ``write`` writes, named ``filename``."""
+    out = io.StringIO()
+    write(out)
+    return Response(
+        out.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 def current_actor() -> Actor:

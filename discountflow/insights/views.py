@@ -7,13 +7,11 @@ one service, and what a member may see is the service's to say.
 
 from __future__ import annotations
 
-import io
-
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, abort, render_template, request
 from flask_login import login_required
 
 from ..approvals.levels import levels_by_rank
-from ..dashboard import current_actor
+from ..dashboard import csv_download, current_actor
 from ..dashboard.forms import validated
 from ..organizations.services import list_members
 from ..pagination import PageRequest
@@ -59,7 +57,6 @@ def index():
         levels=levels_by_rank(actor),
         products=active_products(actor, limit=PRODUCT_CHOICES),
         members=members,
-        manages=manages,
     )
 
 
@@ -72,12 +69,5 @@ def download(name: str):
     table = chosen.get(name)
     if table is None:
         abort(404)
-    out = io.StringIO()
-    table.write_csv(out)
     period = f"{query.start or ''}-{query.end or ''}".strip("-") or "last-90-days"
-    filename = f"insights-{name}-{period}.csv"
-    return Response(
-        out.getvalue(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    return csv_download(f"insights-{name}-{period}.csv", table.write_csv)

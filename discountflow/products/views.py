@@ -6,7 +6,6 @@ Views are thin: a form, one service call, a page. Who may do what is the service
 
 from __future__ import annotations
 
-import io
 from datetime import date
 
 from flask import (
@@ -21,7 +20,7 @@ from flask import (
 )
 from flask_login import login_required
 
-from ..dashboard import current_actor, list_query, pager
+from ..dashboard import csv_download, current_actor, list_query, pager
 from ..dashboard.forms import CURRENCY_CHOICES, validated
 from ..errors import DomainError
 from ..organizations.services import get_organization
@@ -185,11 +184,5 @@ def import_file():
 def export_file():
     """The whole price book as a CSV file, in the import's format."""
     actor = current_actor()
-    out = io.StringIO()
-    export_products(actor, out)
     name = f"price-book-{get_organization(actor).slug}-{date.today().isoformat()}.csv"
-    return Response(
-        out.getvalue(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    return csv_download(name, lambda out: export_products(actor, out))
