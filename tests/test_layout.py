@@ -41,6 +41,7 @@ BASE_MODULES = {
     "ratelimit",
     "schemas",
     "sealing",
+    "csv_files",
 }
 SERVICE_MODULES = {"actors", "attempts", "outbox"}
 SURFACE_MODULES = {

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from typing import IO
 
 from ..actors import Actor
+from ..csv_files import write_csv
 from ..currencies import format_major_units
 from ..database import rfc3339, utcnow
 from ..organizations.services import member_names
-from ..products.csv_files import write_csv
 from ..schemas import percent_of
 from .models import effective_status
 from .queries import listed_with_lines
@@ -70,8 +70,8 @@ def _rows(approval, lines: list, names: dict[str, str], now) -> Iterator[list]:
         format_major_units(approval.amount, cur),
         percent_of(approval.list_amount - approval.amount, approval.list_amount),
         rfc3339(approval.created_at),
-        rfc3339(approval.submitted_at) or "",
-        rfc3339(approval.decided_at) or "",
+        rfc3339(approval.submitted_at),
+        rfc3339(approval.decided_at),
     ]
     if not lines:
         yield [*common] + [""] * (len(COLUMNS) - len(common))

@@ -5,8 +5,6 @@ from __future__ import annotations
 from flask import Blueprint, redirect, url_for
 from flask_login import current_user, login_required
 
-from . import current_actor
-
 bp = Blueprint(
     "dashboard",
     __name__,
@@ -29,6 +27,6 @@ def home():
 def settings():
     """Settings opens on its first tab: General for the owner and admins; Notifications (their
     own) for every other member."""
-    if current_actor().manages_organization:
+    if current_user.role in ("owner", "admin"):
         return redirect(url_for("organizations.general"))
     return redirect(url_for("notifications.index"))

@@ -11,8 +11,8 @@ from typing import IO, Any
 import pygal
 from pygal.style import Style
 
+from ..csv_files import write_csv
 from ..currencies import format_major_units
-from ..products.csv_files import write_csv
 from .schemas import InsightsOut
 
 STYLE = Style(

@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..actors import Actor, writing
+from ..csv_files import unquoted, write_csv
 from ..currencies import CURRENCIES, format_major_units, parse_major_units
 from ..database import utcnow
 from ..errors import Conflict, InvalidParameter
@@ -41,7 +42,6 @@ PRICE_COLUMNS = ("currency", "unit_list_price")  # both, or neither
 MAX_ROWS = 100_000
 MAX_FILE_BYTES = 64 * 1024 * 1024  # read whole (a file larger than this is refused)
 MAX_CELL = 10_000  # characters; the longest column holds 500
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _TRUE = {"", "true", "yes", "1", "active"}
 _FALSE = {"false", "no", "0", "archived"}
 HEADER_RULE = (
@@ -86,13 +86,6 @@ class ImportResult:
 
 
 # --- reading -----------------------------------------------------------------------------------
-
-
-def _unquote(cell: str) -> str:
-    """A cell as written by ``safe_cell``: the protecting quote comes off."""
-    if cell.startswith("'") and cell[1:2] and cell[1:2] in (*_FORMULA_STARTS, "'"):
-        return cell[1:]
-    return cell
 
 
 def _reason(error: ValidationError) -> str:
@@ -195,7 +188,7 @@ def read_products(text: Iterable[str], progress: Progress = _quiet) -> list[Prod
             if any(len(cell) > MAX_CELL for cell in row):
                 problems.append((start, f"a cell longer than {MAX_CELL:,} characters"))
                 continue
-            cell = {name: _unquote(row[index]) for name, index in columns.items()}
+            cell = {name: unquoted(row[index]) for name, index in columns.items()}
             try:
                 price = _price(cell.get("currency", ""), cell.get("unit_list_price", ""))
                 given = {name: cell[name] for name in ("description",) if name in cell}
@@ -298,24 +291,6 @@ def decode(data: bytes) -> io.StringIO:
 # --- writing -----------------------------------------------------------------------------------
 
 
-def safe_cell(cell: str) -> str:
-    """A cell a spreadsheet will not run: behind a quote if it looks like a formula (or starts
-    with a quote itself, so that the import's unquoting gives back exactly the text)."""
-    return "'" + cell if cell.startswith((*_FORMULA_STARTS, "'")) else cell
-
-
-def write_csv(out: IO[str], header: Iterable[str], rows: Iterable[Iterable[object]]) -> int:
-    """Write a CSV file every export of the service shares: text cells a spreadsheet would run
-    as a formula behind a quote (``safe_cell``), numbers as they are; return the rows written."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([safe_cell(str(name)) for name in header])
-    count = 0
-    for row in rows:
-        writer.writerow([cell if isinstance(cell, int) else safe_cell(str(cell)) for cell in row])
-        count += 1
-    return count
-
-
 def export_products(actor: Actor, out: IO[str], progress: Progress = _quiet) -> tuple[int, int]:
     """Write the whole price book, by SKU, in the import's format; return how many products and
     rows."""
@@ -323,20 +298,23 @@ def export_products(actor: Actor, out: IO[str], progress: Progress = _quiet) -> 
     total = None
     if progress is not _quiet:
         total = db.session.execute(select(func.count()).select_from(Product).where(mine)).scalar()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
     statement = select(Product).where(mine).order_by(Product.sku).execution_options(yield_per=500)
-    count = rows = 0
-    for product in db.session.execute(statement).scalars():
-        count += 1
-        if count % PROGRESS_EVERY == 0:
-            progress("written", count, total)
-        common = [safe_cell(product.sku), safe_cell(product.name), safe_cell(product.description)]
-        active = "true" if product.active else "false"
-        prices = [
-            (p.currency, format_major_units(p.unit_list_price, p.currency)) for p in product.prices
-        ]
-        for currency, amount in prices or [("", "")]:
-            writer.writerow([*common, currency, amount, active])
-            rows += 1
-    return count, rows
+    count = 0
+
+    def rows():
+        nonlocal count
+        for product in db.session.execute(statement).scalars():
+            count += 1
+            if count % PROGRESS_EVERY == 0:
+                progress("written", count, total)
+            common = [product.sku, product.name, product.description]
+            active = "true" if product.active else "false"
+            prices = [
+                (p.currency, format_major_units(p.unit_list_price, p.currency))
+                for p in product.prices
+            ]
+            for currency, amount in prices or [("", "")]:
+                yield [*common, currency, amount, active]
+
+    written = write_csv(out, COLUMNS, rows())
+    return count, written
