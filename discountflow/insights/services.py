@@ -53,6 +53,10 @@ PENDING_AGES = (0, 1, 3, 7, 14, 30)  # days: under 1 day, 1–3 days … 30 days
 OLDEST_PENDING = 5
 DEFAULT_CURRENCY = "USD"
 MAX_POINTS = 100  # of the discount series (a list of GraphQL gives at most 100)
+# One request's amounts stay below 2^63 (schemas.MAX_UNIT_PRICE), but a sum of ten of the
+# largest does not: SQLite's sum() then fails ("integer overflow") where PostgreSQL's gives a
+# numeric. Amounts are therefore added in two halves, each far from the limit.
+_HALF = 2**32
 
 
 # --- the period ----------------------------------------------------------------------------------
@@ -180,6 +184,20 @@ def currencies_in_use(actor: Actor, chosen: str) -> list[str]:
 # --- the figures -------------------------------------------------------------------------------
 
 
+def _sum(value, name: str) -> list[Any]:
+    """``sum(value)`` (of amounts, never negative) as two columns that cannot overflow: the
+    quotients by 2^32 and the remainders; ``_total`` puts them back together."""
+    return [
+        func.sum(value // _HALF).label(f"{name}_high"),
+        func.sum(value % _HALF).label(f"{name}_low"),
+    ]
+
+
+def _total(row: Any, name: str) -> int:
+    """The exact sum of the two columns ``_sum`` named ``name``."""
+    return int(row._mapping[f"{name}_high"]) * _HALF + int(row._mapping[f"{name}_low"])
+
+
 def _seconds(later, earlier):
     """Seconds between two times (SQLite: whole seconds; PostgreSQL: with their fraction)."""
     return extract("epoch", later) - extract("epoch", earlier)
@@ -293,8 +311,8 @@ def _discount_and_requesters(
             rejected,
             is_auto,
             func.count().label("count"),
-            func.sum(_A.list_amount).label("list_amount"),
-            func.sum(_A.amount).label("net_amount"),
+            *_sum(_A.list_amount, "list_amount"),
+            *_sum(_A.amount, "net_amount"),
         )
         .where(decided)
         .group_by(bucket, _A.requested_by_id, rejected, is_auto)
@@ -312,8 +330,8 @@ def _discount_and_requesters(
         person = people.setdefault(row.requested_by_id, {"count": 0, "list": 0, "net": 0})
         for each in (point, person):
             each["count"] += row.count
-            each["list"] += int(row.list_amount)
-            each["net"] += int(row.net_amount)
+            each["list"] += _total(row, "list_amount")
+            each["net"] += _total(row, "net_amount")
     total_list = sum(point["list"] for point in series)
     total_net = sum(point["net"] for point in series)
     discount = {
@@ -370,8 +388,8 @@ def _lines(approved, product_id: str | None, top: int) -> tuple[dict, list[dict]
             band,
             func.count().label("lines"),
             func.sum(_L.quantity).label("quantity"),
-            func.sum(_L.quantity * _L.unit_list_price).label("list_amount"),
-            func.sum(_L.quantity * _L.unit_price).label("net_amount"),
+            *_sum(_L.quantity * _L.unit_list_price, "list_amount"),
+            *_sum(_L.quantity * _L.unit_price, "net_amount"),
         )
         .select_from(Approval.__table__.join(LineItem.__table__, _L.approval_id == _A.id))
         .where(approved)
@@ -389,8 +407,8 @@ def _lines(approved, product_id: str | None, top: int) -> tuple[dict, list[dict]
             )
             figures["lines"] += row.lines
             figures["quantity"] += int(row.quantity)
-            figures["list"] += int(row.list_amount)
-            figures["net"] += int(row.net_amount)
+            figures["list"] += _total(row, "list_amount")
+            figures["net"] += _total(row, "net_amount")
     bands = []
     for index in range(BANDS):
         low = index * BAND_WIDTH
