@@ -195,7 +195,7 @@ def _sum(value, name: str) -> list[Any]:
 
 def _total(row: Any, name: str) -> int:
     """The exact sum of the two columns ``_sum`` named ``name``."""
-    return int(row._mapping[f"{name}_high"]) * _HALF + int(row._mapping[f"{name}_low"])
+    return int(getattr(row, f"{name}_high")) * _HALF + int(getattr(row, f"{name}_low"))
 
 
 def _seconds(later, earlier):
