@@ -11,7 +11,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo, WithJsonSchema, fie
 
 from ..schemas import Currency, Input, ObjectId, Out, optional
 
-# The longest period one answer covers: three years (by week: 157 points at most).
+# The longest period one answer covers: three years (by month; by week, at most 100 weeks).
 MAX_DAYS = 1_096
 MAX_TOP = 50
 DEFAULT_TOP = 5

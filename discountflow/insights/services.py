@@ -16,6 +16,7 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from typing import Any
 
 from pydantic import ValidationError
@@ -79,6 +80,7 @@ class Period:
         """The first moment after the period."""
         return datetime.combine(self.end + timedelta(days=1), time(), UTC)
 
+    @cached_property
     def buckets(self) -> list[tuple[date, date]]:
         """The weeks (from Monday) or months of the period, cut to it: (first day, last day)."""
         found = []
@@ -107,7 +109,7 @@ def period_of(query: InsightsQuery, today: date) -> Period:
         message = error.errors()[0]["msg"].removeprefix("Value error, ")
         raise InvalidParameter(f"Invalid period: {message}.", param="start") from error
     period = Period(checked.start, checked.end, query.group_by)
-    if len(period.buckets()) > MAX_POINTS:
+    if len(period.buckets) > MAX_POINTS:
         raise InvalidParameter(
             f"By week, a period holds at most {MAX_POINTS} weeks: group it by month.",
             param="group_by",
@@ -259,7 +261,7 @@ def insights(actor: Actor, query: InsightsQuery, now: datetime | None = None) ->
     # person's decision always comes later.
     auto = _A.decided_at == _A.submitted_at
 
-    buckets = period.buckets()
+    buckets = period.buckets
     figures = _discount_and_requesters(actor, decided, auto, buckets, query.top)
     depth, products = _lines(approved, query.product, query.top)
     speed = _speed(actor, decided, auto, chosen, now)
