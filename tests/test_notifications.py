@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from discountflow.approvals import services
 from discountflow.approvals.models import Approval
-from discountflow.approvals.schemas import ApprovalCreate
+from discountflow.approvals.schemas import ApprovalCreate, ApprovalUpdate
 from discountflow.audit.services import EventLog
 from discountflow.database import utcnow
 from discountflow.extensions import db
@@ -156,6 +156,27 @@ def test_four_eyes_whoever_edited_or_submitted_the_round_is_not_asked(app, world
     create(world, "manager", 20, submit=True)
     deliver(app)
     assert mailbox.recipients == ["admin@acme.example", "manager2@acme.example"]
+
+
+def test_four_eyes_at_the_second_level_an_editor_is_not_asked(app, world, mailbox):
+    """Someone who only edited the round (an admin who is a VP-level approver fixing the title)
+    is not asked when the request reaches the VP level; the other VP is."""
+    set_level(world, world.people["admin"], world.levels["VP"])
+    approval_id = create(world, "rep", 20)
+    with app.app_context():
+        services.update_approval(
+            world.actor("admin"), approval_id, ApprovalUpdate(title="Deal, corrected")
+        )
+    services_act(world, "rep", "submit", approval_id)
+    deliver(app)
+    assert mailbox.recipients == ["manager2@acme.example", "manager@acme.example"]
+    mailbox.received.clear()
+    services_act(world, "manager", "approve", approval_id)
+    deliver(app)
+    # The VP step: the vp is asked, the admin (VP level, but an editor of this round) is not.
+    asked = [each.rcpt_tos for each in mailbox.received if "Approve" in each.message["Subject"]]
+    assert asked == [["vp@acme.example"]]
+    assert mailbox.received[0].message["Subject"] == "Approve 20 % on Deal, corrected — 160.00 USD"
 
 
 def test_a_member_who_lost_the_authority_before_the_send_is_not_told(app, world, mailbox):

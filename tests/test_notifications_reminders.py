@@ -8,13 +8,15 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from discountflow.approvals import services
+from discountflow.approvals.schemas import ApprovalCreate, ApprovalUpdate
 from discountflow.audit.models import Event
 from discountflow.extensions import db
 from discountflow.notifications.models import Notification
 from discountflow.notifications.worker import Mailer
 from discountflow.organizations.models import Organization
 
-from .approvals_world import create
+from .approvals_world import create, request_body, set_level
 from .conftest import Clock, bearer, mailing_app
 from .dashboard import post_form, sign_in
 from .test_notifications import PUBLIC, services_act
@@ -91,6 +93,28 @@ def test_a_worker_down_for_several_intervals_sends_one_reminder_not_one_per_inte
     deliver(app, later)
     mailbox.received.clear()
     later.advance(hours=24 * 5 + 1)
+    assert deliver(app, later) == 2
+    assert reminders(mailbox) == ["manager2@acme.example", "manager@acme.example"]
+
+
+def test_four_eyes_a_reminder_asks_nobody_who_took_part_in_the_round(app, world, mailbox, later):
+    """The requester, the admin who created the request on their behalf and the owner who
+    edited it hold the step's level too, and are still never reminded to decide it."""
+    set_level(world, world.people["admin"], world.levels["Manager"])
+    set_level(world, world.people["rep"], world.levels["Manager"])
+    set_level(world, world.people["owner"], world.levels["Manager"])
+    with app.app_context():
+        draft = services.create_approval(
+            world.actor("admin"),
+            ApprovalCreate.model_validate(request_body(20, requested_by=world.people["rep"])),
+        )
+        services.update_approval(
+            world.actor("owner"), draft.approval.id, ApprovalUpdate(customer="Initech Ltd")
+        )
+    services_act(world, "rep", "submit", draft.approval.id)
+    deliver(app, later)
+    mailbox.received.clear()
+    later.advance(hours=25)
     assert deliver(app, later) == 2
     assert reminders(mailbox) == ["manager2@acme.example", "manager@acme.example"]
 
