@@ -8,6 +8,7 @@ import pytest
 
 from discountflow import create_app
 from discountflow.config import ConfigurationError
+from discountflow.notifications.worker import Mailer
 
 from .approvals_world import create
 from .conftest import MAIL_PUBLIC_URL, mailing_app, make_app
@@ -116,6 +117,23 @@ def test_the_worker_process_sends_the_emails_and_counts_them(app, world, mailbox
     assert (name, (("channel", "email"), ("outcome", "failed"))) in {
         (key, labels) for key, labels in _samples(after)
     }
+
+
+def test_emails_that_fail_are_counted_as_retrying_or_failed(app, world, mailbox):
+    """What Settings → Notifications shows an owner (last attempts, errors) an operator sees on
+    /metrics: an email the server puts off is retrying, one it refuses for good is failed."""
+    client = app.test_client()
+    before = scrape(client)
+    mailbox.refuse["manager@acme.example"] = "451 4.3.0 Try again later"
+    mailbox.refuse["manager2@acme.example"] = "550 5.1.1 No such user"
+    create(world, "rep", 20, submit=True)
+    with app.app_context():
+        assert Mailer().run_once() == 2
+    after = scrape(client)
+    name = "discountflow_notifications_total"
+    for outcome, more in (("sent", 0), ("retrying", 1), ("failed", 1)):
+        counted = value(after, name, channel="email", outcome=outcome)
+        assert counted - value(before, name, channel="email", outcome=outcome) == more, outcome
 
 
 def _samples(body: bytes):

@@ -308,6 +308,16 @@ def test_metrics_count_the_chat_messages(tmp_path, receiver):
     for outcome, more in (("sent", 1), ("failed", 0)):
         counted = value(after, name, channel="chat", outcome=outcome)
         assert counted - value(before, name, channel="chat", outcome=outcome) == more
+    # The destination goes down: retrying; still down past the 3-day window: failed.
+    receiver.answers = lambda number: Answer(status=500)
+    create(world, "rep", 20, submit=True)
+    send(app)
+    later = utcnow() + timedelta(days=3, hours=1)
+    send(app, clock=lambda: later)
+    last = scrape(client)
+    for outcome, more in (("sent", 0), ("retrying", 1), ("failed", 1)):
+        counted = value(last, name, channel="chat", outcome=outcome)
+        assert counted - value(after, name, channel="chat", outcome=outcome) == more, outcome
 
 
 def _listed(app, world):
