@@ -288,6 +288,24 @@ def test_a_submitted_request_is_posted_to_the_destinations_that_hear_of_it(
     assert shown[disabled["id"]]["last_attempt"] is None
 
 
+def test_a_mattermost_destination_gets_a_slack_shaped_post(app, world, destination, receiver):
+    """Mattermost's incoming webhooks take Slack's payload: what a Slack channel would get, on
+    a self-hosted server the test can be (Slack's own host is not reachable from here)."""
+    token = "mmtoken" + "7" * 19
+    port = receiver.server.server_port
+    made = destination(url=f"mmost://127.0.0.1:{port}/{token}?botname=DiscountFlow")
+    assert made["url"] == f"mmost://DiscountFlow@127.0.0.1:{port}/m...7/"  # the token shortened
+    approval_id = create(world, "rep", 20, submit=True)
+    send(app)
+    (posted,) = receiver.wait_for(1)
+    assert posted.path == f"/hooks/{token}"
+    body = posted.json
+    assert body["username"] == "DiscountFlow"
+    assert body["text"].startswith("Approve 20 % on Deal — 160.00 USD")
+    assert f"/approvals/{approval_id}" in body["text"]
+    assert chats(app) == [(made["id"], "decision_requested", "sent")]
+
+
 def test_metrics_count_the_chat_messages(tmp_path, receiver):
     from .test_metrics import TOKEN, scrape, value
 
