@@ -13,12 +13,11 @@ from datetime import UTC, datetime
 
 from flask import Flask, g, has_request_context
 from sqlalchemy import DateTime, event
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
 from . import metrics
 from .errors import InvalidParameter
-from .extensions import HELD_WORK, HOLD_COMMITS, Session, db
+from .extensions import HELD_WORK, HOLD_COMMITS, Session, db, release_session
 
 log = logging.getLogger(__name__)
 
@@ -199,37 +198,6 @@ def begin_write() -> None:
         session.connection(execution_options={WRITE_TRANSACTION: True})
         if session.info.get(HOLD_COMMITS):
             session.begin_nested()
-
-
-def release_session() -> SQLAlchemyError | None:
-    """End the current session: roll back what it left open and give its connections back to
-    the pool. Return the error the database answered with instead of raising it.
-
-    Flask-SQLAlchemy does this in its teardown, where an error can no longer become the answer:
-    after a cut, the rollback on a connection the cut had reset (``consuming input failed``)
-    escaped Flask there, and gunicorn answered a 500 that no access line recorded (found by the
-    fault run of ``loadtest/``). It is called earlier, while the answer can still be replaced
-    (``operations.py``), and again as a teardown that never raises (``init_app``).
-    """
-    if not db.session.registry.has():
-        return None  # this request never used the database
-    session = db.session()
-    session.info.pop(HOLD_COMMITS, None)  # nothing held is committed any more: undo it all
-    session.info.pop(HELD_WORK, None)
-    failed: list[SQLAlchemyError] = []
-    # What close() does, in steps that fail cleanly: its objects are let go as they are (not
-    # expired: what was read stays readable), then the rollback, which gives the connections
-    # back even when it fails (the pool drops a broken one) where a failed close() leaves them
-    # checked out and the session registered.
-    session.expunge_all()
-    for step in (session.rollback, db.session.remove):
-        try:
-            step()
-        except SQLAlchemyError as error:
-            failed.append(error)
-    if failed:
-        db.session.registry.clear()  # forget the session whatever state it was left in
-    return failed[0] if failed else None
 
 
 def _release_at_teardown(_: BaseException | None) -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, make_response, render_template, request
+from flask import Flask, Response, g, jsonify, make_response, render_template, request
 from flask.globals import request_ctx
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from . import metrics
-from .extensions import db
+from .extensions import discard_work
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +158,24 @@ def answer(
     return response
 
 
+def _discard_work() -> None:
+    """Undo what the request left half-done before its error is answered. A database gone
+    meanwhile does not change that answer: the failure is logged and counted, and the page
+    that gives it does not ask the database again (``g.database_unavailable``)."""
+    failed = discard_work()
+    if failed is not None:
+        g.database_unavailable = True
+        metrics.count_backend_error("database")
+        log.error(
+            "the database failed as the work of %s %s was undone: %s",
+            request.method,
+            request.path,
+            failed,
+        )
+
+
 def _handle_domain_error(error: DomainError) -> Response:
-    db.session.rollback()  # a refusal leaves nothing half-done behind
+    _discard_work()  # a refusal leaves nothing half-done behind
     response = answer(error.status, error.code, error.message, param=error.param)
     response.headers.update(error.headers)
     if isinstance(error, RateLimited):
@@ -199,7 +215,7 @@ def _handle_http_exception(error: HTTPException) -> Response | HTTPException:
 
 def _handle_internal_error(error: InternalServerError) -> Response:
     # The session may hold half a unit of work: throw it away before anything else runs.
-    db.session.rollback()
+    _discard_work()
     original = getattr(error, "original_exception", None)
     if original is not None:
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=original)

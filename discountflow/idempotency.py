@@ -49,7 +49,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .database import UTCDateTime, begin_write, new_id, utcnow
 from .errors import DomainError, InvalidParameter, answer
-from .extensions import HELD_WORK, HOLD_COMMITS, db
+from .extensions import HELD_WORK, HOLD_COMMITS, db, discard_work
 from .operations import database_unavailable
 
 log = logging.getLogger(__name__)
@@ -260,7 +260,7 @@ def finish(response: Response) -> Response:
             return _refusal(IdempotentRequestTakenOver(_seconds_left(LEASE)))
         session.commit()
     except DATABASE_AWAY as error:
-        _rollback_quietly()
+        discard_work()
         # Nothing was done (a held work's commit failed with the rest): release the key when
         # the database answers again.
         with _unreleased_lock:
@@ -306,14 +306,7 @@ def _release_leftovers() -> None:
         )
         db.session.commit()
     except DATABASE_AWAY:
-        _rollback_quietly()
+        discard_work()
         return
     with _unreleased_lock:
         _unreleased.difference_update(ids)
-
-
-def _rollback_quietly() -> None:
-    try:
-        db.session.rollback()
-    except DATABASE_AWAY:
-        db.session.remove()

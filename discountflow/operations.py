@@ -34,9 +34,9 @@ from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalErr
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import metrics
-from .database import committed_work, release_session, utcnow
+from .database import committed_work, utcnow
 from .errors import answer
-from .extensions import db, limiter
+from .extensions import db, discard_work, limiter, release_session
 from .ratelimit import STORAGE_ERRORS
 from .webhooks.worker import outbox_backlog
 
@@ -60,11 +60,11 @@ def readyz():
     checks = {"database": "ok", "rate_limit_storage": "ok"}
     try:
         db.session.execute(text("SELECT 1"))
-        db.session.rollback()
     except (OperationalError, DBAPIError) as error:
-        db.session.rollback()
         checks["database"] = "unreachable"
         log.warning("readiness: database unreachable: %s", error.__class__.__name__)
+    if discard_work() is not None:
+        checks["database"] = "unreachable"
     try:
         if limiter.enabled and not limiter.storage.check():
             checks["rate_limit_storage"] = "unreachable"
@@ -114,12 +114,12 @@ def _figures_now():
     """What a scrape reads from the database: the webhook outbox's backlog."""
     try:
         backlog = outbox_backlog(utcnow())
-        db.session.rollback()
     except (OperationalError, InterfaceError) as error:
-        db.session.rollback()
+        discard_work()
         metrics.count_backend_error("database")
         log.warning("metrics: the outbox backlog could not be read: %s", error.__class__.__name__)
         return []
+    discard_work()  # the read ends here
     pending = metrics.GaugeMetricFamily(
         "discountflow_webhook_outbox_pending",
         "Webhook deliveries not yet delivered or given up, by whether their attempt is due.",
@@ -241,10 +241,7 @@ def _release_database(response):
 
 def database_unavailable(error: Exception):
     """The database did not answer (or refused the connection): 503, try again shortly."""
-    try:
-        db.session.rollback()
-    except Exception:  # noqa: BLE001 - the connection is already gone
-        db.session.remove()
+    discard_work()  # the connection may be gone already: that must not fail this answer
     metrics.count_backend_error("database")
     g.database_unavailable = True  # the page that says so must not need the database either
     log.error("database unavailable on %s %s: %s", request.method, request.path, error)

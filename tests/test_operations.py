@@ -234,7 +234,11 @@ def test_nul_bytes_in_ids_get_a_4xx_on_every_database(api, path):
 
 class FailingRollback:
     """The next rollback on the database fails as one on a connection a cut has reset does
-    (``OperationalError: consuming input failed``), once armed; every other one works."""
+    (``OperationalError: consuming input failed``), once armed; every other one works.
+
+    ``cut()`` fails the next query and every rollback until the session is gone, as a
+    connection reset in the middle of a request does (not one the driver knows to be lost).
+    """
 
     def __init__(self, app, monkeypatch) -> None:
         from discountflow.extensions import db
@@ -244,16 +248,49 @@ class FailingRollback:
         self.armed = False
         self.failed = 0
         self.shots = 1  # requests whose closing session fails (after_the_view)
+        self.queries = 0  # queries still to fail
+        self.rollbacks = 0  # rollbacks still to fail, after the one armed
         real = self.dialect.do_rollback
+        real_execute = self.dialect.do_execute
+        error = self.dialect.loaded_dbapi.OperationalError
 
         def do_rollback(dbapi_connection):
-            if self.armed:
-                self.armed = False
+            if self.armed or self.rollbacks:
+                if self.armed:
+                    self.armed = False
+                else:
+                    self.rollbacks -= 1
                 self.failed += 1
-                raise self.dialect.loaded_dbapi.OperationalError("consuming input failed")
+                raise error("consuming input failed")
             return real(dbapi_connection)
 
+        def do_execute(cursor, statement, parameters, context=None):
+            if self.queries:
+                self.queries -= 1
+                raise error("consuming input failed")
+            return real_execute(cursor, statement, parameters, context)
+
         monkeypatch.setattr(self.dialect, "do_rollback", do_rollback)
+        monkeypatch.setattr(self.dialect, "do_execute", do_execute)
+
+    def cut(self, *, queries: int = 0, rollbacks: int = 3) -> None:
+        self.queries, self.rollbacks = queries, rollbacks
+
+    def before_the_view(self, app, path: str, **cut) -> None:
+        """Cut the connection of ``path``'s request once its view is about to run."""
+        from sqlalchemy import text
+
+        from discountflow.extensions import db
+
+        @app.before_request
+        def arm():
+            from flask_login import current_user
+
+            if request_path() == path and self.shots:
+                self.shots -= 1
+                current_user.is_authenticated  # noqa: B018 - the view has read its member
+                db.session.execute(text("SELECT 1"))  # a transaction open, as a view's
+                self.cut(**cut)
 
     def after_the_view(self, app, path: str) -> None:
         """Arm it once the view of ``path`` has answered, with a transaction still open (what the
@@ -361,6 +398,89 @@ def test_a_dashboard_page_whose_session_fails_to_close_is_the_503_page(tmp_path,
     assert page.headers["Cache-Control"] == "no-store"  # a page's headers stay
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
     assert client.get("/inbox").status_code == 200
+
+
+MISSING = "/approvals/apr_0Vd7zzzzzzzzzzzzzzzzzz"
+
+
+def test_a_refusal_whose_rollback_fails_is_still_answered(tmp_path, monkeypatch, caplog):
+    """Found by the fault run: a refusal's handler rolls back what the request did, and on a
+    connection the cut had reset that rollback failed in turn; the error escaped Flask and
+    gunicorn answered its bare 500. The refusal stands, the failure is logged and counted."""
+    app = make_app(tmp_path, METRICS_ALLOW_LOOPBACK=True)
+    _, owner = create_org(app)
+    key = generate_key(app, owner)
+    fault = FailingRollback(app, monkeypatch)
+    fault.shots = 2
+    fault.before_the_view(app, "/v2" + MISSING)
+    fault.before_the_view(app, MISSING)
+    client = app.test_client()
+    before = metric(client, BACKEND_ERRORS, backend="database")
+    assert sign_in(client, "owner@acme.example").status_code == 303
+
+    api = client.get("/v2" + MISSING, headers=bearer(key))
+    page = client.get(MISSING)
+
+    assert fault.failed >= 2
+    assert api.status_code == 404
+    assert api.get_json()["error"] == "resource_missing"
+    assert page.status_code == 404
+    assert "<h1>Not found</h1>" in page.text
+    assert metric(client, BACKEND_ERRORS, backend="database") - before == 2
+    assert any(
+        "the database failed as the work of GET /v2/approvals/" in record.getMessage()
+        for record in caplog.records
+    )
+    fault.cut(rollbacks=0)  # the database is back
+    assert client.get("/v2/approvals", headers=bearer(key)).status_code == 200
+    assert client.get("/inbox").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/v2/approvals", "/inbox"])
+@pytest.mark.parametrize(
+    "cut",
+    [{"queries": 1}, {"queries": 1000, "rollbacks": 0}],
+    ids=["rollbacks-fail", "database-gone"],
+)
+def test_a_query_cut_is_the_503_whatever_fails_after_it(tmp_path, monkeypatch, path, cut):
+    """The view's query fails on the cut connection; then every rollback fails too, or the
+    database refuses every query after it (the page must not read its member again): the 503
+    that says the database is away, never gunicorn's 500. Found by the fault run, on a page."""
+    app = make_app(tmp_path)
+    _, owner = create_org(app)
+    key = generate_key(app, owner)
+    fault = FailingRollback(app, monkeypatch)
+    fault.before_the_view(app, path, **cut)
+    client = app.test_client()
+    assert sign_in(client, "owner@acme.example").status_code == 303
+
+    response = client.get(path, headers=bearer(key) if path.startswith("/v2") else {})
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    if path.startswith("/v2"):
+        assert response.get_json() == UNREACHABLE
+    else:
+        assert "The database is not reachable just now" in response.text
+    fault.cut(queries=0, rollbacks=0)  # the database is back
+    assert client.get(path, headers=bearer(key)).status_code == 200
+
+
+def test_readyz_on_a_cut_connection_whose_rollback_fails_too_says_unavailable(
+    tmp_path, monkeypatch
+):
+    app = make_app(tmp_path)
+    fault = FailingRollback(app, monkeypatch)
+    client = app.test_client()
+    fault.cut(queries=1)
+
+    response = client.get("/readyz")
+
+    assert fault.failed >= 1
+    assert response.status_code == 503
+    assert response.get_json()["database"] == "unreachable"
+    fault.cut(rollbacks=0)  # the database is back
+    assert client.get("/readyz").status_code == 200
 
 
 def test_a_write_whose_work_committed_keeps_its_answer(tmp_path, monkeypatch, caplog):

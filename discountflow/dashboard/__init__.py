@@ -97,8 +97,17 @@ def _no_store_for_people(response):
     return response
 
 
+def signed_in() -> Any:
+    """The signed-in member, for the layout; nobody while the database is away: the member the
+    view had read may need the database again to be shown (the failed request's work was
+    undone), and the page that says so must not fail in turn."""
+    if g.get("database_unavailable"):
+        return None
+    return current_user if current_user and current_user.is_authenticated else None
+
+
 def _navigation() -> dict:
-    user = current_user if current_user and current_user.is_authenticated else None
+    user = signed_in()
     return {
         "signed_in": user,
         "is_owner": bool(user and user.is_owner),

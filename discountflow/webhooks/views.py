@@ -15,7 +15,7 @@ from flask import (
     request,
     url_for,
 )
-from flask_login import current_user, login_required
+from flask_login import login_required
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..dashboard import (
@@ -24,10 +24,11 @@ from ..dashboard import (
     nonce_is_fresh,
     refusal_flashed,
     shown_once,
+    signed_in,
 )
 from ..dashboard.forms import validated
 from ..errors import DomainError
-from ..extensions import db
+from ..extensions import discard_work
 from ..pagination import PageRequest
 from . import services
 from .forms import EndpointForm, NonceForm, endpoint_input
@@ -48,13 +49,13 @@ def _managers_only() -> None:
 
 def disabled_endpoints_notice() -> dict:
     """For the layout: endpoints the service disabled, to tell the owner and admins."""
-    user = current_user if current_user and current_user.is_authenticated else None
+    user = signed_in()
     if user is None or user.role not in ("owner", "admin") or request.path.startswith("/v2"):
         return {}
     try:
         return {"disabled_webhooks": services.disabled_endpoints(current_actor())}
     except SQLAlchemyError:  # an error page while the database is away: say nothing
-        db.session.rollback()
+        discard_work()
         return {}
 
 
