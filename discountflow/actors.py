@@ -170,13 +170,17 @@ def writing(actor: Actor) -> None:
     begin_write()
 
 
-def fetch(actor: Actor, model: Any, object_id: str, noun: str) -> Any:
-    """Return the ``model`` row of the actor's organization with this id, or 404 (another
-    organization's id is exactly as missing as an unknown one)."""
+def fetch(actor: Actor, model: Any, object_id: str, noun: str, *, for_update: bool = False) -> Any:
+    """Return the ``model`` row of the actor's organization with this id (locked until the
+    commit when ``for_update``), or 404 (another organization's id is exactly as missing as an
+    unknown one)."""
     require_usable_id(object_id)
-    found = db.session.execute(
-        select(model).where(model.id == object_id, model.organization_id == actor.organization_id)
-    ).scalar_one_or_none()
+    statement = select(model).where(
+        model.id == object_id, model.organization_id == actor.organization_id
+    )
+    if for_update:
+        statement = statement.with_for_update()
+    found = db.session.execute(statement).scalar_one_or_none()
     if found is None:
         raise NotFound(f"No such {noun}: {object_id!r}.", param="id")
     return found

@@ -182,6 +182,7 @@ MUTATIONS = {
     "deleteApprovalLevel": 'deleteApprovalLevel(id: "$level") { id }',
     "updateOrganization": 'updateOrganization(input: {name: "Renamed"}) { id }',
     "updateMember": 'updateMember(id: "$member", input: {role: ADMIN}) { id }',
+    "removeMember": 'removeMember(id: "$member") { id }',
     "createProduct": 'createProduct(input: {sku: "NEW", name: "New"}) { id }',
     "updateProduct": 'updateProduct(id: "$product", input: {name: "Renamed"}) { id }',
     "deleteProduct": 'deleteProduct(id: "$product") { id }',
@@ -603,7 +604,8 @@ def test_rest_and_graphql_return_the_same_lists(api, ask, world):
     for rest_path, query, name in (
         (
             "/v2/members?limit=100",
-            "members(first: 100) { edges { node { id email name role approvalLevel created } } }",
+            "members(first: 100) { edges { node { id email name role approvalLevel created "
+            "removed } } }",
             "members",
         ),
         (

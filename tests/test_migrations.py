@@ -17,7 +17,7 @@ from discountflow.organizations.models import Organization
 from .conftest import make_app
 from .servers import fresh_postgres_database
 
-HEAD = "0014"
+HEAD = "0015"
 
 
 def _app_on(tmp_path, database: str):

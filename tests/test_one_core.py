@@ -83,6 +83,7 @@ WRITE_SERVICES = {
     "update_member": lambda a, w, ids: organizations.update_member(
         a, w.people["rep"], MemberUpdate(role="admin")
     ),
+    "remove_member": lambda a, w, ids: organizations.remove_member(a, w.people["rep"]),
     "generate_key": lambda a, w, ids: keys.generate_key(a),
     "roll_key": lambda a, w, ids: keys.roll_key(a, grace=timedelta(hours=1)),
     "revoke_key": lambda a, w, ids: keys.revoke_key(a),

@@ -27,7 +27,7 @@ from ..database import begin_write, new_id, rfc3339, utcnow
 from ..errors import InvalidParameter, InvalidStateTransition, NotFound, PermissionDenied
 from ..extensions import db
 from ..organizations.models import CustomLineItems, User
-from ..organizations.services import get_member, get_organization
+from ..organizations.services import REMOVED, get_member, get_organization
 from ..products.services import products_for_lines
 from . import routing
 from .levels import levels_of
@@ -375,9 +375,12 @@ def _requester(actor: Actor, requested_by: str | None) -> User:
     if not actor.manages_organization:
         raise PermissionDenied("Only admins and the owner may ask on another member's behalf.")
     try:
-        return get_member(actor, requested_by)
+        requester = get_member(actor, requested_by)
     except NotFound as error:
         raise InvalidParameter(error.message, param="requested_by") from error
+    if requester.removed_at is not None:
+        raise InvalidParameter(REMOVED, param="requested_by")
+    return requester
 
 
 def create_approval(actor: Actor, data: ApprovalCreate) -> ApprovalView:

@@ -36,6 +36,7 @@ EVENT_TYPES = frozenset(
         "member.level_changed",
         "member.signed_out_everywhere",
         "member.password_reset",
+        "member.removed",
         "member.notification_preferences_changed",
         "approval_level.created",
         "approval_level.updated",

@@ -63,10 +63,11 @@ def _sign_in_budget(name: str, limit: str) -> AttemptBudget:
 
 
 def _account(organization: str | None, email: str) -> User | None:
-    """The member with this email in this organization (the only one, when there is one)."""
+    """The member with this email in this organization (the only one, when there is one);
+    none for a member who was removed, who is answered as anyone unknown."""
     if len(email) > 254 or (organization is not None and len(organization) > 64):
         return None
-    statement = select(User).where(User.email == email.strip().lower())
+    statement = select(User).where(User.email == email.strip().lower(), User.removed_at.is_(None))
     if organization:
         statement = statement.join(Organization).where(
             or_(Organization.slug == organization, Organization.id == organization)
@@ -136,7 +137,9 @@ def start_session(user: User) -> str:
 
 
 def session_member(user_id: str, session_id: str | None, lifetime: timedelta) -> User | None:
-    """The member a session cookie names, while that session is open and not too old."""
+    """The member a session cookie names, while that session is open and not too old, and
+    the member was not removed (a sign-in that raced the removal opened a session too late
+    for it to end)."""
     if not session_id or not isinstance(session_id, str):
         return None
     return db.session.execute(
@@ -147,6 +150,7 @@ def session_member(user_id: str, session_id: str | None, lifetime: timedelta) ->
             DashboardSession.user_id == user_id,
             DashboardSession.ended_at.is_(None),
             DashboardSession.created_at > utcnow() - lifetime,
+            User.removed_at.is_(None),
         )
     ).scalar_one_or_none()
 

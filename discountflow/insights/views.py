@@ -46,7 +46,9 @@ def index():
     figures = services.insights(actor, query)
     shown = tables(figures)
     manages = actor.manages_organization
-    members = list_members(actor, PageRequest(limit=MEMBER_CHOICES))[0] if manages else []
+    # Members who were removed too: what they asked for still counts, and may be looked at.
+    choices = PageRequest(limit=MEMBER_CHOICES)
+    members = list_members(actor, choices, with_removed=True)[0] if manages else []
     return render_template(
         "insights/index.html",
         title="Insights",

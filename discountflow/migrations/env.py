@@ -123,6 +123,9 @@ def run_migrations_online():
 def _revision_of_unversioned(inspector) -> str:
     """The newest revision whose schema an unversioned database has, by what it holds."""
     tables = set(inspector.get_table_names())
+    users = inspector.get_columns("users") if "users" in tables else []
+    if any(column["name"] == "removed_at" for column in users):
+        return "0015"
     preferences = (
         inspector.get_columns("notification_preferences")
         if "notification_preferences" in tables

@@ -7,8 +7,9 @@ event's transaction leaves it (never from input), and the test email of the CLI.
 - a comment: the request's participants (the requester, whoever created, edited, submitted,
   decided or commented on it) but the comment's author.
 
-Only members of the approval's organization, and never whoever made the change itself; and
-each member's preferences (which kinds of email they want), read when an email is sent.
+Only members of the approval's organization who were not removed, and never whoever made the
+change itself; and each member's preferences (which kinds of email they want), read when an
+email is sent (when a member removed meanwhile is told nothing either).
 """
 
 from __future__ import annotations
@@ -58,7 +59,11 @@ def deciders(session: Session, approval: Approval) -> list[str]:
     return list(
         session.execute(
             select(User.id)
-            .where(User.organization_id == approval.organization_id, may)
+            .where(
+                User.organization_id == approval.organization_id,
+                User.removed_at.is_(None),
+                may,
+            )
             .order_by(User.id)
         ).scalars()
     )
@@ -94,7 +99,13 @@ def recipients(
         told = participants(session, approval)
     else:
         told = [approval.requested_by_id]
-    return [member for member in told if member not in acting]
+    told = [member for member in told if member not in acting]
+    if not told:
+        return []
+    present = session.execute(
+        select(User.id).where(User.id.in_(told), User.removed_at.is_(None))
+    ).scalars()
+    return sorted(set(present))
 
 
 def approval_of(session: Session, event: Any) -> Approval | None:

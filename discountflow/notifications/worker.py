@@ -314,8 +314,12 @@ class Mailer:
             return None
         kind = notification.kind
         if notification.channel == Channel.EMAIL:
-            if recipient is None or recipient.organization_id != notification.organization_id:
-                return None
+            if (
+                recipient is None
+                or recipient.organization_id != notification.organization_id
+                or recipient.removed_at is not None
+            ):
+                return None  # gone, or removed since: a member who left is told nothing
             if not wants_email(recipient.id, kind):
                 return None  # the member turned this kind of email off
         level_name, comment = "", ""

@@ -34,14 +34,14 @@ def update_organization(json: OrganizationUpdate):
 @bp.get("/members")
 @operation(MemberList, tag=ORGANIZATION)
 def list_members(query: ListQuery):
-    """List the organization's members, newest first."""
+    """List the organization's members, newest first (not those who were removed)."""
     return MemberList.page(*services.list_members(current_actor(), query.page()))
 
 
 @bp.get("/members/<member_id>")
 @operation(MemberOut, tag=ORGANIZATION)
 def get_member(member_id: str):
-    """Retrieve a member."""
+    """Retrieve a member (one who was removed too: `removed` says when)."""
     return MemberOut.of(services.get_member(current_actor(), member_id))
 
 
@@ -50,3 +50,11 @@ def get_member(member_id: str):
 def update_member(member_id: str, json: MemberUpdate):
     """Change a member's role or approval level (owner and admins; the owner's role stays)."""
     return MemberOut.of(services.update_member(current_actor(), member_id, json))
+
+
+@bp.delete("/members/<member_id>")
+@operation(MemberOut, tag=ORGANIZATION)
+def remove_member(member_id: str):
+    """Remove a member who left (owner and admins; never the owner, nobody themselves): they
+    sign in to nothing and are told nothing from now on; history still names them."""
+    return MemberOut.of(services.remove_member(current_actor(), member_id))

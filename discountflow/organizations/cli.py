@@ -1,5 +1,5 @@
-"""``flask create-org``, ``flask add-member`` and ``flask users reset-password``: the organization's
-commands."""
+"""``flask create-org``, ``flask add-member``, ``flask users reset-password`` and ``flask users
+remove``: the organization's commands."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .services import (
     create_organization,
     find_member,
     find_organization,
+    remove_member,
     reset_password,
 )
 
@@ -61,7 +62,7 @@ def add_member_command(
 
 @click.group("users")
 def users_cli() -> None:
-    """Members' accounts: a forgotten password."""
+    """Members' accounts: a forgotten password, a member who left."""
 
 
 @users_cli.command("reset-password")
@@ -77,6 +78,18 @@ def reset_password_command(email: str, organization: str, password_stdin: bool) 
     ended = reset_password(actor, member.id, read_password(password_stdin, "New password"))
     sessions = f"{ended} dashboard session{'s' if ended != 1 else ''}"
     click.echo(f"Set a new password for {member.email} ({member.id}); ended {sessions}.")
+
+
+@users_cli.command("remove")
+@with_appcontext
+@click.argument("email")
+@click.option("--org", "organization", required=True, help="Organization id or slug.")
+@reports_domain_errors
+def remove_command(email: str, organization: str) -> None:
+    """Remove a member who left: signed out everywhere, told nothing more; history stays."""
+    actor = Actor.for_cli(find_organization(organization))
+    member = remove_member(actor, find_member(actor, email).id)
+    click.echo(f"Removed {member.email} ({member.id}); they can no longer sign in.")
 
 
 COMMANDS = (create_org_command, add_member_command, users_cli)

@@ -47,3 +47,7 @@ class RoleForm(FlaskForm):
 
 class LevelAssignmentForm(FlaskForm):
     approval_level = SelectField("Approval level", choices=[], validate_choice=True)
+
+
+class RemoveMemberForm(FlaskForm):
+    """The confirmation of a removal: its CSRF token alone (the member is in the URL)."""

@@ -10,6 +10,7 @@ from . import services
 from .models import CustomLineItems, Role
 from .schemas import (
     REMINDER_DESCRIPTION,
+    REMOVED_DESCRIPTION,
     MemberOut,
     MemberUpdate,
     OrganizationOut,
@@ -47,6 +48,7 @@ class Member:
         description="The approval level the member decides at, if any."
     )
     created: DateTime
+    removed: DateTime | None = strawberry.field(description=REMOVED_DESCRIPTION)
 
 
 @strawberry.input
@@ -70,12 +72,14 @@ class Query:
     def organization(self, info: Info) -> Organization:
         return OrganizationOut.of(services.get_organization(actor(info)))
 
-    @strawberry.field(description="The organization's members, newest first.")
+    @strawberry.field(description="The organization's members, newest first (not those removed).")
     def members(self, info: Info, first: int, after: str | None = None) -> Connection[Member]:
         found, has_more = services.list_members(actor(info), page(first, after))
         return Connection.of([MemberOut.of(member) for member in found], has_more)
 
-    @strawberry.field(description="One member; null (with an error) when there is none.")
+    @strawberry.field(
+        description="One member (one removed too); null (with an error) when there is none."
+    )
     def member(self, info: Info, id: strawberry.ID) -> Member | None:
         return MemberOut.of(services.get_member(actor(info), id))
 
@@ -97,3 +101,10 @@ class Mutation:
     ) -> Member | None:
         data = validated(MemberUpdate, input)
         return MemberOut.of(services.update_member(actor(info), id, data))
+
+    @strawberry.mutation(
+        description="Remove a member who left (owner and admins; never the owner, nobody "
+        "themselves): they sign in to nothing and are told nothing; history still names them."
+    )
+    def remove_member(self, info: Info, id: strawberry.ID) -> Member | None:
+        return MemberOut.of(services.remove_member(actor(info), id))

@@ -86,9 +86,16 @@ class User(UserMixin, db.Model):
         ForeignKey("approval_levels.id", ondelete="SET NULL"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when the member was removed (they left): the row stays, so that history still names
+    # them, but they sign in to nothing, decide nothing and are told nothing.
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     organization: Mapped[Organization] = relationship(back_populates="members")
 
     @property
     def is_owner(self) -> bool:
         return self.role == Role.OWNER.value
+
+    @property
+    def is_removed(self) -> bool:
+        return self.removed_at is not None

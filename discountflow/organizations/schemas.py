@@ -20,6 +20,10 @@ from ..schemas import (
 )
 
 OrganizationName = text(200, min_length=1)
+REMOVED_DESCRIPTION = (
+    "When the member was removed from the organization (they left): they sign in to nothing, "
+    "decide nothing and are told nothing, and history still names them; null for a member."
+)
 REMINDER_DESCRIPTION = (
     "Hours a request may wait at one step before its deciders are reminded by email (once "
     "per interval); 0: no reminders."
@@ -81,6 +85,7 @@ class MemberOut(Out):
         description="The level the member approves at, if any.",
     )
     created: Time = Field(validation_alias="created_at")
+    removed: Time | None = Field(validation_alias="removed_at", description=REMOVED_DESCRIPTION)
 
 
 class MemberList(ListOf):

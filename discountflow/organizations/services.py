@@ -20,7 +20,13 @@ from ..audit.services import EventLog
 from ..auth.authentication import announce_key_change
 from ..auth.services import end_every_session
 from ..database import begin_write, new_id, utcnow
-from ..errors import Conflict, InvalidParameter, NotFound, PermissionDenied
+from ..errors import (
+    Conflict,
+    InvalidParameter,
+    InvalidStateTransition,
+    NotFound,
+    PermissionDenied,
+)
 from ..extensions import db
 from ..hashing import MAX_SECRET_BYTES, hash_secret
 from ..pagination import PageRequest, page_of
@@ -34,6 +40,7 @@ MIN_PASSWORD_LENGTH = 8
 SLUG_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MEMBER_ROLES = (Role.ADMIN.value, Role.MEMBER.value)  # the owner is made with the organization
+REMOVED = "This member was removed."
 
 
 def check_password_rules(password: str) -> None:
@@ -171,23 +178,33 @@ def update_organization(actor: Actor, data: OrganizationUpdate) -> Organization:
 def add_member(
     actor: Actor, *, email: str, password: str, role: str = Role.MEMBER.value, name: str = ""
 ) -> User:
-    """Add a member to the actor's organization; owners and admins may."""
+    """Add a member to the actor's organization; owners and admins may. A member who was
+    removed comes back with their email: the same member, with this password, role and name."""
     writing(actor)
     actor.require_manager("add members")
     if role not in MEMBER_ROLES:
         raise InvalidParameter("A member's role is admin or member.", param="role")
     check_password_rules(password)
+    email = normalize_email(email)
     now = utcnow()
-    member = User(
-        id=new_id("usr"),
-        organization_id=actor.organization_id,
-        email=normalize_email(email),
-        name=name.strip(),
-        password_hash=hash_secret(password),
-        role=role,
-        created_at=now,
-    )
-    db.session.add(member)
+    member = db.session.execute(
+        select(User)
+        .where(
+            User.organization_id == actor.organization_id,
+            User.email == email,
+            User.removed_at.is_not(None),
+        )
+        .with_for_update()
+    ).scalar_one_or_none()
+    if member is None:
+        member = User(id=new_id("usr"), organization_id=actor.organization_id, created_at=now)
+        db.session.add(member)
+    member.email = email
+    member.name = name.strip()
+    member.password_hash = hash_secret(password)
+    member.role = role
+    member.approval_level_id = None
+    member.removed_at = None
     EventLog(actor, now).add("member.added", member=member.id, email=member.email, role=role)
     _commit_or_conflict("A member of this organization has this email.")
     return member
@@ -198,7 +215,7 @@ def update_member(actor: Actor, member_id: str, data: MemberUpdate) -> User:
     writing(actor)
     actor.require_manager("change members")
     now = utcnow()
-    member = get_member(actor, member_id)
+    member = _present_member(actor, member_id)
     events = EventLog(actor, now)
     changed = data.model_fields_set
     if "role" in changed and data.role != member.role:
@@ -241,12 +258,58 @@ def reset_password(actor: Actor, member_id: str, password: str) -> int:
     check_password_rules(password)
     password_hash = hash_secret(password)  # before the write transaction: bcrypt is slow
     begin_write()
-    member = get_member(actor, member_id)
+    member = _present_member(actor, member_id)
     member.password_hash = password_hash
     ended = end_every_session(member.id)
     EventLog(actor, utcnow()).add("member.password_reset", member=member.id, email=member.email)
     db.session.commit()
     return ended
+
+
+def remove_member(actor: Actor, member_id: str) -> User:
+    """Remove a member who left (owners and admins; never the owner, nobody themselves): they
+    no longer sign in, decide or hear of anything, and history still names them."""
+    writing(actor)
+    actor.require_manager("remove members")
+    member = _present_member(actor, member_id)
+    refusal = removal_refused(actor, member)
+    if refusal:
+        raise PermissionDenied(refusal)
+    now = utcnow()
+    events = EventLog(actor, now)
+    events.add(
+        "member.removed",
+        member=member.id,
+        email=member.email,
+        role=member.role,
+        approval_level=member.approval_level_id,
+    )
+    member.removed_at = now
+    member.approval_level_id = None  # an approver no more: no step waits for them
+    end_every_session(member.id)  # a copy of their cookie opens nothing from now on
+    db.session.commit()
+    return member
+
+
+def removal_refused(actor: Actor, member: User) -> str | None:
+    """Why the actor may not remove this member, or ``None`` (the service's rule, and the
+    dashboard's Remove buttons); who manages members at all is ``require_manager``'s."""
+    if member.removed_at is not None:
+        return REMOVED
+    if member.is_owner:
+        return "The owner cannot be removed."
+    if actor.api_key_id is None and member.id == actor.user.id:
+        return "You cannot remove yourself: ask another admin or the owner."
+    return None
+
+
+def _present_member(actor: Actor, member_id: str) -> User:
+    """A member of the actor's organization who was not removed, locked until the commit (so
+    that a change and a removal at the same moment run one after the other)."""
+    member = fetch(actor, User, member_id, "member", for_update=True)
+    if member.removed_at is not None:
+        raise InvalidStateTransition(REMOVED)
+    return member
 
 
 def _require_level(actor: Actor, level_id: str) -> None:
@@ -256,13 +319,19 @@ def _require_level(actor: Actor, level_id: str) -> None:
         raise InvalidParameter(error.message, param="approval_level") from error
 
 
-def list_members(actor: Actor, page: PageRequest) -> tuple[list[User], bool]:
-    """Return one page of the organization's members, newest first."""
-    return page_of(User, page, User.organization_id == actor.organization_id)
+def list_members(
+    actor: Actor, page: PageRequest, *, with_removed: bool = False
+) -> tuple[list[User], bool]:
+    """Return one page of the organization's members, newest first; those who were removed
+    only ``with_removed``."""
+    # A removed member's id stays a cursor: a page may end with someone removed meanwhile.
+    present = () if with_removed else (User.removed_at.is_(None),)
+    return page_of(User, page, User.organization_id == actor.organization_id, *present)
 
 
 def get_member(actor: Actor, member_id: str) -> User:
-    """Return one member of the actor's organization."""
+    """Return one member of the actor's organization (one who was removed too, so that
+    history's links still lead somewhere)."""
     return fetch(actor, User, member_id, "member")
 
 

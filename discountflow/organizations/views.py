@@ -9,11 +9,11 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import login_required
 
 from ..approvals.levels import levels_by_rank
-from ..dashboard import current_actor, save_form
+from ..dashboard import current_actor, refusal_flashed, save_form
 from ..dashboard.forms import choices, to_percent, validated
 from ..pagination import PageRequest
 from . import services
-from .forms import LevelAssignmentForm, MemberForm, OrganizationForm, RoleForm
+from .forms import LevelAssignmentForm, MemberForm, OrganizationForm, RemoveMemberForm, RoleForm
 from .schemas import MemberUpdate, OrganizationUpdate
 
 bp = Blueprint("organizations", __name__, template_folder="templates")
@@ -92,6 +92,7 @@ def members():
         form=form,
         members=sorted(people, key=lambda member: member.created_at),
         levels=levels,
+        removable={member.id for member in people if not services.removal_refused(actor, member)},
     ), status
 
 
@@ -117,4 +118,29 @@ def change_level(member_id: str):
     update = MemberUpdate(approval_level=form.approval_level.data or None)
     member = services.update_member(actor, member_id, update)
     flash(f"{member.email}'s approval level was changed.", "info")
+    return redirect(url_for("organizations.members"), 303)
+
+
+@bp.get("/settings/members/<member_id>/remove")
+def confirm_remove(member_id: str):
+    """Ask before removing a member: they are signed out and told nothing from then on."""
+    actor = current_actor()
+    actor.require_manager("remove members")
+    member = services.get_member(actor, member_id)
+    return render_template(
+        "organizations/member_remove.html",
+        title="Members",
+        member=member,
+        refusal=services.removal_refused(actor, member),
+        form=RemoveMemberForm(),
+    )
+
+
+@bp.post("/settings/members/<member_id>/remove")
+def remove(member_id: str):
+    """Remove a member who left the organization."""
+    RemoveMemberForm()  # the CSRF token was checked before the view
+    with refusal_flashed():
+        member = services.remove_member(current_actor(), member_id)
+        flash(f"{member.email} was removed and signed out everywhere.", "info")
     return redirect(url_for("organizations.members"), 303)
