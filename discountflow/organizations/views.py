@@ -139,7 +139,6 @@ def confirm_remove(member_id: str):
 @bp.post("/settings/members/<member_id>/remove")
 def remove(member_id: str):
     """Remove a member who left the organization."""
-    RemoveMemberForm()  # the CSRF token was checked before the view
     with refusal_flashed():
         member = services.remove_member(current_actor(), member_id)
         flash(f"{member.email} was removed and signed out everywhere.", "info")
