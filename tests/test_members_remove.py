@@ -23,7 +23,6 @@ from discountflow.extensions import db
 from discountflow.notifications import reminders
 from discountflow.notifications.models import Notification
 from discountflow.notifications.services import deciders
-from discountflow.notifications.worker import Mailer
 from discountflow.organizations import services as organizations
 from discountflow.organizations.models import User
 from discountflow.webhooks.models import WebhookDelivery
@@ -31,6 +30,8 @@ from discountflow.webhooks.models import WebhookDelivery
 from .approvals_world import act, create, set_level
 from .conftest import PASSWORD, bearer, create_org, generate_key, mailing_app, owner_actor
 from .dashboard import csrf_token, post_form, sign_in
+from .test_notifications import deliver
+from .test_notifications_digest import statuses
 
 REMOVED = {"error": "invalid_state_transition", "message": "This member was removed."}
 OWNER_REFUSED = {"error": "permission_denied", "message": "The owner cannot be removed."}
@@ -435,34 +436,15 @@ def mailing(request, tmp_path, mailbox):
     return mailing_app(request, tmp_path, mailbox)
 
 
-def deliver(app) -> int:
-    total = 0
-    with app.app_context():
-        mailer = Mailer()
-        while done := mailer.run_once():
-            total += done
-    return total
-
-
-def notifications_of(app, member_id: str) -> list[tuple[str, str]]:
-    with app.app_context():
-        rows = db.session.execute(
-            select(Notification.kind, Notification.status)
-            .where(Notification.recipient_id == member_id)
-            .order_by(Notification.created_at)
-        ).all()
-        return [tuple(row) for row in rows]
-
-
 def test_an_email_queued_before_the_removal_is_not_sent(mailing, world, mailbox):
     manager = world.people["manager"]
     create(world, "rep", 10, submit=True)  # queues an email to each manager
-    assert notifications_of(mailing, manager) == [("decision_requested", "pending")]
+    assert statuses(mailing, manager) == [("decision_requested", "pending")]
     client = mailing.test_client()
     assert client.delete(f"/v2/members/{manager}", headers=bearer(world.key)).status_code == 200
     deliver(mailing)
     assert mailbox.recipients == ["manager2@acme.example"]
-    assert notifications_of(mailing, manager) == [("decision_requested", "skipped")]
+    assert statuses(mailing, manager) == [("decision_requested", "skipped")]
 
 
 def test_a_removed_requester_hears_of_no_decision_queued_before_or_after(mailing, world, mailbox):
@@ -472,13 +454,13 @@ def test_a_removed_requester_hears_of_no_decision_queued_before_or_after(mailing
     deliver(mailing)
     mailbox.received.clear()
     act(world, "manager", "approve", first)  # the decision's email waits for the worker
-    assert notifications_of(mailing, rep) == [("approved", "pending")]
+    assert statuses(mailing, rep) == [("approved", "pending")]
     with mailing.app_context():
         organizations.remove_member(world.actor("admin"), rep)
     act(world, "manager", "reject", second, "No")  # after the removal: not even queued
     deliver(mailing)
     assert mailbox.received == []
-    assert notifications_of(mailing, rep) == [("approved", "skipped")]
+    assert statuses(mailing, rep) == [("approved", "skipped")]
 
 
 def test_a_removed_participant_is_not_told_of_comments(mailing, world, mailbox):
@@ -490,7 +472,7 @@ def test_a_removed_participant_is_not_told_of_comments(mailing, world, mailbox):
     deliver(mailing)
     commented = [each.rcpt_tos for each in mailbox.received if "The manager left" in each.text]
     assert commented == [["rep@acme.example"]]
-    told = notifications_of(mailing, world.people["manager"])
+    told = statuses(mailing, world.people["manager"])
     assert [kind for kind, _ in told if kind == "commented"] == []
 
 
