@@ -129,6 +129,50 @@ def test_a_digest_held_at_the_removal_is_not_sent_after_coming_back(mailing, wor
     assert _statuses(mailing, rep) == ["skipped"]
 
 
+# Found by removing a rep with a draft and a request sent back for changes, then submitting
+# them as an admin: a request nobody can ask for any more (create refuses requested_by of a
+# removed member) went out again, its decision told to nobody.
+
+
+def test_nobody_submits_a_removed_members_request(api, world, app, client):
+    rep = world.people["rep"]
+    draft = create(world, "rep", 20)
+    sent_back = create(world, "rep", 20, submit=True)
+    act(world, "manager", "request_changes", sent_back, "Less, please")
+    api("DELETE", f"/v2/members/{rep}")
+    refusal = {
+        "error": "invalid_state_transition",
+        "message": "This approval's requester was removed: nobody asks on their behalf. "
+        "Cancel it, or create a new request.",
+    }
+    for approval_id in (draft, sent_back):
+        submitted = api("POST", f"/v2/approvals/{approval_id}/submit", json={})
+        assert submitted.status_code == 409 and submitted.get_json() == refusal
+    answer = _gql(
+        client,
+        world.key,
+        "mutation($id: ID!) { submitApproval(id: $id) { id } }",
+        id=draft,
+    ).get_json()
+    assert answer["errors"][0]["extensions"]["code"] == "invalid_state_transition"
+    sign_in(client, "admin@acme.example")
+    page = client.get(f"/approvals/{draft}")
+    assert page.status_code == 200 and "Submit for approval" not in page.text
+    assert "Cancel request" in page.text
+    editing = client.get(f"/approvals/{sent_back}/edit")
+    assert editing.status_code == 200 and 'value="submit"' not in editing.text
+    forced = client.post(
+        f"/approvals/{draft}/actions/submit", data={"csrf_token": csrf_token(client, "/inbox")}
+    )
+    assert forced.status_code == 409 and "nobody asks on their behalf" in forced.text
+    assert api("POST", f"/v2/approvals/{sent_back}/cancel", json={}).status_code == 200
+    statuses = {
+        approval_id: api("GET", f"/v2/approvals/{approval_id}").get_json()["status"]
+        for approval_id in (draft, sent_back)
+    }
+    assert statuses == {draft: "draft", sent_back: "canceled"}
+
+
 # --- withstood: ids ----------------------------------------------------------------------------
 
 
