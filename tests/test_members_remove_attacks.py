@@ -173,6 +173,38 @@ def test_nobody_submits_a_removed_members_request(api, world, app, client):
     assert statuses == {draft: "draft", sent_back: "canceled"}
 
 
+# Found with a NUL in `flask users remove`'s email or --org on PostgreSQL: a traceback
+# (psycopg.DataError: text fields cannot contain NUL) where SQLite answered "Error: ...".
+
+
+@pytest.mark.parametrize(
+    ("email", "organization", "said"),
+    [
+        ("re\x00p@acme.example", "acme", "Error: Enter a valid email address."),
+        ("rep@acme.example", "ac\x00me", "Error: No organization with id or slug 'ac\\x00me'."),
+        ("rep@acme.example", "nope", "Error: No organization with id or slug 'nope'."),
+        ("rep@acme.example", "x" * 5000, "Error: No organization with id or slug"),
+        ("not-an-email", "acme", "Error: Enter a valid email address."),
+        ("x" * 5000 + "@acme.example", "acme", "Error: Enter a valid email address."),
+    ],
+)
+def test_the_cli_refuses_odd_input_the_same_on_every_database(
+    app, world, email, organization, said
+):
+    runner = app.test_cli_runner()
+    done = runner.invoke(args=["users", "remove", email, "--org", organization])
+    assert done.exit_code == 1 and done.output.startswith(said), (done.output, done.exception)
+    assert len(done.output) < 400  # a refusal, not the input echoed back whole
+    assert removed_ids(app) == set()
+
+
+def test_the_cli_finds_the_member_whatever_the_case_and_spaces(app, world):
+    runner = app.test_cli_runner()
+    done = runner.invoke(args=["users", "remove", "  REP@Acme.Example ", "--org", "acme"])
+    assert done.exit_code == 0, done.output
+    assert removed_ids(app) == {world.people["rep"]}
+
+
 # --- withstood: ids ----------------------------------------------------------------------------
 
 
