@@ -81,6 +81,18 @@ def decision_refusal(actor: Actor, approval: Any, step: Any) -> str | None:
     return FOUR_EYES
 
 
+REQUESTER_REMOVED = (
+    "This approval's requester was removed: nobody asks on their behalf. "
+    "Cancel it, or create a new request."
+)
+
+
+def requester_removed(approval: Any) -> bool:
+    """Whether the member who asked for the approval was removed since (they left)."""
+    requester = db.session.get(User, approval.requested_by_id)
+    return requester is not None and requester.removed_at is not None
+
+
 def allowed_actions(actor: Actor, view: ApprovalView) -> frozenset[str]:
     """The actions the actor may take on an approval now, by the rules the actions enforce.
 
@@ -92,7 +104,9 @@ def allowed_actions(actor: Actor, view: ApprovalView) -> frozenset[str]:
     allowed = set()
     if _is_requester_or_manager(actor, approval):
         if status in EDITABLE:
-            allowed |= {"edit", "submit"}
+            allowed.add("edit")
+            if not requester_removed(approval):
+                allowed.add("submit")
         if status == ApprovalStatus.DRAFT:
             allowed.add("delete")
         if status == ApprovalStatus.PENDING:
@@ -466,6 +480,8 @@ def delete_approval(actor: Actor, approval_id: str) -> str:
 
 def _submit(actor: Actor, approval: Approval, events: EventLog) -> None:
     now = events.now
+    if requester_removed(approval):  # as create_approval refuses them as requested_by
+        raise InvalidStateTransition(REQUESTER_REMOVED)
     if not approval.line_items:
         raise InvalidParameter("Add at least one line item before submitting.", param="line_items")
     organization = get_organization(actor)

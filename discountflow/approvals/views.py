@@ -148,8 +148,12 @@ def _render_form(form: ApprovalForm, view=None, status: int = 200):
     if not form.line_items.entries or not form.line_items.entries[-1].form.is_blank():
         if len(form.line_items.entries) < MAX_LINES:
             form.line_items.append_entry()
-    book = _price_book(current_actor())
-    return render_template("approvals/form.html", form=form, view=view, book=book), status
+    actor = current_actor()
+    book = _price_book(actor)
+    may_submit = view is None or "submit" in services.allowed_actions(actor, view)
+    return render_template(
+        "approvals/form.html", form=form, view=view, book=book, may_submit=may_submit
+    ), status
 
 
 def _add_line(form: ApprovalForm, view=None):

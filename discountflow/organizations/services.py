@@ -19,7 +19,7 @@ from ..approvals.models import ApprovalLevel
 from ..audit.services import EventLog
 from ..auth.authentication import announce_key_change
 from ..auth.services import end_every_session
-from ..database import begin_write, new_id, utcnow
+from ..database import begin_write, new_id, require_usable_id, utcnow
 from ..errors import (
     Conflict,
     InvalidParameter,
@@ -29,6 +29,7 @@ from ..errors import (
 )
 from ..extensions import db
 from ..hashing import MAX_SECRET_BYTES, hash_secret
+from ..notifications.services import skip_unsent_emails
 from ..pagination import PageRequest, page_of
 from ..schemas import to_bps
 from .models import Organization, Role, User
@@ -38,7 +39,10 @@ log = logging.getLogger(__name__)
 
 MIN_PASSWORD_LENGTH = 8
 SLUG_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
-EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# No control characters (PostgreSQL refuses NUL outright: a query naming one failed there
+# where SQLite found nobody) nor lone surrogates, which no driver can encode.
+_EMAIL_PART = r"[^@\s\x00-\x1f\x7f\ud800-\udfff]+"
+EMAIL_PATTERN = re.compile(rf"{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}")
 MEMBER_ROLES = (Role.ADMIN.value, Role.MEMBER.value)  # the owner is made with the organization
 REMOVED = "This member was removed."
 
@@ -127,7 +131,13 @@ def create_organization(
 
 
 def find_organization(reference: str) -> Organization:
-    """Return the organization with this id or slug."""
+    """Return the organization with this id or slug (a reference no id or slug can be, too
+    long or with control characters, is answered as missing on every database)."""
+    try:
+        require_usable_id(reference)
+    except InvalidParameter:
+        shown = reference if len(reference) <= 64 else f"{reference[:64]}..."
+        raise NotFound(f"No organization with id or slug {shown!r}.") from None
     organization = db.session.execute(
         select(Organization).where(
             or_(Organization.id == reference, Organization.slug == reference)
@@ -287,6 +297,7 @@ def remove_member(actor: Actor, member_id: str) -> User:
     member.removed_at = now
     member.approval_level_id = None  # an approver no more: no step waits for them
     end_every_session(member.id)  # a copy of their cookie opens nothing from now on
+    skip_unsent_emails(member.id)  # told nothing, even if they are added back before it goes
     db.session.commit()
     return member
 
