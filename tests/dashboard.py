@@ -9,6 +9,16 @@ from .conftest import PASSWORD
 _TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
 
 
+_TOKENS = re.compile(r'name="csrf-token" content="[^"]+"|' + _TOKEN.pattern)
+
+
+def without_csrf_tokens(text: str) -> str:
+    """A page with its CSRF tokens (the layout's meta, each form's) as ``<csrf>``, to compare
+    two pages: a token is signed with the second it was made in, so pages a second apart
+    differ there and nowhere else."""
+    return _TOKENS.sub("<csrf>", text)
+
+
 def csrf_token(client, path: str = "/sign-in") -> str:
     """The CSRF token of the client's session, read from a page's form as a browser would."""
     page = client.get(path)

@@ -18,7 +18,7 @@ from ..database import new_id
 from ..outbox import listen
 from .destinations import Listeners
 from .models import Channel, Notification, NotificationStatus
-from .services import KINDS, approval_of, recipients
+from .services import KINDS, approval_of, recipients, skip_unsent_emails
 
 
 def row(event: Event, kind: str, channel: Channel, to: str, **values) -> dict:
@@ -43,7 +43,11 @@ def row(event: Event, kind: str, channel: Channel, to: str, **values) -> dict:
 
 
 def write_notifications(session: Session, events: list[Event]) -> None:
-    """Before the commit: the notifications of the transaction's events."""
+    """Before the commit: the notifications of the transaction's events; and a member removed
+    is sent nothing more of what was written for them (``skip_unsent_emails``)."""
+    for each in events:
+        if each.type == "member.removed":
+            skip_unsent_emails(session, each.data["member"])
     events = [each for each in events if each.type in KINDS]
     rows: list[dict] = []
     listeners = Listeners(session)

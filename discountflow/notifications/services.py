@@ -108,15 +108,15 @@ def recipients(
     return sorted(set(present))
 
 
-def skip_unsent_emails(member_id: str) -> int:
+def skip_unsent_emails(session: Session, member_id: str) -> int:
     """Settle every email not sent yet to a member who is being removed (waiting for its turn,
-    or held for their digest) as skipped, in the caller's transaction; return how many.
+    or held for their digest) as skipped, in the removal's transaction; return how many.
 
     The worker looks again when it sends, but a member added back before its turn would be
     sent what was written before they left (found by tests/test_members_remove_attacks.py).
     One a worker is sending at this moment is recorded as that worker finds (its claim holds);
     one whose worker died stays skipped."""
-    return db.session.execute(
+    return session.execute(
         update(Notification)
         .where(
             Notification.recipient_id == member_id,

@@ -29,7 +29,6 @@ from ..errors import (
 )
 from ..extensions import db
 from ..hashing import MAX_SECRET_BYTES, hash_secret
-from ..notifications.services import skip_unsent_emails
 from ..pagination import PageRequest, page_of
 from ..schemas import to_bps
 from .models import Organization, Role, User
@@ -297,7 +296,6 @@ def remove_member(actor: Actor, member_id: str) -> User:
     member.removed_at = now
     member.approval_level_id = None  # an approver no more: no step waits for them
     end_every_session(member.id)  # a copy of their cookie opens nothing from now on
-    skip_unsent_emails(member.id)  # told nothing, even if they are added back before it goes
     db.session.commit()
     return member
 
