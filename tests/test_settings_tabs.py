@@ -59,6 +59,13 @@ def test_a_new_keys_page_is_under_the_api_keys_tab(client, world):
     assert _current(page) == ["API Keys"]
 
 
+def test_a_removals_confirmation_is_under_the_members_tab(client, world):
+    sign_in(client, "owner@acme.example")
+    page = client.get(f"/settings/members/{world.people['rep']}/remove")
+    assert page.status_code == 200
+    assert _current(page) == ["Members"]
+
+
 def test_admins_have_every_tab_but_api_keys(client, world):
     sign_in(client, "admin@acme.example")
     page = client.get("/settings/members")

@@ -130,6 +130,7 @@ def confirm_remove(member_id: str):
     return render_template(
         "organizations/member_remove.html",
         title="Members",
+        tab="organizations.members",
         member=member,
         refusal=services.removal_refused(actor, member),
         form=RemoveMemberForm(),
