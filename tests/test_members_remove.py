@@ -160,6 +160,31 @@ def test_an_admin_removes_a_member_from_the_dashboard(client, world, app):
     }
 
 
+def test_the_confirmation_warns_when_the_member_is_the_last_approver_at_a_level(client, world, app):
+    """The VP is the only one at their level, and two requests wait there: removed, they would
+    wait for nobody. A Manager shares the level with another: no warning."""
+    for _ in range(2):
+        approval_id = create(world, "rep", 20, submit=True)
+        act(world, "manager", "approve", approval_id)  # on to the VP
+    create(world, "rep", 10, submit=True)  # waits at Manager, not at VP
+    sign_in(client, "admin@acme.example")
+    vp = client.get(f"/settings/members/{world.people['vp']}/remove")
+    assert vp.status_code == 200
+    assert (
+        "vp@acme.example is the only approver at VP: 2 requests wait there now, and would "
+        "wait for nobody. Give another member the VP level first." in vp.text
+    )
+    manager = client.get(f"/settings/members/{world.people['manager']}/remove")
+    assert "is the only approver" not in manager.text
+    set_level(world, world.people["manager2"], None)  # now the manager is alone at Manager
+    manager = client.get(f"/settings/members/{world.people['manager']}/remove")
+    assert "is the only approver at Manager: 1 request waits there now" in manager.text
+    cfo = client.get(f"/settings/members/{world.people['cfo']}/remove")  # alone, nothing waits
+    assert "cfo@acme.example is the only approver at CFO. Give another member" in cfo.text
+    rep = client.get(f"/settings/members/{world.people['rep']}/remove")  # no level at all
+    assert "is the only approver" not in rep.text
+
+
 def test_the_remove_buttons_leave_out_the_owner_and_yourself(client, world):
     sign_in(client, "admin@acme.example")
     page = client.get("/settings/members").text

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..actors import Actor, Surface, fetch, writing
-from ..approvals.models import ApprovalLevel
+from ..approvals.models import Approval, ApprovalLevel, ApprovalStatus
 from ..audit.services import EventLog
 from ..auth.authentication import announce_key_change
 from ..auth.services import end_every_session
@@ -310,6 +311,46 @@ def removal_refused(actor: Actor, member: User) -> str | None:
     if actor.api_key_id is None and member.id == actor.user.id:
         return "You cannot remove yourself: ask another admin or the owner."
     return None
+
+
+@dataclass(frozen=True)
+class LastApprover:
+    """A level that only one member holds, and the requests waiting at it now."""
+
+    level: str
+    waiting: int
+
+
+def last_approver_at(actor: Actor, member: User) -> LastApprover | None:
+    """The level ``member`` is the only present approver at, with how many of the
+    organization's requests wait there now (removing them leaves those to nobody: the
+    confirmation says so); ``None`` when they hold no level or share it."""
+    level_id = member.approval_level_id
+    if level_id is None or member.removed_at is not None:
+        return None
+    others = db.session.execute(
+        select(func.count())
+        .select_from(User)
+        .where(
+            User.organization_id == actor.organization_id,
+            User.approval_level_id == level_id,
+            User.removed_at.is_(None),
+            User.id != member.id,
+        )
+    ).scalar_one()
+    if others:
+        return None
+    waiting = db.session.execute(
+        select(func.count())
+        .select_from(Approval)
+        .where(
+            Approval.organization_id == actor.organization_id,
+            Approval.status == ApprovalStatus.PENDING,
+            Approval.awaiting_level_id == level_id,
+        )
+    ).scalar_one()
+    level = db.session.get(ApprovalLevel, level_id)
+    return LastApprover(level.name, waiting)
 
 
 def _present_member(actor: Actor, member_id: str) -> User:

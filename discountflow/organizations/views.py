@@ -133,6 +133,7 @@ def confirm_remove(member_id: str):
         tab="organizations.members",
         member=member,
         refusal=services.removal_refused(actor, member),
+        last_approver=services.last_approver_at(actor, member),
         form=RemoveMemberForm(),
     )
 
