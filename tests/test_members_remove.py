@@ -185,6 +185,25 @@ def test_the_confirmation_warns_when_the_member_is_the_last_approver_at_a_level(
     assert "is the only approver" not in rep.text
 
 
+def test_a_request_left_to_nobody_says_so_on_its_page(client, world, app, api):
+    """Removed anyway, the last VP leaves a request waiting at VP for nobody: its page tells
+    the requester and the admins, until someone holds the level again."""
+    approval_id = create(world, "rep", 20, submit=True)
+    act(world, "manager", "approve", approval_id)  # on to the VP
+    nobody = "Nobody can decide the VP step now: no member holds that level"
+    sign_in(client, "admin@acme.example")
+    assert nobody not in client.get(f"/approvals/{approval_id}").text
+    assert api("DELETE", f"/v2/members/{world.people['vp']}").status_code == 200
+    page = client.get(f"/approvals/{approval_id}").text
+    assert nobody in page and "Give another member the VP level in Settings → Members." in page
+    rep = app.test_client()
+    sign_in(rep, "rep@acme.example")
+    page = rep.get(f"/approvals/{approval_id}").text
+    assert nobody in page and "An admin or the owner can give another member that level." in page
+    set_level(world, world.people["cfo"], world.levels["VP"])
+    assert nobody not in client.get(f"/approvals/{approval_id}").text
+
+
 def test_the_remove_buttons_leave_out_the_owner_and_yourself(client, world):
     sign_in(client, "admin@acme.example")
     page = client.get("/settings/members").text

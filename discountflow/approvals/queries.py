@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, false, func, or_, select
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from ..actors import Actor
 from ..audit.models import Event
@@ -142,6 +142,33 @@ def may_decide(member: User, approval_id: str) -> bool:
     return db.session.execute(
         select(exists().where(_approvals.id == approval_id, condition))
     ).scalar_one()
+
+
+def deciders(session: Session, approval: Approval) -> list[str]:
+    """The members who may decide the approval's active step now (the inbox's rule): whom
+    notifications ask, and none means it waits for nobody (its page says so)."""
+    if approval.status != ApprovalStatus.PENDING:
+        return []  # decided in the same transaction (the last step, an auto-approval)
+    may = exists().where(
+        _approvals.id == approval.id, decidable_by(User.id, User.approval_level_id)
+    )
+    return list(
+        session.execute(
+            select(User.id)
+            .where(
+                User.organization_id == approval.organization_id,
+                User.removed_at.is_(None),
+                may,
+            )
+            .order_by(User.id)
+        ).scalars()
+    )
+
+
+def waits_for_nobody(approval: Any) -> bool:
+    """Whether the approval is pending at a step no member may decide (nobody holds its
+    level, or each who does took part in this round): its page says so."""
+    return approval.status == ApprovalStatus.PENDING and not deciders(db.session, approval)
 
 
 def _awaiting_decision_by(actor: Actor, member_id: str):

@@ -258,6 +258,7 @@ def show(approval_id: str):
         events=events[::-1],
         names=member_names(actor, people),
         comment_form=CommentForm(),
+        waits_for_nobody=queries.waits_for_nobody(view.approval),
     )
 
 

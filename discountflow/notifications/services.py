@@ -19,12 +19,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import exists, select, union, update
+from sqlalchemy import select, union, update
 from sqlalchemy.orm import Session
 
 from ..actors import Actor, writing
-from ..approvals.models import Approval, ApprovalStatus, Comment, Decision, Participant
-from ..approvals.queries import decidable_by
+from ..approvals.models import Approval, Comment, Decision, Participant
+from ..approvals.queries import deciders
 from ..audit.services import EventLog
 from ..database import utcnow
 from ..extensions import db
@@ -49,24 +49,6 @@ KINDS = {
     "approval.changes_requested": NotificationKind.CHANGES_REQUESTED,
     "comment.created": NotificationKind.COMMENTED,
 }
-
-
-def deciders(session: Session, approval: Approval) -> list[str]:
-    """The members who may decide the approval's active step now (the inbox's rule)."""
-    if approval.status != ApprovalStatus.PENDING:
-        return []  # decided in the same transaction (the last step, an auto-approval)
-    may = exists().where(Approval.id == approval.id, decidable_by(User.id, User.approval_level_id))
-    return list(
-        session.execute(
-            select(User.id)
-            .where(
-                User.organization_id == approval.organization_id,
-                User.removed_at.is_(None),
-                may,
-            )
-            .order_by(User.id)
-        ).scalars()
-    )
 
 
 def participants(session: Session, approval: Approval) -> list[str]:
