@@ -95,7 +95,3 @@ class User(UserMixin, db.Model):
     @property
     def is_owner(self) -> bool:
         return self.role == Role.OWNER.value
-
-    @property
-    def is_removed(self) -> bool:
-        return self.removed_at is not None

@@ -325,8 +325,8 @@ def last_approver_at(actor: Actor, member: User) -> LastApprover | None:
     """The level ``member`` is the only present approver at, with how many of the
     organization's requests wait there now (removing them leaves those to nobody: the
     confirmation says so); ``None`` when they hold no level or share it."""
-    level_id = member.approval_level_id
-    if level_id is None or member.removed_at is not None:
+    level_id = member.approval_level_id  # none once removed
+    if level_id is None:
         return None
     others = db.session.execute(
         select(func.count())
