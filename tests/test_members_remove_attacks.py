@@ -404,3 +404,22 @@ def test_a_removed_members_id_is_a_cursor_both_ways_and_graphql_too(api, world, 
     query = "query($after: String) { members(first: 100, after: $after) { edges { cursor } } }"
     answer = _gql(client, world.key, query, after=middle).get_json()
     assert "errors" not in answer, answer
+
+
+def test_a_delete_of_a_member_ignores_a_body_however_deep(client, world, api):
+    """Tried against the running service: DELETE takes no body; a deeply nested one changes
+    nothing and the answer is the id's (404 for a made-up one, the removal for a real one)."""
+    deep = "[" * 5000 + "]" * 5000
+    made_up = client.delete(
+        "/v2/members/usr_0Vd7zzzzzzzzzzzzzzzzzz",
+        data=deep,
+        content_type="application/json",
+        headers=bearer(world.key),
+    )
+    assert made_up.status_code == 404
+    assert made_up.get_json()["error"] == "resource_missing"
+    rep = world.people["rep"]
+    removed = client.delete(
+        f"/v2/members/{rep}", data=deep, content_type="application/json", headers=bearer(world.key)
+    )
+    assert removed.status_code == 200 and removed.get_json()["removed"] is not None

@@ -76,6 +76,10 @@ def test_a_body_that_is_no_on_or_off_is_refused(app, world, body):
     [
         ('{"commented": NaN}', "Invalid commented: input should be a valid boolean."),
         ('{"commented": 1e999999}', "Invalid commented: input should be a valid boolean."),
+        ('{"digest_hour": NaN}', "Invalid digest_hour: input should be a finite number."),
+        ('{"digest_hour": 1e999999}', "Invalid digest_hour: input should be a finite number."),
+        ('{"digest_hour": true}', "Invalid digest_hour: must be a JSON number."),
+        ('{"digest_hour": 24}', "Invalid digest_hour: input should be less than or equal to 23."),
         ("[" * 5000 + "]" * 5000, "The request body is nested too deeply."),
     ],
 )
